@@ -1,0 +1,142 @@
+"""Parse-and-aggregate throughput of the sidecar against a bare read + json.loads + echo loop.
+
+Both read the same file of mixed lines (emitter records, FloydHub lines, Keras 3 and
+Keras 2 progress lines, noise) in the same run, in 64 KiB chunks, and echo to /dev/null.
+Then the real ``gangplank-sidecar`` command reads 100k and 1M lines, and its peak RSS is
+taken from the kernel (``wait4``). Run: ``.venv/bin/python benchmarks/parser_throughput.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from gangplank_sidecar.aggregation.state import Store
+from gangplank_sidecar.pipeline import Pipeline
+from gangplank_sidecar.selfmetrics import SelfMetrics
+from gangplank_sidecar.sources.stdin import CHUNK, Echo, pump
+
+BAR = "━" * 20
+
+
+def keras3_bar(current: int, target: int, metrics: str) -> str:
+    done = BAR[: 20 * current // target]
+    return f"\x1b[1m{current:2d}/{target}\x1b[0m \x1b[32m{done}\x1b[0m\x1b[37m{BAR[len(done):]}\x1b[0m \x1b[1m0s\x1b[0m 3ms/step{metrics}"
+
+
+def mixed_lines(count: int, emitter: bool = True, seed: int = 0) -> Iterator[str]:
+    """``count`` lines, a quarter of each kind (without emitter records: a third of the others)."""
+    rng = random.Random(seed)
+    kinds = ("emitter", "floydhub", "keras", "noise") if emitter else ("floydhub", "keras", "noise")
+    for i in range(count):
+        epoch = i // 1000 + 1
+        loss, acc = rng.random(), rng.random()
+        kind = kinds[i % len(kinds)]
+        if kind == "emitter":
+            yield json.dumps(
+                {"gangplank": 1, "event": "epoch", "run": "bench", "phase": "train", "time": 1764065730.52 + i,
+                 "epoch": epoch, "elapsed_seconds": i * 0.01,
+                 "metrics": {"accuracy": acc, "loss": loss, "val_accuracy": acc, "val_loss": loss},
+                 "params": {"total": 104202, "trainable": 104202}}
+            )
+        elif kind == "floydhub":
+            yield json.dumps({"metric": rng.choice(("loss", "accuracy", "val_loss")), "value": loss, "epoch": epoch})
+        elif kind == "keras":
+            metrics = f" - accuracy: {acc:.4f} - loss: {loss:.4f} - val_accuracy: {acc:.4f} - val_loss: {loss:.4e}"
+            yield (
+                f"Epoch {epoch}/1000",
+                "\r" + keras3_bar(1, 75, metrics[:-25]) + "\b" * 80 + "\r" + keras3_bar(75, 75, metrics),
+                f"75/75 - 0s - 511us/step{metrics}",
+                f"1875/1875 [==============================] - 3s 1ms/step{metrics}",
+            )[i // len(kinds) % 4]
+        else:
+            yield f"2025-11-25 10:15:{i % 60:02d} INFO loader: batch {i} of shard {i % 7} prefetched in {loss:.3f} ms"
+
+
+def write(path: Path, count: int, emitter: bool = True) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for line in mixed_lines(count, emitter):
+            out.write(line + "\n")
+
+
+def bare_loop(path: Path) -> int:
+    """What any tool that echoes and reads JSON lines must do at least."""
+    lines = 0
+    with open(os.devnull, "wb") as out:
+        fd = os.open(path, os.O_RDONLY)
+        pending = b""
+        while chunk := os.read(fd, CHUNK):
+            out.write(chunk)
+            out.flush()
+            parts = (pending + chunk).split(b"\n")
+            pending = parts.pop()
+            for line in parts:
+                lines += 1
+                if line.startswith(b"{"):
+                    json.loads(line)
+        os.close(fd)
+    return lines
+
+
+def sidecar_loop(path: Path) -> int:
+    """The sidecar's own reading path: splitter, echo, parsers, interpreter, run state."""
+    store, selfmetrics = Store(), SelfMetrics()
+    pipeline = Pipeline(store, selfmetrics, report=lambda message: None)
+    with open(os.devnull, "wb") as out:
+        fd = os.open(path, os.O_RDONLY)
+        pump(fd, "bench", pipeline.feed, Echo(out, report=lambda message: None))
+        os.close(fd)
+    return int(sum(sample.value for sample in selfmetrics.lines.collect()[0].samples if sample.name.endswith("_total")))
+
+
+def rate(loop: Callable[[Path], int], path: Path, repeat: int) -> float:
+    """Best lines per second of ``repeat`` runs (the least disturbed by other processes)."""
+    best = 0.0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        lines = loop(path)
+        best = max(best, lines / (time.perf_counter() - started))
+    return best
+
+
+def peak_rss_mib(path: Path) -> float:
+    """Peak RSS of ``gangplank-sidecar --quiet`` reading ``path`` on stdin."""
+    with path.open("rb") as stdin:
+        process = subprocess.Popen([sys.executable, "-m", "gangplank_sidecar", "--quiet"], stdin=stdin, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    assert process.returncode == 0, process.returncode
+    return usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=500_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        for emitter in (True, False):
+            path = Path(tmp) / "mixed.log"
+            write(path, args.lines, emitter)
+            bare, sidecar = rate(bare_loop, path, args.repeat), rate(sidecar_loop, path, args.repeat)
+            mix = "emitter+floydhub+keras+noise" if emitter else "floydhub+keras+noise"
+            print(f"{args.lines} lines ({mix}, {path.stat().st_size / 2**20:.0f} MiB)")
+            print(f"  bare read+json.loads+echo: {bare:10,.0f} lines/s")
+            print(f"  gangplank-sidecar:         {sidecar:10,.0f} lines/s   ratio {sidecar / bare:.2f}")
+        for count in (100_000, 1_000_000):
+            path = Path(tmp) / f"rss{count}.log"
+            write(path, count)
+            print(f"peak RSS of gangplank-sidecar --quiet, {count:>9,} lines: {peak_rss_mib(path):.1f} MiB")
+            path.unlink()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""``Run``: protocol v1 records for any training loop (PyTorch, JAX, numpy, Keras).
+
+    with Run(job="mnist") as run:
+        for epoch in range(10):
+            ...
+            run.epoch(epoch, {"loss": loss}, weights=[w1, b1])
+        run.evaluate({"loss": test_loss})
+
+``epoch`` is the index of the epoch that just ended, counted from 0 as in Keras'
+``on_epoch_end``; the record carries the number of completed epochs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import numbers
+import os
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from gangplank_emitter.histogram import HISTOGRAM_WEIGHT_BUCKETS_1_0, histogram
+from gangplank_emitter.writer import Writer, finite_or_token
+
+PROTOCOL = 1
+_PROCESS_RUN = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+_runs_started: dict[str, int] = {}
+
+
+def _next_run_id(phase: str) -> str:
+    """One id per process, shared by its fit and its evaluate; a second fit gets ``-2``."""
+    n = _runs_started[phase] = _runs_started.get(phase, 0) + 1
+    return _PROCESS_RUN if n == 1 else f"{_PROCESS_RUN}-{n}"
+
+
+def _numbers(metrics: Mapping[str, object], keep: Sequence[str] | None) -> dict[str, float | str]:
+    out: dict[str, float | str] = {}
+    for key in keep if keep is not None else metrics:
+        value = metrics.get(key)
+        if isinstance(value, numbers.Number) and not isinstance(value, bool):
+            out[key] = finite_or_token(float(value))  # type: ignore[arg-type]
+        elif value is not None and getattr(value, "size", 0) == 1:
+            out[key] = finite_or_token(float(np.asarray(value)))
+    return out
+
+
+def _size(arrays: Iterable[object]) -> int:
+    return sum(int(np.size(a)) for a in arrays)
+
+
+class Run:
+    def __init__(
+        self,
+        job: str | None = None,
+        file: str | os.PathLike[str] | None = None,
+        *,
+        metrics: Sequence[str] | None = None,
+        histogram_buckets: Sequence[float] | None = HISTOGRAM_WEIGHT_BUCKETS_1_0,
+        ignore_exceptions: bool = True,
+        framework: str | None = None,
+    ) -> None:
+        self.job = job
+        self.metrics = list(metrics) if metrics is not None else None
+        self.histogram_buckets = list(histogram_buckets) if histogram_buckets else None
+        if self.histogram_buckets:
+            histogram([], self.histogram_buckets)
+        self.framework = framework
+        self.writer = Writer(file, ignore_exceptions)
+        self._open: dict[str, tuple[str, float]] = {}
+        self._params: dict[str, int] = {"total": 0}
+        atexit.register(self._at_exit)
+
+    def _record(self, event: str, phase: str, **fields: object) -> None:
+        run, _ = self._open[phase]
+        self.writer.write({"gangplank": PROTOCOL, "event": event, "run": run, "phase": phase, "time": time.time(), **fields})
+
+    def _elapsed(self, phase: str) -> float:
+        return time.perf_counter() - self._open[phase][1]
+
+    def _weights(self, weights: Iterable[object] | None) -> dict[str, object]:
+        if weights is None or self.histogram_buckets is None:
+            return {}
+        return {"weights": histogram(weights, self.histogram_buckets)}
+
+    def start(
+        self,
+        phase: str = "train",
+        params: int | Mapping[str, int] | None = None,
+        epochs: int | None = None,
+        checks: list[dict] | None = None,
+    ) -> None:
+        """Begins a fit (``train``) or an evaluate (``test``); called for you when omitted."""
+        if params is not None:
+            self._params = {"total": params} if isinstance(params, int) else dict(params)
+        self._open[phase] = (_next_run_id(phase), time.perf_counter())
+        fields: dict[str, object] = {"params": self._params}
+        for key, value in (("job", self.job), ("epochs", epochs), ("framework", self.framework), ("checks", checks)):
+            if value:
+                fields[key] = value
+        self._record("start", phase, **fields)
+
+    def _ensure(self, phase: str, weights: Sequence[object] | None) -> None:
+        if phase not in self._open:
+            self.start(phase, params=_size(weights) if weights is not None else None)
+
+    def step(self, step: int, metrics: Mapping[str, object]) -> None:
+        self._ensure("train", None)
+        self._record("step", "train", step=step, metrics=_numbers(metrics, self.metrics))
+
+    def epoch(
+        self,
+        epoch: int,
+        metrics: Mapping[str, object],
+        weights: Sequence[object] | None = None,
+        checks: list[dict] | None = None,
+    ) -> None:
+        """Records the end of epoch ``epoch`` (from 0); ``weights``: arrays for the histogram."""
+        self._ensure("train", weights)
+        fields: dict[str, object] = {
+            "epoch": epoch + 1,
+            "elapsed_seconds": self._elapsed("train"),
+            "metrics": _numbers(metrics, self.metrics),
+            "params": self._params,
+            **self._weights(weights),
+        }
+        if checks:
+            fields["checks"] = checks
+        self._record("epoch", "train", **fields)
+
+    def evaluate(self, metrics: Mapping[str, object], weights: Sequence[object] | None = None) -> None:
+        """Records a test result and ends the evaluate (phase ``test``)."""
+        self._ensure("test", weights)
+        self._record(
+            "evaluate",
+            "test",
+            elapsed_seconds=self._elapsed("test"),
+            metrics=_numbers(metrics, self.metrics),
+            params=self._params,
+            **self._weights(weights),
+        )
+        self.end("test")
+
+    def end(self, phase: str = "train", status: str = "ok") -> None:
+        if phase in self._open:
+            self._record("end", phase, status=status, elapsed_seconds=self._elapsed(phase))
+            del self._open[phase]
+
+    def _at_exit(self) -> None:
+        """A process that exits mid-run (Ctrl-C, an error) says so instead of going silent."""
+        for phase in list(self._open):
+            self.end(phase, "interrupted")
+
+    def close(self, status: str = "ok") -> None:
+        for phase in list(self._open):
+            self.end(phase, status)
+        self.writer.close()
+        atexit.unregister(self._at_exit)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            self.close("ok")
+        else:
+            self.close("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")

@@ -1,0 +1,3 @@
+from gangplank_sidecar.cli import main
+
+raise SystemExit(main())

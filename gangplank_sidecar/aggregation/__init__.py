@@ -1,0 +1,1 @@
+"""The current state of each run, built from parsed items."""

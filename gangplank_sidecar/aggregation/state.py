@@ -1,0 +1,134 @@
+"""The current state of every run the sidecar has seen: plain data behind one lock.
+
+A ``Series`` is what one grouping key (job, phase) shows: the latest run of that phase.
+Parsers never touch it; the interpreter updates it through ``Store``; sinks take
+snapshots, so a slow sink never holds up the reading path.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gangplank_sidecar.aggregation.names import Names
+from gangplank_sidecar.parsers.protocol import Check, Weights
+
+_LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "msle", "crossentropy", "hinge", "divergence", "perplexity")
+
+
+def lower_is_better(key: str) -> bool:
+    """Whether a smaller value of this metric is the better one (losses and errors)."""
+    key = key.lower()
+    return any(word in key for word in _LOWER_IS_BETTER)
+
+
+@dataclass
+class Series:
+    job: str
+    phase: str
+    run: str
+    started: float
+    source: str = ""
+    framework: str | None = None
+    planned_epochs: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    names: Names = field(default_factory=Names)
+    best: dict[str, tuple[float, int | None]] = field(default_factory=dict)
+    epoch: int | None = None
+    step: int | None = None
+    elapsed: float | None = None
+    params: int | None = None
+    weights: Weights | None = None
+    checks: dict[str, Check] = field(default_factory=dict)
+    failed_checks: set[str] = field(default_factory=set)
+    status: str | None = None
+    time: float = 0.0
+    version: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.job, self.phase)
+
+    def observe(self, metrics: dict[str, float], epoch: int | None) -> None:
+        """Takes one record's metric values; keeps the best finite value of each key."""
+        self.names.map(list(metrics))
+        self.metrics.update(metrics)
+        for key, value in metrics.items():
+            if not math.isfinite(value):
+                continue
+            best = self.best.get(key)
+            if best is None or (value < best[0] if lower_is_better(key) else value > best[0]):
+                self.best[key] = (value, epoch)
+
+    def set_checks(self, checks: list[Check], fired: bool = True) -> None:
+        for check in checks:
+            self.checks[check.name] = check
+            if fired:
+                self.failed_checks.add(check.name)
+            else:
+                self.failed_checks.discard(check.name)
+
+    def snapshot(self) -> Series:
+        return copy.deepcopy(self)
+
+
+Listener = Callable[[str, Series], None]
+
+
+class Store:
+    """All series, keyed by (job, phase), with change notification for the sinks.
+
+    ``listeners`` are called in the reading thread with (event, series) after each update;
+    they must only hand the work on (a queue), never do I/O there.
+    """
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.version = 0
+        self._series: dict[tuple[str, str], Series] = {}
+        self.finished: list[Series] = []
+        self.listeners: list[Listener] = []
+
+    def begin(self, job: str, phase: str, run: str, when: float | None = None, **fields: object) -> Series:
+        """Starts a run of (job, phase); an earlier run of it is set aside for the summary."""
+        with self.changed:
+            old = self._series.get((job, phase))
+            if old is not None and old.run == run:
+                return old
+            if old is not None:
+                self.finished.append(old)
+            series = Series(job=job, phase=phase, run=run, started=when or time.time(), **fields)  # type: ignore[arg-type]
+            series.time = series.started
+            self._series[(job, phase)] = series
+        self.touch(series, "start")
+        return series
+
+    def get(self, job: str, phase: str) -> Series | None:
+        return self._series.get((job, phase))
+
+    def update(self, series: Series, event: str, change: Callable[[Series], None]) -> None:
+        """Applies ``change`` under the lock, then tells the sinks."""
+        with self.changed:
+            change(series)
+        self.touch(series, event)
+
+    def touch(self, series: Series, event: str) -> None:
+        with self.changed:
+            self.version += 1
+            series.version = self.version
+            self.changed.notify_all()
+        for listener in self.listeners:
+            listener(event, series)
+
+    def snapshot(self) -> list[Series]:
+        with self.changed:
+            return [s.snapshot() for s in self._series.values()]
+
+    def all_runs(self) -> list[Series]:
+        """Every run seen, oldest first (for the end-of-stream summary)."""
+        with self.changed:
+            return [s.snapshot() for s in [*self.finished, *self._series.values()]]

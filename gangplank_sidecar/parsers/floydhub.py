@@ -1,0 +1,69 @@
+"""FloydHub metric lines: ``{"metric": "accuracy", "value": 0.985, "epoch": 5}``, one metric a line.
+
+Users print these by hand, so a line that starts like one but is broken is reported
+(ValueError) rather than silently dropped; any other line is simply not ours.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+PREFIX = b'{"metric"'
+_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One metric value, with the epoch or step the user gave (if any)."""
+
+    metric: str
+    value: float
+    epoch: int | None
+    step: int | None
+
+
+def parse(line: bytes) -> list[Point]:
+    """The point on a FloydHub line, or nothing for a line that is not one.
+
+    Raises ValueError, with the reason, for a line that starts with ``{"metric"`` but is
+    not valid JSON or lacks a metric name or a numeric value.
+    """
+    text = line.strip()
+    if not text.startswith(PREFIX):
+        return []
+    try:
+        record = json.loads(text, parse_int=_int)
+    except RecursionError:
+        raise ValueError("bad FloydHub line: nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ValueError("bad FloydHub line: not UTF-8") from None
+    except ValueError as exc:
+        raise ValueError(f"bad FloydHub line: {str(exc)[:120]}") from None
+    metric = record.get("metric")
+    if not isinstance(metric, str) or not metric:
+        raise ValueError("bad FloydHub line: metric must be a non-empty string")
+    return [Point(metric, _value(record.get("value")), _index(record, "epoch"), _index(record, "step"))]
+
+
+def _value(value: object) -> float:
+    if isinstance(value, str) and value in _NONFINITE:
+        return _NONFINITE[value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("bad FloydHub line: value must be a number")
+    return float(value)
+
+
+def _int(digits: str) -> int | float:
+    """An integer; one too long for any float is infinite, as ``1e999`` is."""
+    return int(digits) if len(digits) <= 300 else float(digits)
+
+
+def _index(record: dict, key: str) -> int | None:
+    index = record.get(key)
+    if index is None:
+        return None
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ValueError(f"bad FloydHub line: {key} must be a non-negative integer")
+    return index

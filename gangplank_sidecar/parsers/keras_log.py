@@ -1,0 +1,97 @@
+"""Keras progress logs (Keras 2, tf.keras and Keras 3; verbose 1 and 2), for jobs without the emitter.
+
+With verbose=1 a whole epoch is one physical line that the bar rewrites with backspaces
+and ``\\r``; only the segment after the last ``\\r`` is what a terminal finally shows, and
+only that one, if its step counter is complete, holds the epoch's result:
+
+    Epoch 3/10
+    75/75 ━━━━━━━━━━━━━━━━━━━━ 0s 668us/step - accuracy: 0.6592 - loss: 1.5191 - val_loss: 1.3111
+    75/75 - 0s - 511us/step - accuracy: 0.6592 - loss: 1.5191                       (verbose=2)
+    60000/60000 [==============================] - 3s 51us/step - loss: 0.2950 - acc: 0.9150
+     - 20s - loss: 0.4097 - acc: 0.8078                                (Keras 2 verbose=2)
+
+Whether a result is training or an evaluate is the interpreter's call, not ours.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gangplank_sidecar.parsers.protocol import MARKER
+
+_ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_HEADER = re.compile(rb"Epoch (\d{1,9})/(\d{1,9})")
+_COUNTER = rb"(?:(\d{1,15})/(\d{1,15}) *)?"
+_BAR = rb"(?:\[[=>.]*\] *|(?:\xe2\x94\x81)+ *)?"
+_DURATION = rb"\d{1,12}(?:s|ms|us)(?:/[a-z]{1,10})?"
+_PREFIX = re.compile(_COUNTER + _BAR + rb"(" + _DURATION + rb"(?: " + _DURATION + rb")?)?")
+_TIMING = re.compile(_DURATION + rb"(?: " + _DURATION + rb")?")
+_METRIC = re.compile(rb"([^\s:]+): ([-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|nan|inf))")
+_SEPARATOR = b" - "
+
+
+@dataclass(frozen=True, slots=True)
+class EpochHeader:
+    """``Epoch 3/10``: epoch 3 of 10 starts (Keras prints none when epochs=1)."""
+
+    epoch: int
+    epochs: int
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The values of a finished epoch (train, with any val_* keys) or of an evaluate."""
+
+    metrics: dict[str, float]
+
+
+def parse(line: bytes) -> list[EpochHeader | Result]:
+    """The header or result that a terminal would finally show for ``line``, or nothing.
+
+    Text before an embedded protocol record is a bar still in progress: it yields no result.
+    """
+    marker = line.find(MARKER)
+    finished = marker < 0
+    if not finished:
+        line = line[:marker]
+    segment = _final_segment(line)
+    header = _HEADER.fullmatch(segment.strip())
+    if header:
+        return [EpochHeader(int(header[1]), int(header[2]))]
+    if not finished or b": " not in segment:
+        return []
+    result = _result(segment)
+    return [result] if result else []
+
+
+def _final_segment(line: bytes) -> bytes:
+    """What is left on screen after the bar's last rewrite, without colours or backspaces."""
+    line = line.rstrip(b"\r\n")
+    segment = line[line.rfind(b"\r") + 1 :]
+    if b"\x1b" in segment:
+        segment = _ANSI.sub(b"", segment)
+    return segment.replace(b"\x08", b"")
+
+
+def _result(segment: bytes) -> Result | None:
+    first, *parts = segment.split(_SEPARATOR)
+    prefix = _PREFIX.fullmatch(first.strip())
+    if prefix is None:
+        return None
+    counted, target, timed = prefix[1], prefix[2], prefix[3] is not None
+    if counted is not None and int(counted) != int(target):
+        return None
+    metrics: dict[str, float] = {}
+    for part in parts:
+        part = part.strip()
+        metric = _METRIC.fullmatch(part)
+        if metric:
+            metrics[metric[1].decode("utf-8", "replace")] = float(metric[2])
+        elif _TIMING.fullmatch(part):
+            timed = True
+        else:
+            return None
+    if not metrics or not (timed or counted is not None):
+        return None
+    return Result(metrics)

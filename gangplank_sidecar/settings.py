@@ -1,0 +1,72 @@
+"""Settings: command-line options over environment variables over defaults, validated once.
+
+Each environment default is resolved by one small helper, so the precedence is in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+RESERVED_LABELS = frozenset({"job", "phase"})
+
+
+class ConfigError(ValueError):
+    """A usage or configuration mistake: reported in one line, exit code 2."""
+
+
+def env(name: str) -> str | None:
+    """An environment variable, where an empty value counts as unset."""
+    return os.environ.get(name) or None
+
+
+def parse_labels(pairs: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not _LABEL_NAME.match(key) or key.startswith("__"):
+            raise ConfigError(f"bad label {pair!r}: expected KEY=VALUE with KEY a Prometheus label name")
+        if key in RESERVED_LABELS:
+            raise ConfigError(f"label {key!r} is reserved (use --job for the job)")
+        labels[key] = value
+    return labels
+
+
+def gateway_url(value: str) -> str:
+    """``host:port`` means ``http://host:port``."""
+    value = value.strip().rstrip("/")
+    if not re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", value):
+        value = "http://" + value
+    if not re.match(r"https?://[^/\s]+", value):
+        raise ConfigError(f"bad Pushgateway URL {value!r}")
+    return value
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pushgateway: str | None = None
+    job: str | None = None
+    labels: dict[str, str] = {}
+    quiet: bool = False
+    strict: bool = False
+    flush_timeout: float = Field(default=10.0, ge=0)
+    format: str = "auto"
+    files: list[str] = []
+    command: list[str] = []
+
+    @field_validator("pushgateway")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return gateway_url(value) if value else None
+
+    @field_validator("job")
+    @classmethod
+    def _job(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ConfigError("the job name must not be empty")
+        return value

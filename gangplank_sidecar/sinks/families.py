@@ -1,0 +1,75 @@
+"""A series as Prometheus metric families, with Gangplank 0.5.0's names and help texts.
+
+Both the Pushgateway sink (labels in the grouping key) and the ``/metrics`` endpoint
+(labels in every sample) expose exactly this, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from gangplank_sidecar.aggregation.state import Series
+from gangplank_sidecar.parsers.protocol import Weights
+
+_ELAPSED_HELP = {"train": "The amount of time spent training the model", "test": "The amount of time spent testing the model"}
+PARAMS_HELP = "The number of trainable and non-trainable model weights"
+WEIGHTS_HELP = "model trainable weights"
+
+
+def _gauge(name: str, help_text: str, labels: dict[str, str], value: float) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_text, labels=list(labels))
+    family.add_metric(list(labels.values()), value)
+    return family
+
+
+def histogram(name: str, weights: Weights, labels: dict[str, str]) -> Metric:
+    """Built sample by sample: prometheus-client drops ``_sum`` when a bound is negative."""
+    family = Metric(name, WEIGHTS_HELP, "histogram")
+    bounds = [floatToGoString(b) for b in weights.le] + ["+Inf"]
+    for le, count in zip(bounds, weights.counts):
+        family.add_sample(name + "_bucket", {**labels, "le": le}, count)
+    family.add_sample(name + "_count", labels, weights.count)
+    family.add_sample(name + "_sum", labels, weights.sum)
+    return family
+
+
+def families(series: Series, labels: dict[str, str] | None = None) -> list[Metric]:
+    """The gangplank_* families of one series; ``labels`` go into every sample."""
+    labels = labels or {}
+    prefix = f"gangplank_{series.phase}_"
+    names = series.names.map(list(series.metrics))
+    out: list[Metric] = [
+        _gauge(prefix + names[key], key, labels, value) for key, value in sorted(series.metrics.items())
+    ]
+    if series.phase == "train" and series.epoch is not None:
+        out.append(_gauge(prefix + "epochs_count", "The number of completed training epochs", labels, series.epoch))
+    if series.step is not None:
+        out.append(_gauge(prefix + "step", "The last training step reported", labels, series.step))
+    if series.elapsed is not None:
+        out.append(_gauge(prefix + "elapsed_time_seconds", _ELAPSED_HELP[series.phase], labels, series.elapsed))
+    if series.params is not None:
+        out.append(_gauge(prefix + "model_parameters_count", PARAMS_HELP, labels, series.params))
+    if series.weights is not None:
+        out.append(histogram(prefix + "model_weights", series.weights, labels))
+    if series.checks:
+        checks = GaugeMetricFamily(
+            "gangplank_check_failed", "1 while a sanity check has fired for this run", labels=[*labels, "check", "code"]
+        )
+        for name, check in sorted(series.checks.items()):
+            checks.add_metric([*labels.values(), name, check.code], float(name in series.failed_checks))
+        out.append(checks)
+    return out
+
+
+class Families(Collector):
+    """A fixed list of families as a prometheus-client collector (for a registry to expose)."""
+
+    def __init__(self, metrics: Iterable[Metric]) -> None:
+        self._metrics = list(metrics)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._metrics)

@@ -1,0 +1,32 @@
+"""The end-of-stream summary: what a person wants to see when no Pushgateway is set."""
+
+from __future__ import annotations
+
+from gangplank_sidecar.aggregation.state import Series, lower_is_better
+
+
+def _number(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def summarize(runs: list[Series]) -> str:
+    """Per run: epochs, elapsed time, status, and the last and best value of each metric."""
+    if not runs:
+        return "gangplank-sidecar: no training or evaluation records seen\n"
+    lines: list[str] = []
+    for s in runs:
+        what = f"{s.epoch} epoch{'s' if s.epoch != 1 else ''}" if s.epoch is not None else "evaluate"
+        took = f" in {s.elapsed:.1f} s" if s.elapsed is not None else ""
+        lines.append(f"gangplank-sidecar: run {s.run} (job {s.job}, {s.phase}): {what}{took}, {s.status or 'no end record'}")
+        if s.metrics:
+            width = max(len(k) for k in s.metrics)
+            lines.append(f"  {'metric':<{width}}  {'last':>12}  best")
+            for key, value in sorted(s.metrics.items()):
+                best, epoch = s.best.get(key, (value, None))
+                at = f" (epoch {epoch})" if epoch is not None and s.phase == "train" else ""
+                direction = "min" if lower_is_better(key) else "max"
+                lines.append(f"  {key:<{width}}  {_number(value):>12}  {_number(best)}{at} [{direction}]")
+        for name in sorted(s.failed_checks):
+            check = s.checks[name]
+            lines.append(f"  check {check.code or '-'} {name}: {check.message}")
+    return "\n".join(lines) + "\n"

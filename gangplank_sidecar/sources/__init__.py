@@ -1,0 +1,1 @@
+"""Where lines come from: stdin, followed files, a wrapped command. Each echoes its own bytes."""

@@ -1,0 +1,112 @@
+"""Shared fixtures: the real Pushgateway on a free loopback port, and how to run our commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parent.parent
+SIDECAR = [sys.executable, "-m", "gangplank_sidecar"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def keras_env(**extra: str) -> dict[str, str]:
+    """The environment for a training subprocess: Keras on the JAX CPU backend."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1", **extra}
+    env.pop("GANGPLANK_PUSHGATEWAY", None)
+    return env
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(url: str) -> Samples:
+    """Every sample at ``url`` (a /metrics page), keyed by (name, labels)."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """The one sample named ``name`` whose labels include ``labels``."""
+    found = [v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls]
+    assert len(found) == 1, f"{name}{labels}: {len(found)} samples"
+    return found[0]
+
+
+@dataclass
+class Pushgateway:
+    url: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+    def samples(self) -> Samples:
+        return scrape(self.url + "/metrics")
+
+    def gangplank(self) -> Samples:
+        """Only the pushed gangplank_* samples (the gateway adds its own metrics)."""
+        return {k: v for k, v in self.samples().items() if k[0].startswith("gangplank_")}
+
+
+def pushgateway_binary() -> str:
+    binary = os.environ.get("PUSHGATEWAY_BIN") or shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
+    assert Path(binary).exists(), "install Debian's prometheus-pushgateway (see README) or set PUSHGATEWAY_BIN"
+    return binary
+
+
+def start_pushgateway(*args: str) -> Pushgateway:
+    port = free_port()
+    process = subprocess.Popen(
+        [pushgateway_binary(), f"--web.listen-address=127.0.0.1:{port}", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/-/ready")
+    except OSError:
+        process.kill()
+        raise
+    return Pushgateway(url, process)
+
+
+@pytest.fixture
+def pushgateway() -> Iterator[Pushgateway]:
+    gateway = start_pushgateway()
+    yield gateway
+    gateway.stop()

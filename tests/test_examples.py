@@ -1,0 +1,110 @@
+"""Each example runs with its one README line and writes what the sidecar expects."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from gangplank_emitter import HISTOGRAM_WEIGHT_BUCKETS_0_3, HISTOGRAM_WEIGHT_BUCKETS_1_0
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+MARKER = '{"gangplank":'
+TRAIN_KEYS = ["accuracy", "loss", "val_accuracy", "val_loss"]
+DIGITS_MLP_PARAMS = 64 * 32 + 32 + 32 * 10 + 10
+MNIST_CONVNET_PARAMS = 104202
+
+
+def run_example(*args: str, cwd: Path | None = None) -> str:
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=240, env=env, cwd=cwd or EXAMPLES.parent
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def records(text: str) -> list[dict]:
+    return [json.loads(line[line.index(MARKER) :]) for line in text.splitlines() if MARKER in line]
+
+
+def events(recs: list[dict]) -> list[tuple[str, str]]:
+    return [(r["event"], r["phase"]) for r in recs]
+
+
+def test_plain_loop_reports_every_epoch_and_the_evaluate() -> None:
+    recs = records(run_example("examples/plain_loop.py", "3"))
+    assert events(recs) == [
+        ("start", "train"), ("epoch", "train"), ("epoch", "train"), ("epoch", "train"),
+        ("start", "test"), ("evaluate", "test"), ("end", "test"), ("end", "train"),
+    ]  # fmt: skip
+    epochs = [r for r in recs if r["event"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3]
+    assert all(sorted(r["metrics"]) == TRAIN_KEYS for r in epochs)
+    assert [r["weights"]["count"] for r in epochs] == [650, 650, 650]
+    assert recs[0]["params"] == {"total": 650}
+    assert (recs[0]["job"], recs[0]["epochs"], recs[0]["framework"]) == ("digits-numpy", 3, "numpy")
+    losses = [r["metrics"]["loss"] for r in epochs]
+    assert losses == sorted(losses, reverse=True)
+    assert sorted(recs[5]["metrics"]) == ["accuracy", "loss"]
+    assert [r["status"] for r in recs if r["event"] == "end"] == ["ok", "ok"]
+
+
+def test_floydhub_print_writes_one_metric_per_line() -> None:
+    lines = [json.loads(line) for line in run_example("examples/floydhub_print.py", "4").splitlines()]
+    assert [(line["metric"], line["epoch"]) for line in lines] == [
+        (metric, epoch) for epoch in range(1, 5) for metric in ("loss", "val_loss")
+    ]
+    assert all(sorted(line) == ["epoch", "metric", "value"] and isinstance(line["value"], float) for line in lines)
+
+
+def test_digits_demo_prints_records_that_match_the_keras_log() -> None:
+    out = run_example("examples/digits.py", "2")
+    recs = records(out)
+    assert events(recs) == [
+        ("start", "train"), ("epoch", "train"), ("epoch", "train"), ("end", "train"),
+        ("start", "test"), ("evaluate", "test"), ("end", "test"),
+    ]  # fmt: skip
+    assert recs[0]["params"] == {"total": DIGITS_MLP_PARAMS, "trainable": DIGITS_MLP_PARAMS}
+    last = recs[2]
+    assert (last["epoch"], sorted(last["metrics"]), last["weights"]["le"]) == (2, TRAIN_KEYS, HISTOGRAM_WEIGHT_BUCKETS_1_0)
+    assert last["weights"]["count"] == DIGITS_MLP_PARAMS
+    # Keras' own verbose=2 line of the last epoch shows the same values, rounded to 4 digits.
+    keras_line = [line for line in out.splitlines() if "val_loss:" in line][-1]
+    shown = {key: float(value) for key, value in re.findall(r"(\w+): ([0-9.e+-]+)", keras_line)}
+    assert shown == {key: round(last["metrics"][key], 4) for key in TRAIN_KEYS}
+    assert sorted(recs[5]["metrics"]) == ["accuracy", "loss"]
+
+
+def test_tail_file_writes_the_records_to_the_file_only(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "metrics.jsonl"
+    out = run_example("examples/tail_file.py", str(path), "2")
+    assert MARKER not in out
+    recs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert events(recs) == [
+        ("start", "train"), ("epoch", "train"), ("epoch", "train"), ("end", "train"),
+        ("start", "test"), ("evaluate", "test"), ("end", "test"),
+    ]  # fmt: skip
+    assert (recs[0]["job"], recs[0]["params"]["total"]) == ("digits-file", DIGITS_MLP_PARAMS)
+
+
+def test_mnist_train_then_test_offline(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics.jsonl"
+    train = str(EXAMPLES / "mnist" / "train.py")
+    test = str(EXAMPLES / "mnist" / "test.py")
+    run_example(train, "--offline", "--epochs", "1", "--metrics-file", str(metrics), cwd=tmp_path)
+    assert (tmp_path / "mnist_convnet.keras").is_file()
+    run_example(test, "--offline", "--metrics-file", str(metrics), cwd=tmp_path)
+    recs = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines()]
+    assert events(recs) == [
+        ("start", "train"), ("epoch", "train"), ("end", "train"),
+        ("start", "test"), ("evaluate", "test"), ("end", "test"),
+    ]  # fmt: skip
+    assert recs[0]["params"] == {"total": MNIST_CONVNET_PARAMS, "trainable": MNIST_CONVNET_PARAMS}
+    assert (recs[0]["job"], recs[0]["epochs"], sorted(recs[1]["metrics"])) == ("mnist", 1, TRAIN_KEYS)
+    evaluate = recs[4]
+    assert (evaluate["weights"]["le"], evaluate["weights"]["count"]) == (HISTOGRAM_WEIGHT_BUCKETS_0_3, MNIST_CONVNET_PARAMS)
+    assert sorted(evaluate["metrics"]) == ["accuracy", "loss"]

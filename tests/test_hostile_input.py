@@ -1,0 +1,157 @@
+"""Hostile input: the echo passes every byte, memory stays bounded, every other line still counts.
+
+The first tests run the real sidecar process against the real Pushgateway; the hypothesis
+test drives the same reading path (splitter, echo, parsers, interpreter) in process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import SIDECAR, Pushgateway, value
+from gangplank_sidecar.aggregation.state import Store
+from gangplank_sidecar.pipeline import Pipeline
+from gangplank_sidecar.selfmetrics import SelfMetrics
+from gangplank_sidecar.sources.stdin import Echo, pump
+
+MIB = 1 << 20
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    sent: str
+    echoed: str
+    echoed_bytes: int
+    stderr: bytes
+    peak_rss_mib: float
+
+
+def run_sidecar(chunks: Iterable[bytes], args: list[str], timeout: float = 120) -> Outcome:
+    """Streams ``chunks`` into the real sidecar; hashes both sides rather than keeping them."""
+    process = subprocess.Popen([*SIDECAR, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sent, echoed, counts, errors = hashlib.sha256(), hashlib.sha256(), [0], []
+
+    def write() -> None:
+        assert process.stdin is not None
+        for chunk in chunks:
+            sent.update(chunk)
+            process.stdin.write(chunk)
+        process.stdin.close()
+
+    def read() -> None:
+        assert process.stdout is not None
+        while chunk := process.stdout.read1(MIB):
+            echoed.update(chunk)
+            counts[0] += len(chunk)
+
+    def read_errors() -> None:
+        assert process.stderr is not None
+        errors.append(process.stderr.read())
+
+    threads = [threading.Thread(target=t, daemon=True) for t in (write, read, read_errors)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    if any(thread.is_alive() for thread in threads):
+        process.kill()
+        raise AssertionError("the sidecar did not finish in time")
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return Outcome(process.returncode, sent.hexdigest(), echoed.hexdigest(), counts[0], errors[0], usage.ru_maxrss / 1024)
+
+
+HOSTILE = [
+    b'{"metric": "loss", "value": 0.5, "epoch": 1}\n',
+    b"\xff\xfe\xc3\x28 not UTF-8 \x80\n",
+    b"\x00\x00 NUL bytes \x00\n",
+    b'{"metric": "nul\x00", "value": 1}\n',
+    b'{"metric": "loss", "value": 0.\n',
+    b'{"metric": ' + b"[" * 200_000 + b"\n",
+    b'{"gangplank": 1, "event": ' + b"[" * 200_000 + b"]" * 200_000 + b"}\n",
+    b'{"metric": "huge", "value": 1e999999, "epoch": 1}\n',
+    b'{"metric": "huger", "value": -' + b"9" * 10_000 + b', "epoch": 1}\n',
+    b'{"metric": "acc", "value": 0.75, "epoch": 1}\r\n',
+]
+
+
+def hundred_mib_line() -> Iterable[bytes]:
+    block = b"x" * MIB
+    for _ in range(100):
+        yield block
+
+
+def test_hostile_stream_through_the_real_sidecar(pushgateway: Pushgateway) -> None:
+    chunks = [
+        *HOSTILE,
+        *hundred_mib_line(),
+        b"\n",
+        b'{"metric": "loss", "value": 0.25, "epoch": 2}\n',
+        b'{"metric": "last", "value": 3, "epoch": 2}',
+    ]
+    outcome = run_sidecar(chunks, ["--pushgateway", pushgateway.url, "--job", "hostile", "--flush-timeout", "20"])
+    assert outcome.returncode == 0, outcome.stderr
+    assert (outcome.echoed, outcome.echoed_bytes) == (outcome.sent, sum(len(c) for c in chunks))
+    assert outcome.peak_rss_mib < 60, outcome.peak_rss_mib
+    samples = pushgateway.samples()
+    train = {"job": "hostile", "phase": "train"}
+    assert value(samples, "gangplank_train_loss", **train) == 0.25
+    assert value(samples, "gangplank_train_acc", **train) == 0.75
+    assert value(samples, "gangplank_train_huge", **train) == float("inf")
+    assert value(samples, "gangplank_train_huger", **train) == float("-inf")
+    assert value(samples, "gangplank_train_last", **train) == 3
+    assert value(samples, "gangplank_train_epochs_count", **train) == 2
+    sidecar = {"job": "hostile", "phase": "sidecar"}
+    lines = {fmt: value(samples, "gangplank_sidecar_lines_total", format=fmt, **sidecar) for fmt in ("floydhub", "other", "error")}
+    assert lines == {"floydhub": 6, "other": 2, "error": 4}
+    assert value(samples, "gangplank_sidecar_parse_errors_total", **sidecar) == 4
+    errors = outcome.stderr.decode().splitlines()
+    assert errors[:4] == [
+        "gangplank-sidecar: stdin:4: bad FloydHub line: Invalid control character at: line 1 column 16 (char 15)",
+        "gangplank-sidecar: stdin:5: bad FloydHub line: Expecting value: line 1 column 29 (char 28)",
+        "gangplank-sidecar: stdin:6: bad FloydHub line: nested too deeply",
+        "gangplank-sidecar: stdin:7: bad gangplank record: nested too deeply",
+    ]
+
+
+def test_every_byte_of_crlf_and_unfinished_lines_is_echoed() -> None:
+    chunks = [b"Epoch 1/1\r\n", b"\r7/7 - 0s - 3ms/step - loss: 0.5\r\n", b"no newline at the end\r"]
+    outcome = run_sidecar(chunks, [])
+    assert outcome.returncode == 0, outcome.stderr
+    assert (outcome.echoed, outcome.echoed_bytes) == (outcome.sent, sum(len(c) for c in chunks))
+    assert b"  loss          0.5  0.5 (epoch 1) [min]" in outcome.stderr
+
+
+fragments = st.sampled_from(
+    [
+        b"\n", b"\r\n", b"\r", b"\x08", b"\x00", b"\xff", b"\x1b[1m", "━".encode(), b" - ", b"loss: 0.5", b"75/75",
+        b"Epoch 1/2", b'{"metric": "a", "value": 1}', b'{"metric"', b'{"gangplank":', b'{"gangplank": 1}', b"[" * 50, b"1e999",
+    ]
+)
+
+
+@given(st.lists(fragments | st.binary(max_size=16), max_size=80))
+@settings(max_examples=300, deadline=None)
+def test_any_bytes_are_echoed_unchanged_and_every_line_counted(parts: list[bytes]) -> None:
+    data = b"".join(parts)
+    read, write = os.pipe()
+    writer = threading.Thread(target=lambda: (os.write(write, data), os.close(write)), daemon=True)
+    writer.start()
+    selfmetrics, out = SelfMetrics(), io.BytesIO()
+    pipeline = Pipeline(Store(), selfmetrics, report=lambda message: None)
+    pump(read, "stdin", pipeline.feed, Echo(out, report=lambda message: None))
+    writer.join()
+    os.close(read)
+    assert out.getvalue() == data
+    counted = sum(s.value for s in selfmetrics.lines.collect()[0].samples if s.name.endswith("_total"))
+    assert counted == data.count(b"\n") + (not data.endswith(b"\n") and bool(data))
