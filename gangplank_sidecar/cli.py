@@ -3,27 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import sqlite3
 import sys
+import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from pathlib import Path
 
 from prometheus_client import disable_created_metrics
 from pydantic import ValidationError
 
 from gangplank_sidecar import parsers
 from gangplank_sidecar.aggregation.state import Store
+from gangplank_sidecar.checks import thresholds_from
 from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.selfmetrics import SelfMetrics
+from gangplank_sidecar.runs import db as history_db
 from gangplank_sidecar.settings import ConfigError, Settings, env, parse_labels
+from gangplank_sidecar.sinks.history import HistorySink
 from gangplank_sidecar.sinks.pushgateway import PushgatewaySink
+from gangplank_sidecar.sinks.remote_write import remote_write_sinks
+from gangplank_sidecar.sinks.transport import Transport, check, parse_headers, read_secret
 from gangplank_sidecar.sinks.summary import summarize
+from gangplank_sidecar.sources.checkpoint import Checkpoints, default_path
+from gangplank_sidecar.sources.command import run_command
+from gangplank_sidecar.sources.files import Follower, follow
 from gangplank_sidecar.sources.stdin import Echo, read_stdin
+from gangplank_sidecar.system.families import SystemGroup
+from gangplank_sidecar.system.sampler import Sampler, choose_target
 
 EXIT_OK, EXIT_UNDELIVERED, EXIT_USAGE = 0, 1, 2
 
 
 class Stop(Exception):
     """SIGTERM, turned into the same shutdown path as Ctrl-C."""
+
+
+class Undelivered(Exception):
+    """--strict: a push failed after its retries; we stop at once, which breaks the producer's pipe."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,13 +59,83 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="log files to follow (default: read stdin)")
     p.add_argument("--pushgateway", metavar="URL", help="Pushgateway to push to [GANGPLANK_PUSHGATEWAY]")
+    p.add_argument(
+        "--remote-write", action="append", default=[], metavar="URL",
+        help="also send every record's samples with its timestamp to this Prometheus remote-write URL (repeatable) [GANGPLANK_REMOTE_WRITE, comma-separated]",
+    )
     p.add_argument("--job", metavar="NAME", help="job label [GANGPLANK_JOB]")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="extra grouping label [GANGPLANK_LABELS]")
     p.add_argument("--quiet", action="store_true", help="do not echo stdin")
     p.add_argument("--strict", action="store_true", help="exit 1 if anything could not be delivered")
     p.add_argument("--flush-timeout", type=float, metavar="SECONDS", help="time to deliver the final state [GANGPLANK_FLUSH_TIMEOUT]")
+    add_delivery_options(p)
     p.add_argument("--format", choices=parsers.FORMATS, default="auto", help="input format (default: auto)")
+    p.add_argument("--state-file", metavar="PATH", help="where to keep the positions in the FILEs [GANGPLANK_STATE_FILE]")
+    p.add_argument("--exit-on-end", action="store_true", help="stop following once every run in the FILEs has ended")
+    p.add_argument("--db", metavar="PATH", help="run history database (default: $XDG_DATA_HOME/gangplank/runs.db) [GANGPLANK_DB]")
+    p.add_argument("--no-history", action="store_true", help="do not record runs in the run history")
+    p.add_argument(
+        "--check-threshold", action="append", default=[], metavar="NAME=VALUE",
+        help="change a training check's threshold (repeatable; see README, Checks) [GANGPLANK_CHECK_THRESHOLDS, comma-separated]",
+    )
+    p.add_argument(
+        "--system-interval", type=float, metavar="SECONDS",
+        help="sample CPU, memory, disk and GPU every SECONDS (default 15, 0: off) [GANGPLANK_SYSTEM_INTERVAL]",
+    )
+    p.add_argument("--pid", type=int, metavar="PID", help="measure this process tree (default: the wrapped command, else our cgroup)")
+    p.add_argument("--disk-path", metavar="PATH", help="report the disk of PATH (default: the working directory or the first FILE's)")
     return p
+
+
+def add_delivery_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("delivery (secrets only from files or the environment)")
+    g.add_argument("--push-timeout", metavar="SECONDS", help="wait for the gateway's answer (default 5) [GANGPLANK_PUSH_TIMEOUT]")
+    g.add_argument("--connect-timeout", metavar="SECONDS", help="wait for a connection (default 3) [GANGPLANK_CONNECT_TIMEOUT]")
+    g.add_argument("--push-retries", metavar="N", help="retries before a push counts as failed (default 3) [GANGPLANK_PUSH_RETRIES]")
+    g.add_argument("--retry-backoff", metavar="SECONDS", help="first wait before a retry, doubled each time (default 0.5) [GANGPLANK_RETRY_BACKOFF]")
+    g.add_argument("--retry-backoff-max", metavar="SECONDS", help="longest wait between retries (default 10) [GANGPLANK_RETRY_BACKOFF_MAX]")
+    g.add_argument("--basic-auth-user", metavar="USER", help="HTTP basic auth user [GANGPLANK_BASIC_AUTH_USER]")
+    g.add_argument("--basic-auth-password-file", metavar="FILE", help="[GANGPLANK_BASIC_AUTH_PASSWORD_FILE; or GANGPLANK_BASIC_AUTH_PASSWORD]")
+    g.add_argument("--bearer-token-file", metavar="FILE", help="[GANGPLANK_BEARER_TOKEN_FILE; or GANGPLANK_BEARER_TOKEN]")
+    g.add_argument("--tls-ca-file", metavar="FILE", help="CA certificates that sign the gateway's [GANGPLANK_TLS_CA_FILE]")
+    g.add_argument("--tls-cert-file", metavar="FILE", help="client certificate, PEM [GANGPLANK_TLS_CERT_FILE]")
+    g.add_argument("--tls-key-file", metavar="FILE", help="client certificate's key, PEM [GANGPLANK_TLS_KEY_FILE]")
+    g.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'", help="extra HTTP header [GANGPLANK_HEADERS: one per line]")
+
+
+def delivery_from(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """Transport and retry settings; a secret is read from its file here and kept in a SecretStr."""
+
+    def pick(option: str, name: str) -> object:
+        return getattr(args, option) or env(name)
+
+    def secret(file_option: str, file_env: str, value_env: str) -> object:
+        path = pick(file_option, file_env)
+        return read_secret(str(path), "--" + file_option.replace("_", "-")) if path else env(value_env)
+
+    try:
+        found = {
+            "push_timeout": pick("push_timeout", "GANGPLANK_PUSH_TIMEOUT"),
+            "connect_timeout": pick("connect_timeout", "GANGPLANK_CONNECT_TIMEOUT"),
+            "basic_auth_user": pick("basic_auth_user", "GANGPLANK_BASIC_AUTH_USER"),
+            "basic_auth_password": secret("basic_auth_password_file", "GANGPLANK_BASIC_AUTH_PASSWORD_FILE", "GANGPLANK_BASIC_AUTH_PASSWORD"),
+            "bearer_token": secret("bearer_token_file", "GANGPLANK_BEARER_TOKEN_FILE", "GANGPLANK_BEARER_TOKEN"),
+            "tls_ca_file": pick("tls_ca_file", "GANGPLANK_TLS_CA_FILE"),
+            "tls_cert_file": pick("tls_cert_file", "GANGPLANK_TLS_CERT_FILE"),
+            "tls_key_file": pick("tls_key_file", "GANGPLANK_TLS_KEY_FILE"),
+            "headers": parse_headers(args.header or (env("GANGPLANK_HEADERS") or "").splitlines()),
+        }
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    retry = {
+        "push_retries": pick("push_retries", "GANGPLANK_PUSH_RETRIES"),
+        "retry_backoff": pick("retry_backoff", "GANGPLANK_RETRY_BACKOFF"),
+        "retry_backoff_max": pick("retry_backoff_max", "GANGPLANK_RETRY_BACKOFF_MAX"),
+    }
+    return {
+        "transport": {k: v for k, v in found.items() if v is not None},
+        "retry": {k: v for k, v in retry.items() if v is not None},
+    }
 
 
 def settings_from(argv: Sequence[str]) -> Settings:
@@ -59,21 +149,32 @@ def settings_from(argv: Sequence[str]) -> Settings:
     args = build_parser().parse_args(argv)
     label_pairs = args.label or [p for p in (env("GANGPLANK_LABELS") or "").split(",") if p.strip()]
     flush = args.flush_timeout if args.flush_timeout is not None else env("GANGPLANK_FLUSH_TIMEOUT")
+    interval = args.system_interval if args.system_interval is not None else env("GANGPLANK_SYSTEM_INTERVAL")
     try:
         return Settings(
             pushgateway=args.pushgateway or env("GANGPLANK_PUSHGATEWAY"),
+            remote_write=args.remote_write or [u for u in (env("GANGPLANK_REMOTE_WRITE") or "").split(",") if u.strip()],
             job=args.job or env("GANGPLANK_JOB"),
             labels=parse_labels(label_pairs),
             quiet=args.quiet,
             strict=args.strict,
             flush_timeout=10.0 if flush is None else flush,
             format=args.format,
+            db=args.db or env("GANGPLANK_DB"),
+            history=not args.no_history,
+            check_thresholds=args.check_threshold or [p for p in (env("GANGPLANK_CHECK_THRESHOLDS") or "").split(",") if p.strip()],
             files=args.files,
+            state_file=args.state_file or env("GANGPLANK_STATE_FILE"),
+            exit_on_end=args.exit_on_end,
             command=command,
+            system_interval=15.0 if interval is None else interval,
+            pid=args.pid,
+            disk_path=args.disk_path,
+            **delivery_from(args),
         )
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]).replace("_", "-")
+        where = next(str(p) for p in reversed(first["loc"]) if isinstance(p, str)).replace("_", "-")
         raise ConfigError(f"--{where}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
@@ -85,26 +186,110 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise Stop
 
 
+def _raise_undelivered(signum: int, frame: object) -> None:
+    raise Undelivered
+
+
+def _interrupt_main() -> None:
+    """Called by the push worker: a signal is the one thing that ends the main thread's blocking read."""
+    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+
+
+def start_sampler(settings: Settings, sink: PushgatewaySink | None) -> Sampler | None:
+    """System metrics: pushed as their own group {job, phase="system"}, and summed up at the end."""
+    if not settings.system_interval:
+        return None
+    disk = settings.disk_path or (os.path.dirname(os.path.abspath(settings.files[0])) if settings.files else os.getcwd())
+    sampler = Sampler(settings.system_interval, report, choose_target(settings.pid, bool(settings.command), report), disk)
+    if sink is not None:
+        sink.groups.append(SystemGroup(sampler))
+        sampler.listeners.append(lambda reading: sink.wake())
+    sampler.start()
+    return sampler
+
+
+def start_follower(settings: Settings, store: Store, pipeline: Pipeline) -> Follower:
+    """File mode: each file is replayed up to its checkpoint before any sink starts (that state was pushed)."""
+    path = Path(settings.state_file) if settings.state_file else default_path(settings.files)
+    follower = Follower(settings.files, pipeline.feed, report, Checkpoints(path, report), lambda: store.version)
+    follower.resume()
+    return follower
+
+
+def start_history(settings: Settings, store: Store) -> HistorySink | None:
+    """The run history (on by default); a database that cannot be opened is reported, never fatal."""
+    if not settings.history:
+        return None
+    path = Path(settings.db) if settings.db else history_db.default_path()
+    try:
+        history = HistorySink(path, settings.labels, report)
+    except (OSError, sqlite3.Error) as exc:
+        report(f"run history disabled: {path}: {exc}")
+        return None
+    store.listeners.append(history.listen)
+    return history
+
+
 def run(settings: Settings) -> int:
     disable_created_metrics()
     store = Store()
     selfmetrics = SelfMetrics()
-    pipeline = Pipeline(store, selfmetrics, report, fmt=settings.format, job=settings.job)
+    pipeline = Pipeline(
+        store, selfmetrics, report, fmt=settings.format, job=settings.job, thresholds=thresholds_from(settings.check_thresholds)
+    )
+    try:
+        handler = Transport(settings.transport)
+        if settings.pushgateway:
+            check(settings.pushgateway, settings.transport)
+    except ValueError as exc:
+        report(str(exc))
+        return EXIT_USAGE
     sink = None
     if settings.pushgateway:
-        sink = PushgatewaySink(store, settings.pushgateway, settings.labels, selfmetrics, report, job=settings.job)
+        signal.signal(signal.SIGUSR1, _raise_undelivered)
+        sink = PushgatewaySink(
+            store, settings.pushgateway, settings.labels, selfmetrics, report, job=settings.job,
+            handler=handler, retry=settings.retry, timeout=settings.transport.push_timeout,
+            on_failed=_interrupt_main if settings.strict else None,
+        )
         sink.start()
+    writers = []
+    if settings.remote_write:
+        recorder, writers = remote_write_sinks(
+            settings.remote_write, settings.labels, selfmetrics.registry, report, handler
+        )
+        store.listeners.append(recorder)
+        for writer in writers:
+            writer.start()
+    sampler = start_sampler(settings, sink)
+    history = start_history(settings, store)
     signal.signal(signal.SIGTERM, _raise_stop)
     echo = Echo(None if settings.quiet else sys.stdout.buffer, report)
     try:
         read_stdin(pipeline.feed, echo)
     except (Stop, KeyboardInterrupt):
         report("stopping: delivering the final state")
-    delivered = sink.close(settings.flush_timeout) if sink else True
+    except Undelivered:
+        return EXIT_UNDELIVERED
+    if sampler is not None:
+        sampler.stop()
+    for writer in writers:
+        writer.stop(time.monotonic() + settings.flush_timeout)
+    try:
+        delivered = sink.close(settings.flush_timeout) if sink else True
+    except Undelivered:
+        delivered = False
+    if history is not None:
+        history.close()
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     if sink is None:
-        sys.stderr.write(("\n" if echo.mid_line else "") + summarize(store.all_runs()))
+        sys.stderr.write(("\n" if echo.mid_line else "") + summarize(store.all_runs(), sampler.totals if sampler else None))
     if not delivered:
-        report(f"the final state could not be delivered to {settings.pushgateway} within {settings.flush_timeout:g} s")
+        assert sink is not None
+        what = ", ".join(sink.undelivered()) or "the sidecar's own metrics"
+        report(f"not delivered to the Pushgateway at {settings.pushgateway} within {settings.flush_timeout:g} s: {what} ({sink.last_error})")
+    written = all([writer.join() for writer in writers])
+    if not (delivered and written):
         return EXIT_UNDELIVERED if settings.strict else EXIT_OK
     return EXIT_OK
 

@@ -13,6 +13,7 @@ from prometheus_client import Counter
 from gangplank_sidecar import parsers
 from gangplank_sidecar.aggregation.interpret import Interpreter
 from gangplank_sidecar.aggregation.state import Store
+from gangplank_sidecar.checks import Thresholds
 from gangplank_sidecar.parsers.protocol import UnknownVersion
 from gangplank_sidecar.selfmetrics import SelfMetrics
 
@@ -28,9 +29,16 @@ class _Stream:
 
 class Pipeline:
     def __init__(
-        self, store: Store, selfmetrics: SelfMetrics, report: Callable[[str], None], fmt: str = "auto", job: str | None = None
+        self,
+        store: Store,
+        selfmetrics: SelfMetrics,
+        report: Callable[[str], None],
+        fmt: str = "auto",
+        job: str | None = None,
+        thresholds: Thresholds | None = None,
     ) -> None:
         self.store = store
+        self.thresholds = thresholds
         self.selfmetrics = selfmetrics
         self.report = report
         self.fmt = fmt
@@ -42,7 +50,7 @@ class Pipeline:
     def _stream(self, name: str) -> _Stream:
         stream = self._streams.get(name)
         if stream is None:
-            interpreter = Interpreter(self.store, name, self.job, self.report)
+            interpreter = Interpreter(self.store, name, self.job, self.report, self.thresholds)
             stream = self._streams[name] = _Stream(interpreter)
         return stream
 

@@ -10,6 +10,10 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gangplank_sidecar.checks import thresholds_from
+from gangplank_sidecar.sinks.pushgateway import Retry
+from gangplank_sidecar.sinks.transport import TransportConfig
+
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 RESERVED_LABELS = frozenset({"job", "phase"})
 
@@ -50,19 +54,55 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     pushgateway: str | None = None
+    remote_write: list[str] = []
     job: str | None = None
     labels: dict[str, str] = {}
     quiet: bool = False
     strict: bool = False
     flush_timeout: float = Field(default=10.0, ge=0)
+    transport: TransportConfig = TransportConfig()
+    retry: Retry = Retry()
     format: str = "auto"
+    db: str | None = None
+    history: bool = True
+    check_thresholds: list[str] = []
     files: list[str] = []
+    state_file: str | None = None
+    exit_on_end: bool = False
     command: list[str] = []
+    system_interval: float = Field(default=15.0, ge=0)
+    pid: int | None = Field(default=None, gt=0)
+    disk_path: str | None = None
 
     @field_validator("pushgateway")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return gateway_url(value) if value else None
+
+    @field_validator("remote_write")
+    @classmethod
+    def _remote_write(cls, values: list[str]) -> list[str]:
+        urls = []
+        for value in values:
+            try:
+                url = gateway_url(value)
+            except ConfigError:
+                raise ConfigError(f"bad remote-write URL {value!r}") from None
+            if any(c.isspace() for c in url):
+                raise ConfigError(f"bad remote-write URL {value!r}")
+            if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+                raise ConfigError("put credentials in --basic-auth-user and its password file, not in the remote-write URL")
+            urls.append(url)
+        return urls
+
+    @field_validator("check_thresholds")
+    @classmethod
+    def _thresholds(cls, values: list[str]) -> list[str]:
+        try:
+            thresholds_from(values)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return values
 
     @field_validator("job")
     @classmethod

@@ -16,6 +16,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+# Keras (imported by Gangplank, the reference peer) runs on the JAX CPU backend in the tests.
+os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
 ROOT = Path(__file__).resolve().parent.parent
 SIDECAR = [sys.executable, "-m", "gangplank_sidecar"]
 
@@ -92,7 +96,8 @@ def pushgateway_binary() -> str:
 def start_pushgateway(*args: str) -> Pushgateway:
     port = free_port()
     process = subprocess.Popen(
-        [pushgateway_binary(), f"--web.listen-address=127.0.0.1:{port}", *args],
+        # Debian's build persists to /var/lib/prometheus by default: every test gateway would share it.
+        [pushgateway_binary(), f"--web.listen-address=127.0.0.1:{port}", "--persistence.file=", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

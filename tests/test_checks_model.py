@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -199,3 +200,39 @@ def test_batchnorm_between_layers_is_fine():
     net = model(layers.Dense(16), layers.BatchNormalization(), layers.Activation("relu"),
                 layers.Dense(10, activation="softmax"))
     assert model_checks(net) == []
+
+
+def records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_emitter_puts_model_and_data_findings_into_start(digits, tmp_path):
+    from gangplank_emitter import Emitter, inspect as inspect_data
+
+    x, y, _, _ = digits
+    order = np.argsort(y, kind="stable")
+    inspect_data(x[order], y[order], batch_size=32)
+    net = model(layers.Dense(16, activation="sigmoid", name="hidden"), layers.Dense(8, activation="relu"),
+                layers.Dense(10, activation="softmax"))
+    net.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[Emitter(file=tmp_path / "a.jsonl")])
+    start = records(tmp_path / "a.jsonl")[0]
+    assert [(f["code"], f["name"]) for f in start["checks"]] == [
+        ("K401", "sigmoid_in_hidden_layer"), ("K102", "data_not_shuffled")]
+    assert take_inspected() == []
+    net.fit(x, y, batch_size=32, epochs=1, verbose=0,
+            callbacks=[Emitter(file=tmp_path / "b.jsonl", checks={"ignore": ["K401"]})])
+    assert "checks" not in records(tmp_path / "b.jsonl")[0]
+    inspect_data(x[order], y[order], batch_size=32)
+    net.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[Emitter(file=tmp_path / "c.jsonl", checks=False)])
+    assert "checks" not in records(tmp_path / "c.jsonl")[0]
+    assert [f["code"] for f in take_inspected()] == ["K102"]
+
+
+def test_emitter_on_healthy_digits_reports_no_checks(digits, tmp_path):
+    from gangplank_emitter import Emitter, inspect as inspect_data
+
+    x, y, xv, yv = digits
+    assert inspect_data(x, y, batch_size=32, validation_data=(xv, yv)) == []
+    healthy().fit(x, y, batch_size=32, epochs=2, validation_data=(xv, yv), verbose=0,
+                  callbacks=[Emitter(file=tmp_path / "h.jsonl", checks={"updates": True})])
+    assert [("checks" in r) for r in records(tmp_path / "h.jsonl")] == [False, False, False, False]

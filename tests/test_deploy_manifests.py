@@ -75,7 +75,7 @@ def test_dockerfile_installs_only_the_sidecar_distribution(dockerfile: list[tupl
     assert all((ROOT / source).exists() for source in sources), sorted(s for s in sources if not (ROOT / s).exists())
     runs = [args for instruction, args in dockerfile if instruction == "RUN"]
     assert runs[0] == "pip install /tmp/src && rm -rf /tmp/src"
-    assert "keras" not in (DEPLOY / "Dockerfile").read_text(encoding="utf-8").lower()
+    assert "keras" not in " ".join(args for _, args in dockerfile).lower()
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert project["project"]["name"] == "gangplank-sidecar"

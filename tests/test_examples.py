@@ -108,3 +108,14 @@ def test_mnist_train_then_test_offline(tmp_path: Path) -> None:
     evaluate = recs[4]
     assert (evaluate["weights"]["le"], evaluate["weights"]["count"]) == (HISTOGRAM_WEIGHT_BUCKETS_0_3, MNIST_CONVNET_PARAMS)
     assert sorted(evaluate["metrics"]) == ["accuracy", "loss"]
+
+
+def test_readme_has_one_line_for_every_example() -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Dashboards and Kubernetes") :]
+    section = section[: section.index("\n## ", 1)]
+    commands = [line for line in section.splitlines() if re.match(r"(KERAS_BACKEND=jax )?python examples/", line)]
+    scripts = [re.search(r"python (examples/\S+\.py)", line).group(1) for line in commands]
+    shipped = sorted(str(p.relative_to(EXAMPLES.parent)) for p in EXAMPLES.rglob("*.py") if p.name != "mnist_data.py")
+    assert sorted(scripts) == shipped
+    assert all("| gangplank-sidecar" in line or "& gangplank-sidecar" in line for line in commands)

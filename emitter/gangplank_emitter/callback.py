@@ -8,11 +8,13 @@ Its arguments mirror Gangplank's ``TrainTestExporter`` where they mean the same.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 
 import keras
 import numpy as np
 
+from gangplank_emitter.checks import UpdateTracker, model_checks, take_inspected, trainable_by_layer
 from gangplank_emitter.run import Run
 
 
@@ -25,7 +27,10 @@ class Emitter(keras.callbacks.Callback):
         ignore_exceptions: bool = True,
         job: str | None = None,
         step_every: int | None = None,
+        checks: bool | Mapping[str, object] = True,
     ) -> None:
+        """``checks``: False turns Kepler's checks off; ``{"ignore": ["K102"], "updates": True}``
+        drops codes and turns on the per-epoch update-ratio checks (which keep a weight copy)."""
         super().__init__()
         self.run = Run(
             job,
@@ -36,8 +41,15 @@ class Emitter(keras.callbacks.Callback):
             framework=f"keras-{keras.__version__}/{keras.backend.backend()}",
         )
         self.step_every = step_every
+        options = checks if isinstance(checks, Mapping) else {}
+        self._checks = bool(checks)
+        self._ignore = set(options.get("ignore", ()))  # type: ignore[arg-type]
+        self._tracker = UpdateTracker() if self._checks and options.get("updates") else None
         self._in_fit = False
         self._step = 0
+        if step_every:
+            # Only then: a batch hook turns off Keras' asynchronous batch dispatch.
+            self.on_train_batch_end = self._step_end  # type: ignore[method-assign]
 
     def _params(self) -> dict[str, int]:
         trainable = sum(int(np.prod(w.shape)) for w in self.model.trainable_weights)
@@ -48,19 +60,35 @@ class Emitter(keras.callbacks.Callback):
             return None
         return [np.asarray(w) for w in self.model.trainable_weights]
 
+    def _kept(self, run_checks: Callable[[], list[dict]]) -> list[dict]:
+        """Findings not ignored; a check that breaks on an unusual model warns, never stops training."""
+        try:
+            found = run_checks()
+        except Exception as error:  # noqa: BLE001
+            warnings.warn(f"gangplank checks failed: {error!r}", RuntimeWarning, stacklevel=2)
+            return []
+        return [f for f in found if f["code"] not in self._ignore]
+
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._in_fit = True
         self._step = 0
-        self.run.start("train", self._params(), epochs=self.params.get("epochs"))
+        found = None
+        if self._checks:
+            found = self._kept(lambda: model_checks(self.model) + take_inspected())
+        self.run.start("train", self._params(), epochs=self.params.get("epochs"), checks=found)
+        if self._tracker is not None:
+            self._kept(lambda: self._tracker.update(trainable_by_layer(self.model)))
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if self.step_every:
-            self._step += 1
-            if self._step % self.step_every == 0:
-                self.run.step(self._step, logs or {})
+    def _step_end(self, batch: int, logs: dict | None = None) -> None:
+        self._step += 1
+        if self._step % self.step_every == 0:  # type: ignore[operator]
+            self.run.step(self._step, logs or {})
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.run.epoch(epoch, logs or {}, weights=self._weights())
+        found = None
+        if self._tracker is not None:
+            found = self._kept(lambda: self._tracker.update(trainable_by_layer(self.model)))
+        self.run.epoch(epoch, logs or {}, weights=self._weights(), checks=found)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self._in_fit = False

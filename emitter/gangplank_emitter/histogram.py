@@ -48,14 +48,16 @@ def histogram(weights: Iterable[object], le: Sequence[float]) -> dict:
         a = _as_float(array)
         if a.size == 0:
             continue
-        s = float(np.sum(a, dtype=np.float64))
+        with np.errstate(invalid="ignore", over="ignore"):
+            s = float(np.sum(a, dtype=np.float64))
         if not np.isfinite(s):
             finite = np.isfinite(a)
             nonfinite += int(a.size - np.count_nonzero(finite))
             a = a[finite]
             if a.size == 0:
                 continue
-            s = float(np.sum(a, dtype=np.float64))
+            with np.errstate(over="ignore"):
+                s = float(np.sum(a, dtype=np.float64))
         total += s
         count += a.size
         low, high = min(low, float(a.min())), max(high, float(a.max()))

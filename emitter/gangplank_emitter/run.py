@@ -70,6 +70,7 @@ class Run:
         self.writer = Writer(file, ignore_exceptions)
         self._open: dict[str, tuple[str, float]] = {}
         self._params: dict[str, int] = {"total": 0}
+        self._params_given = False
         atexit.register(self._at_exit)
 
     def _record(self, event: str, phase: str, **fields: object) -> None:
@@ -82,7 +83,9 @@ class Run:
     def _weights(self, weights: Iterable[object] | None) -> dict[str, object]:
         if weights is None or self.histogram_buckets is None:
             return {}
-        return {"weights": histogram(weights, self.histogram_buckets)}
+        counts = histogram(weights, self.histogram_buckets)
+        counts["sum"] = finite_or_token(counts["sum"])
+        return {"weights": counts}
 
     def start(
         self,
@@ -94,6 +97,7 @@ class Run:
         """Begins a fit (``train``) or an evaluate (``test``); called for you when omitted."""
         if params is not None:
             self._params = {"total": params} if isinstance(params, int) else dict(params)
+            self._params_given = True
         self._open[phase] = (_next_run_id(phase), time.perf_counter())
         fields: dict[str, object] = {"params": self._params}
         for key, value in (("job", self.job), ("epochs", epochs), ("framework", self.framework), ("checks", checks)):
@@ -102,8 +106,11 @@ class Run:
         self._record("start", phase, **fields)
 
     def _ensure(self, phase: str, weights: Sequence[object] | None) -> None:
+        """Starts the phase if the loop did not; counts parameters from the weights if not told."""
+        if weights is not None and not self._params_given:
+            self._params = {"total": _size(weights)}
         if phase not in self._open:
-            self.start(phase, params=_size(weights) if weights is not None else None)
+            self.start(phase)
 
     def step(self, step: int, metrics: Mapping[str, object]) -> None:
         self._ensure("train", None)
@@ -150,7 +157,10 @@ class Run:
     def _at_exit(self) -> None:
         """A process that exits mid-run (Ctrl-C, an error) says so instead of going silent."""
         for phase in list(self._open):
-            self.end(phase, "interrupted")
+            try:
+                self.end(phase, "interrupted")
+            except (OSError, ValueError):
+                pass
 
     def close(self, status: str = "ok") -> None:
         for phase in list(self._open):

@@ -2,14 +2,21 @@
 
 Parsers are pure; the little context a stream carries (its job, its current run, whether
 it has produced protocol records) lives here, one ``Interpreter`` per stream.
+
+Text formats (FloydHub, Keras logs) carry no run id: a stream's text run starts with its
+first such line and a new one when the numbering starts over (a Keras ``Epoch`` header
+after training ended or back at epoch 1 again, a FloydHub epoch or step going backwards).
 """
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Callable
 
+from gangplank_sidecar import checks
 from gangplank_sidecar.aggregation.state import Series, Store
-from gangplank_sidecar.parsers import protocol
+from gangplank_sidecar.parsers import floydhub, keras_log, protocol
 
 DEFAULT_JOB = "gangplank"
 
@@ -17,19 +24,33 @@ Report = Callable[[str], None]
 
 
 class Interpreter:
-    def __init__(self, store: Store, source: str, job: str | None, report: Report) -> None:
+    def __init__(
+        self, store: Store, source: str, job: str | None, report: Report, thresholds: checks.Thresholds | None = None
+    ) -> None:
         self.store = store
+        self.checks = checks.Monitor(thresholds)
         self.source = source
         self.job_override = job
         self.report = report
         self.protocol_seen = False
         self._jobs: dict[str, str] = {}
+        self._text_run: str | None = None
+        self._keras_epoch: int | None = None  # the epoch whose header came and whose result has not
+        self._trained = False  # a text training run has ended: a plain Keras result is an evaluate
 
     def apply(self, item: object) -> None:
         if isinstance(item, protocol.Start):
             self._start(item)
         elif isinstance(item, (protocol.Step, protocol.Epoch, protocol.Evaluate, protocol.End)):
             self._record(item)
+        elif self.protocol_seen:
+            return  # one stream, one source of truth: the emitter's values are exact, the text is rounded
+        elif isinstance(item, floydhub.Point):
+            self._point(item)
+        elif isinstance(item, keras_log.EpochHeader):
+            self._header(item)
+        elif isinstance(item, keras_log.Result):
+            self._result(item)
 
     def _job(self, run: str, named: str | None = None) -> str:
         job = self.job_override or named or self._jobs.get(run) or DEFAULT_JOB
@@ -51,6 +72,7 @@ class Interpreter:
             s.params = rec.params.total
             s.framework = rec.framework
             s.planned_epochs = rec.epochs
+            self.checks.start(s)
             s.set_checks(rec.checks)
             s.time = rec.time
 
@@ -79,7 +101,82 @@ class Interpreter:
                 s.weights = rec.weights
             s.observe(rec.metrics, s.epoch)
 
+        self._update(series, rec.event, change)
+
+    def _update(self, series: Series, event: str, change: Callable[[Series], None]) -> None:
         seen = len(series.names.collisions)
-        self.store.update(series, rec.event, change)
+
+        def checked(s: Series) -> None:
+            change(s)
+            if event == "start":
+                self.checks.start(s)
+            elif event == "epoch" and s.epoch is not None:
+                self.checks.epoch(s)
+
+        self.store.update(series, event, checked)
         for key, name in series.names.collisions[seen:]:
             self.report(f"metric key {key!r} collides with another key; exported as gangplank_{series.phase}_{name}")
+
+    def _text_series(self, phase: str, new_run: bool = False) -> Series:
+        """The series of this stream's current text run in ``phase``; ``new_run`` starts another run."""
+        if new_run or self._text_run is None:
+            self._text_run = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+            self._keras_epoch, self._trained = None, False
+        job = self._job(self._text_run)
+        series = self.store.get(job, phase)
+        if series is None or series.run != self._text_run:
+            series = self.store.begin(job, phase, self._text_run, source=self.source)
+        return series
+
+    def _point(self, point: floydhub.Point) -> None:
+        """A FloydHub metric: points of one epoch (or step) build up that epoch's state."""
+        series = self._text_series("train")
+        if (point.epoch is not None and series.epoch is not None and point.epoch < series.epoch) or (
+            point.step is not None and series.step is not None and point.step < series.step
+        ):
+            series = self._text_series("train", new_run=True)
+
+        def change(s: Series) -> None:
+            if point.epoch is not None:
+                s.epoch = point.epoch
+            if point.step is not None:
+                s.step = point.step
+            s.observe({point.metric: point.value}, s.epoch)
+
+        self._update(series, "epoch" if point.epoch is not None else "step", change)
+
+    def _header(self, header: keras_log.EpochHeader) -> None:
+        """``Epoch i/N``: training goes on, or starts over if it ended or is back at an earlier epoch."""
+        series = None if self._text_run is None else self.store.get(self._job(self._text_run), "train")
+        done = (series.epoch or 0) if series is not None and series.run == self._text_run else 0
+        series = self._text_series("train", new_run=self._trained or header.epoch <= done)
+        self._keras_epoch = header.epoch
+
+        def change(s: Series) -> None:
+            s.planned_epochs = header.epochs
+
+        self._update(series, "start", change)
+
+    def _result(self, result: keras_log.Result) -> None:
+        """An epoch's result after its header or with val_* keys; otherwise, after training, an evaluate."""
+        epoch, self._keras_epoch = self._keras_epoch, None
+        if epoch is None and self._trained and not any(key.startswith("val_") for key in result.metrics):
+            series = self._text_series("test")
+            self._update(series, "evaluate", lambda s: s.observe(result.metrics, None))
+            self._update(series, "end", _ended)
+            return
+        series = self._text_series("train", new_run=epoch is None)
+
+        def change(s: Series) -> None:
+            s.epoch = epoch or 1
+            s.observe(result.metrics, s.epoch)
+
+        self._update(series, "epoch", change)
+        if epoch is None or epoch >= (series.planned_epochs or 0):
+            self._trained = True
+            self._update(series, "end", _ended)
+
+
+def _ended(series: Series) -> None:
+    """A text log shows no end record: a finished last epoch or evaluate is the end."""
+    series.status = "ok"

@@ -18,6 +18,7 @@ RESERVED = frozenset(
         "model_weights_count",
         "model_weights_sum",
         "step",
+        "best",
         "best_epoch",
     }
 )

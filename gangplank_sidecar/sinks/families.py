@@ -55,6 +55,10 @@ def families(series: Series, labels: dict[str, str] | None = None) -> list[Metri
         out.append(_gauge(prefix + "model_parameters_count", PARAMS_HELP, labels, series.params))
     if series.weights is not None:
         out.append(histogram(prefix + "model_weights", series.weights, labels))
+    if series.phase == "train":
+        out.extend(_best(series, names, labels))
+    out.append(_gauge("gangplank_run_active", "1 until the run's end record", labels, float(series.status is None)))
+    out.append(_gauge("gangplank_run_last_record_timestamp_seconds", "When the run's last record was written (Unix time)", labels, series.time))
     if series.checks:
         checks = GaugeMetricFamily(
             "gangplank_check_failed", "1 while a sanity check has fired for this run", labels=[*labels, "check", "code"]
@@ -62,6 +66,21 @@ def families(series: Series, labels: dict[str, str] | None = None) -> list[Metri
         for name, check in sorted(series.checks.items()):
             checks.add_metric([*labels.values(), name, check.code], float(name in series.failed_checks))
         out.append(checks)
+    return out
+
+
+def _best(series: Series, names: dict[str, str], labels: dict[str, str]) -> list[Metric]:
+    """The best value of each metric, and the epoch of the best val_loss (else loss)."""
+    if not series.best:
+        return []
+    best = GaugeMetricFamily("gangplank_train_best", "The best value of each metric so far", labels=[*labels, "metric"])
+    for key, (value, _) in sorted(series.best.items()):
+        best.add_metric([*labels.values(), names[key]], value)
+    out: list[Metric] = [best]
+    monitored = next((key for key in ("val_loss", "loss") if key in series.best), None)
+    epoch = series.best[monitored][1] if monitored else None
+    if epoch is not None:
+        out.append(_gauge("gangplank_train_best_epoch", f"The epoch of the best {monitored}", labels, epoch))
     return out
 
 

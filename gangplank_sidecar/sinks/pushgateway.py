@@ -1,26 +1,87 @@
 """Pushes the latest state of every series to a Pushgateway from a background thread.
 
 The reading path only bumps the store's version; this worker wakes up, snapshots what
-changed and PUTs each (job, phase) group whole, so records that arrive during a push
-coalesce into the next one and a new run replaces the old run's series, stale keys too.
+changed and PUTs each (job, phase) group whole. The store keeps one series per grouping
+key, so however long the gateway is away there is at most one pending snapshot per key,
+and records that arrive during a push or an outage coalesce into the next one.
+A failed round is retried with capped exponential backoff and jitter; changes do not
+cut a backoff short, so a dead gateway costs one attempt per backoff, not one per line.
 """
 
 from __future__ import annotations
 
+import base64
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import quote
 
-from prometheus_client import CollectorRegistry, push_to_gateway
-from prometheus_client.exposition import default_handler
+from prometheus_client.registry import Collector
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, default_handler, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
 
-from gangplank_sidecar.aggregation.state import Series, Store
+from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.selfmetrics import SelfMetrics
 from gangplank_sidecar.sinks.families import Families, families
 
 SELF_PUSH_EVERY = 10.0
-BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
+FINAL_ATTEMPT = 1.0  # the final flush always gets one attempt of at least this long
+_PLAIN = re.compile(r"[A-Za-z0-9_:.~-]+\Z")
+
+
+class Retry(BaseModel):
+    """How often and how patiently a failed round is tried again."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    push_retries: int = Field(default=3, ge=0)
+    retry_backoff: float = Field(default=0.5, gt=0)
+    retry_backoff_max: float = Field(default=10.0, gt=0)
+
+    def delay(self, failures: int) -> float:
+        """Capped exponential backoff with equal jitter: between half and all of the step."""
+        step = min(self.retry_backoff_max, self.retry_backoff * 2 ** min(failures - 1, 30))
+        return random.uniform(step / 2, step)
+
+
+def _segment(name: str, value: str) -> str:
+    if _PLAIN.match(value) and value.strip("."):
+        return f"{name}/{quote(value, safe='')}"
+    return f"{name}@base64/{base64.urlsafe_b64encode(value.encode()).decode() or '='}"
+
+
+def group_path(job: str, grouping_key: dict[str, str]) -> str:
+    """``/metrics/job/<job>/<name>/<value>...``; any value that is not plain goes in base64.
+
+    prometheus-client sends ``.``, ``..``, ``@`` and non-ASCII as they are; the gateway
+    answers dot segments with a redirect to another group, so we encode all of these.
+    """
+    segments = [_segment("job", job), *(_segment(k, v) for k, v in sorted(grouping_key.items()))]
+    return "/metrics/" + "/".join(segments)
+
+
+class Group(Protocol):
+    """Another source of a whole group ``{job, phase, --labels}`` (system metrics)."""
+
+    phase: str
+    version: int
+    registry: Collector
+
+
+@dataclass
+class _Item:
+    """One group to deliver: what the worker needs to push it and to tell the user about it."""
+
+    key: tuple[str, str]
+    version: int
+    job: str
+    phase: str
+    registry: Collector
+    epoch: int | None = None
 
 
 class PushgatewaySink:
@@ -32,8 +93,10 @@ class PushgatewaySink:
         selfmetrics: SelfMetrics,
         report: Callable[[str], None],
         job: str | None = None,
-        timeout: float = 5.0,
         handler: Callable = default_handler,
+        retry: Retry = Retry(),
+        timeout: float = 5.0,
+        on_failed: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.url = url
@@ -41,83 +104,142 @@ class PushgatewaySink:
         self.selfmetrics = selfmetrics
         self.report = report
         self.job = job
-        self.timeout = timeout
         self.handler = handler
+        self.retry = retry
+        self.timeout = timeout
+        self.on_failed = on_failed
+        self.groups: list[Group] = []
+        self.last_error = ""
         self._delivered: dict[tuple[str, str], int] = {}
+        self._failures = 0
         self._stopping = threading.Event()
-        self._failing = False
+        self._deadline = 0.0
+        self._woken = False
         self._last_self_push = 0.0
         self._thread = threading.Thread(target=self._run, name="pushgateway", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def wake(self) -> None:
+        """Something in ``groups`` changed: push it soon (only enqueues, never does I/O)."""
+        with self.store.changed:
+            self._woken = True
+            self.store.changed.notify_all()
+
     def close(self, flush_timeout: float) -> bool:
-        """Stops after delivering the final state, trying for at most ``flush_timeout``."""
+        """Stops after delivering the final state, trying for about ``flush_timeout`` seconds."""
         self._deadline = time.monotonic() + flush_timeout
         self._stopping.set()
         with self.store.changed:
             self.store.changed.notify_all()
-        self._thread.join(flush_timeout + self.timeout + 1)
+        self._thread.join(max(flush_timeout, FINAL_ATTEMPT) + 1)
         return not self._pending()
 
-    def _pending(self) -> list[Series]:
-        return [s for s in self.store.snapshot() if s.version > self._delivered.get(s.key, 0)]
+    def delivered_through(self) -> int:
+        """The store version up to which every change has reached the gateway (what a checkpoint may claim)."""
+        version = self.store.version
+        behind = [self._delivered.get(s.key, 0) for s in self.store.snapshot() if s.version > self._delivered.get(s.key, 0)]
+        return min(behind, default=version)
+
+    def assume_delivered(self) -> None:
+        """Takes the store's state as delivered: a restarted sidecar rebuilt it from what it had pushed."""
+        for series in self.store.snapshot():
+            self._delivered[series.key] = series.version
+
+    def undelivered(self) -> list[str]:
+        """The groups whose latest state has not reached the gateway, for the user to read."""
+        return [
+            " ".join(f"{k}={v}" for k, v in {"job": i.job, "phase": i.phase, **self.labels}.items())
+            + (f" (epoch {i.epoch})" if i.epoch is not None else "")
+            for i in self._pending()
+        ]
+
+    def _pending(self) -> list[_Item]:
+        series = self.store.snapshot()
+        items = [_Item(s.key, s.version, s.job, s.phase, Families(families(s)), s.epoch) for s in series]
+        job = self.job or next((s.job for s in series), None) or "gangplank"
+        items += [_Item(("", g.phase), g.version, job, g.phase, g.registry) for g in self.groups]
+        return [i for i in items if i.version > self._delivered.get(i.key, 0)]
 
     def _run(self) -> None:
-        seen, backoff = 0, 0.0
-        while not self._stopping.is_set():
+        seen = 0
+        while True:
             with self.store.changed:
-                self.store.changed.wait_for(lambda: self.store.version != seen or self._stopping.is_set(), backoff or None)
-                seen = self.store.version
-            ok = all([self._push(s) for s in self._pending()])
-            if time.monotonic() - self._last_self_push > SELF_PUSH_EVERY:
-                ok = self._push_self() and ok
-            backoff = 0.0 if ok else min(BACKOFF_MAX, max(BACKOFF_FIRST, backoff * 2)) * random.uniform(0.8, 1.2)
+                if self._failures:
+                    self.store.changed.wait_for(self._stopping.is_set, self.retry.delay(self._failures))
+                else:
+                    due = self._last_self_push + SELF_PUSH_EVERY - time.monotonic()
+                    self.store.changed.wait_for(lambda: self.store.version != seen or self._woken or self._stopping.is_set(), max(due, 0))
+                if self._stopping.is_set():
+                    break
+                seen, self._woken = self.store.version, False
+            self._count(self._round(self.timeout, final=False))
         self._flush_final()
+
+    def _count(self, ok: bool) -> None:
+        """Reports a delivery that failed after its retries once, and its recovery once."""
+        if ok:
+            if self._failures > self.retry.push_retries:
+                self.report(f"pushing to the Pushgateway at {self.url} again")
+            self._failures = 0
+            return
+        self._failures += 1
+        if self._failures == self.retry.push_retries + 1 and not self._stopping.is_set():
+            groups = ", ".join(self.undelivered()) or "the sidecar's own metrics"
+            then = "giving up (--strict)" if self.on_failed else "still trying in the background"
+            self.report(
+                f"cannot push to the Pushgateway at {self.url} after {self.retry.push_retries} retries "
+                f"({self.last_error}): {groups} not delivered; {then}"
+            )
+            if self.on_failed:
+                self.on_failed()
 
     def _flush_final(self) -> None:
         """Keeps pushing what is undelivered until it is all delivered or the deadline passes."""
-        backoff = BACKOFF_FIRST
-        while True:
-            ok = all([self._push(s) for s in self._pending()])
-            ok = self._push_self() and ok
+        left, failures = max(self._deadline - time.monotonic(), FINAL_ATTEMPT), 0
+        while not self._round(left, final=True):
+            failures += 1
+            time.sleep(max(0.0, min(self.retry.delay(failures), self._deadline - time.monotonic())))
             left = self._deadline - time.monotonic()
-            if ok or left <= 0:
+            if left <= 0:
                 return
-            time.sleep(min(backoff, left))
-            backoff = min(BACKOFF_MAX, backoff * 2)
 
-    def _push(self, series: Series) -> bool:
-        registry = CollectorRegistry()
-        registry.register(Families(families(series)))
-        ok = self._send(series.job, {"phase": series.phase, **self.labels}, registry)
-        if ok:
-            self._delivered[series.key] = series.version
+    def _round(self, timeout: float, final: bool) -> bool:
+        """Pushes every pending group (stopping at the first failure), then our own metrics if due."""
+        ok = True
+        for item in self._pending():
+            if not self._push(item, timeout):
+                ok = False
+                break
         self.selfmetrics.pending.set(len(self._pending()))
+        if ok and (final or time.monotonic() - self._last_self_push >= SELF_PUSH_EVERY):
+            ok = self._push_self(timeout)
         return ok
 
-    def _push_self(self) -> bool:
+    def _push(self, item: _Item, timeout: float) -> bool:
+        ok = self._send(item.job, {"phase": item.phase, **self.labels}, item.registry, timeout)
+        if ok:
+            self._delivered[item.key] = item.version
+        return ok
+
+    def _push_self(self, timeout: float) -> bool:
         self._last_self_push = time.monotonic()
         job = self.job or next((s.job for s in self.store.snapshot()), None) or "gangplank"
-        return self._send(job, {"phase": "sidecar", **self.labels}, self.selfmetrics.registry)
+        return self._send(job, {"phase": "sidecar", **self.labels}, self.selfmetrics.registry, timeout)
 
-    def _send(self, job: str, grouping_key: dict[str, str], registry: CollectorRegistry) -> bool:
+    def _send(self, job: str, grouping_key: dict[str, str], registry: Collector, timeout: float) -> bool:
+        url = self.url + group_path(job, grouping_key)
+        data = generate_latest(registry)
         started = time.monotonic()
         try:
-            push_to_gateway(
-                self.url, job=job, registry=registry, grouping_key=grouping_key, timeout=self.timeout, handler=self.handler
-            )
-        except Exception as exc:  # noqa: BLE001 - any failure of a push is reported, never raised
+            self.handler(url=url, method="PUT", timeout=timeout, headers=[("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)], data=data)()
+        except Exception as exc:  # noqa: BLE001 - any failure of a push is counted and retried, never raised
+            self.last_error = str(exc) or exc.__class__.__name__
+            self.selfmetrics.push_duration.observe(time.monotonic() - started)
             self.selfmetrics.pushes.labels("failure").inc()
-            if not self._failing:
-                self._failing = True
-                self.report(f"cannot push to the Pushgateway at {self.url}: {exc}; retrying in the background")
             return False
         self.selfmetrics.push_duration.observe(time.monotonic() - started)
         self.selfmetrics.pushes.labels("success").inc()
         self.selfmetrics.last_push_success.set(time.time())
-        if self._failing:
-            self._failing = False
-            self.report(f"pushing to the Pushgateway at {self.url} again")
         return True

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 from gangplank_sidecar.aggregation.state import Series, lower_is_better
+from gangplank_sidecar.system.sampler import Totals
 
 
 def _number(value: float) -> str:
     return f"{value:.6g}"
 
 
-def summarize(runs: list[Series]) -> str:
-    """Per run: epochs, elapsed time, status, and the last and best value of each metric."""
+def _system(totals: Totals) -> str:
+    """Peak memory, mean CPU and mean GPU over the system samples (what was measured of them)."""
+    parts = []
+    if totals.peak_memory is not None:
+        parts.append(f"peak memory {totals.peak_memory / 2**20:.1f} MiB")
+    for what, values in (("CPU", totals.cpu), ("GPU", totals.gpu)):
+        mean = Totals.mean(values)
+        if mean is not None:
+            parts.append(f"mean {what} {mean:.1%}")
+    return f"gangplank-sidecar: system ({totals.samples} samples): {', '.join(parts) or 'no CPU, memory or GPU measured'}"
+
+
+def summarize(runs: list[Series], system: Totals | None = None) -> str:
+    """Per run: epochs, elapsed time, status, and the last and best value of each metric; then the system."""
+    tail = [_system(system)] if system is not None else []
     if not runs:
-        return "gangplank-sidecar: no training or evaluation records seen\n"
+        return "\n".join(["gangplank-sidecar: no training or evaluation records seen", *tail]) + "\n"
     lines: list[str] = []
     for s in runs:
         what = f"{s.epoch} epoch{'s' if s.epoch != 1 else ''}" if s.epoch is not None else "evaluate"
@@ -29,4 +43,4 @@ def summarize(runs: list[Series]) -> str:
         for name in sorted(s.failed_checks):
             check = s.checks[name]
             lines.append(f"  check {check.code or '-'} {name}: {check.message}")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *tail]) + "\n"

@@ -77,11 +77,13 @@ MAX_INPUT_MEAN_SQUARE = 25.0
 # share of rows that must differ from the column's median for the column to count.
 MAX_CORRELATION = 0.98
 MAX_CORRELATED_COLUMNS = 1024
-CORRELATION_ROWS = 500
+CORRELATION_ROWS = 250
 MIN_VARYING_SHARE = 0.05
-# K302: share of rows that repeat an earlier row; rows looked at at most.
+# K302: share of rows that repeat an earlier row; rows looked at at most; columns compared
+# before whole rows.
 MAX_DUPLICATE_FRACTION = 0.001
 MAX_DUPLICATE_ROWS = 100_000
+DUPLICATE_PREFILTER_COLUMNS = 32
 # K303: median column standard deviation and median absolute column mean.
 MIN_COLUMN_STD = 0.05
 MAX_COLUMN_STD = 3.0

@@ -55,7 +55,7 @@ def inspect(x: Any, y: Any = None, batch_size: int | None = None,
     mean_square = None
     if sample is not None:
         mean_square = float(np.mean(np.square(sample)))
-        findings += _normalised(sample) + _correlated(sample) + _duplicates(x2, classes)
+        findings += _normalised(sample) + _correlated(sample) + _duplicates(x2, classes, sample.std(axis=0))
     if validation_data is not None:
         x_val, y_val = validation_data[0], validation_data[1]
         if classes is not None:
@@ -227,8 +227,9 @@ def _correlated(sample: np.ndarray) -> list[dict]:
                             f"(first: columns {first} and {second}): drop or combine redundant inputs")]
 
 
-def _duplicates(x2: np.ndarray, classes: np.ndarray | None) -> list[dict]:
-    """K302: rows equal to another row, found by sorting a random projection and comparing neighbours."""
+def _duplicates(x2: np.ndarray, classes: np.ndarray | None, spread: np.ndarray) -> list[dict]:
+    """K302: rows equal to another row, found by sorting a random projection and comparing
+    neighbours: first on the columns that vary most (`spread`, per column), then in full."""
     rng = np.random.default_rng(1)
     index = np.arange(len(x2))
     if len(x2) > c.MAX_DUPLICATE_ROWS:
@@ -236,13 +237,16 @@ def _duplicates(x2: np.ndarray, classes: np.ndarray | None) -> list[dict]:
     rows = x2[index] if len(index) < len(x2) else x2
     dtype = np.float64 if rows.dtype == np.float64 else np.float32
     projection = rows @ rng.standard_normal(rows.shape[1]).astype(dtype)
-    order = np.argsort(projection, kind="stable")
+    order = np.argsort(projection)
     ordered = projection[order]
-    tolerance = 1e-6 * float(np.max(np.abs(ordered), initial=0.0))
+    tolerance = 4 * np.spacing(max(abs(ordered[0]), abs(ordered[-1])))
     near = np.flatnonzero(np.diff(ordered) <= tolerance)
     if len(near) == 0:
         return []
     first, second = order[near], order[near + 1]
+    telling = np.argsort(spread)[-c.DUPLICATE_PREFILTER_COLUMNS:]
+    alike = np.all(rows[first[:, None], telling] == rows[second[:, None], telling], axis=1)
+    first, second = first[alike], second[alike]
     equal = np.all(rows[first] == rows[second], axis=1)
     duplicates = int(np.count_nonzero(equal))
     if duplicates <= c.MAX_DUPLICATE_FRACTION * len(rows):

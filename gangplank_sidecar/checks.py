@@ -1,0 +1,248 @@
+"""Training-time checks over one run's metric history: catch a bad run while it is still going.
+
+Each check is a small pure function of the epochs seen so far (and the weight histograms);
+it returns a finding while its condition holds and None otherwise, so an alert resolves
+when the run recovers. The thresholds are one table, ``Thresholds``; README "Checks" lists them.
+Metrics are Keras' names: ``loss`` (training) and ``val_loss`` (validation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+
+from gangplank_sidecar.aggregation.state import Series
+from gangplank_sidecar.parsers.protocol import Check, Weights
+
+Epochs = Sequence[tuple[int, dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When each check fires; every field can be set with ``--check-threshold NAME=VALUE``."""
+
+    divergence_epochs: int = 3  # divergence: loss rose this many epochs in a row ...
+    divergence_margin: float = 0.1  # ... or stands this fraction above its first value
+    overfitting_patience: int = 3  # overfitting: val_loss past its best this many epochs while loss falls
+    plateau_epochs: int = 5  # plateau: loss improved by less than min_delta over this many epochs
+    min_delta: float = 1e-3  # improvement that counts, relative to the best value so far
+    dead_share: float = 0.9  # dead_weights: share of weights in the bucket around 0 ...
+    dead_growth: float = 0.2  # ... that grew by at least this since the run's first histogram
+    exploding_growth: float = 0.25  # exploding_weights: share beyond the outer bounds grew by this ...
+    exploding_abs: float = 100.0  # ... or a weight this large, or any non-finite weight
+    gap_epochs: int = 3  # train_val_gap: val_loss - loss widened this many epochs in a row ...
+    gap_ratio: float = 0.1  # ... and is at least this fraction of val_loss
+
+
+def thresholds_from(pairs: Sequence[str]) -> Thresholds:
+    """``["plateau_epochs=8", ...]`` -> Thresholds; raises ValueError with a one-line reason."""
+    types = {f.name: f.type for f in fields(Thresholds)}
+    values: dict[str, float | int] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip()
+        if not sep or name not in types:
+            raise ValueError(f"bad check threshold {pair!r}: expected NAME=VALUE, NAME one of {', '.join(types)}")
+        try:
+            value = int(text) if types[name] == "int" else float(text)
+        except ValueError:
+            raise ValueError(f"bad check threshold {pair!r}: {text!r} is not a{'n integer' if types[name] == 'int' else ' number'}") from None
+        if not value >= 0:
+            raise ValueError(f"bad check threshold {pair!r}: must be a number >= 0")
+        values[name] = value
+    return Thresholds(**values)  # type: ignore[arg-type]
+
+
+def _series(epochs: Epochs, key: str) -> list[tuple[int, float]]:
+    return [(epoch, metrics[key]) for epoch, metrics in epochs if key in metrics and math.isfinite(metrics[key])]
+
+
+def _better(a: float, b: float, min_delta: float) -> bool:
+    """Whether a (lower) improves on b by more than min_delta of b's size."""
+    return a < b - min_delta * abs(b)
+
+
+def _finding(name: str, message: str) -> Check:
+    code, severity = CHECKS[name][1:]
+    return Check(code=code, name=name, severity=severity, message=message)
+
+
+def non_finite(epochs: Epochs, t: Thresholds) -> Check | None:
+    """A metric of the latest epoch is NaN or infinite: the run is broken from here on."""
+    if not epochs:
+        return None
+    epoch, metrics = epochs[-1]
+    bad = [f"{key}={value}" for key, value in sorted(metrics.items()) if not math.isfinite(value)]
+    return _finding("non_finite", f"non-finite {', '.join(bad)} at epoch {epoch}") if bad else None
+
+
+def divergence(epochs: Epochs, t: Thresholds) -> Check | None:
+    """loss rose for ``divergence_epochs`` epochs in a row, or stands well above its first value."""
+    loss = _series(epochs, "loss")
+    if len(loss) < 2:
+        return None
+    (first_epoch, first), (epoch, last) = loss[0], loss[-1]
+    if last > first + t.divergence_margin * abs(first):
+        return _finding("divergence", f"loss {last:.4g} at epoch {epoch} is above its first value {first:.4g} (epoch {first_epoch})")
+    window = loss[-(t.divergence_epochs + 1) :]
+    if t.divergence_epochs and len(window) == t.divergence_epochs + 1 and all(
+        _better(a, b, t.min_delta) for (_, a), (_, b) in zip(window, window[1:])
+    ):
+        return _finding("divergence", f"loss rose {t.divergence_epochs} epochs in a row, to {last:.4g} at epoch {epoch}")
+    return None
+
+
+def overfitting(epochs: Epochs, t: Thresholds) -> Check | None:
+    """val_loss past its best for ``overfitting_patience`` epochs while loss still falls (Kepler K504)."""
+    val = _series(epochs, "val_loss")
+    loss = dict(_series(epochs, "loss"))
+    if not val or not loss:
+        return None
+    best_epoch, best = min(val, key=lambda ev: ev[1])
+    epoch, last_val = val[-1]
+    since = sum(1 for e, _ in val if e > best_epoch)
+    if since < max(t.overfitting_patience, 1) or best_epoch not in loss or epoch not in loss:
+        return None
+    if not loss[epoch] < loss[best_epoch]:
+        return None
+    return _finding(
+        "overfitting",
+        f"val_loss bottomed out at {best:.4g} at epoch {best_epoch} (best epoch {best_epoch}) and is {last_val:.4g} "
+        f"{since} epochs later while loss fell from {loss[best_epoch]:.4g} to {loss[epoch]:.4g}",
+    )
+
+
+def plateau(epochs: Epochs, t: Thresholds) -> Check | None:
+    """loss improved by less than ``min_delta`` over the last ``plateau_epochs`` epochs."""
+    loss = _series(epochs, "loss")
+    if not t.plateau_epochs or len(loss) <= t.plateau_epochs:
+        return None
+    before = min(v for _, v in loss[: -t.plateau_epochs])
+    recent = min(v for _, v in loss[-t.plateau_epochs :])
+    if _better(recent, before, t.min_delta):
+        return None
+    return _finding("plateau", f"loss has not improved on {before:.4g} for {t.plateau_epochs} epochs (min_delta {t.min_delta:g})")
+
+
+def train_val_gap(epochs: Epochs, t: Thresholds) -> Check | None:
+    """val_loss - loss widened ``gap_epochs`` epochs in a row and is a good share of val_loss."""
+    loss = dict(_series(epochs, "loss"))
+    gaps = [(e, v - loss[e], v) for e, v in _series(epochs, "val_loss") if e in loss]
+    window = gaps[-(t.gap_epochs + 1) :]
+    if not t.gap_epochs or len(window) < t.gap_epochs + 1:
+        return None
+    epoch, gap, val = window[-1]
+    if all(b > a for (_, a, _), (_, b, _) in zip(window, window[1:])) and gap >= t.gap_ratio * abs(val):
+        return _finding("train_val_gap", f"val_loss - loss widened {t.gap_epochs} epochs in a row, to {gap:.4g} at epoch {epoch}")
+    return None
+
+
+def _cumulative(weights: Weights, bound: float | None, upper: bool) -> int:
+    """Weights <= bound (the +Inf count for None when upper, 0 when lower)."""
+    if bound is None:
+        return weights.count if upper else 0
+    return weights.counts[weights.le.index(bound)]
+
+
+def _near_zero_share(weights: Weights) -> float:
+    lo = max((b for b in weights.le if b < 0), default=None)
+    hi = min((b for b in weights.le if b > 0), default=None)
+    return (_cumulative(weights, hi, True) - _cumulative(weights, lo, False)) / weights.count
+
+
+def _outer_share(weights: Weights) -> float:
+    return (weights.counts[0] + weights.count - weights.counts[-2]) / weights.count
+
+
+def dead_weights(first: Weights | None, last: Weights | None, t: Thresholds) -> Check | None:
+    """Most weights collapsed into the bucket around 0 since the run's first histogram."""
+    if first is None or last is None or not last.count or not first.count or first.le != last.le:
+        return None
+    share, was = _near_zero_share(last), _near_zero_share(first)
+    if share >= t.dead_share and share - was >= t.dead_growth:
+        return _finding("dead_weights", f"{share:.0%} of the weights are in the bucket around 0 (first histogram: {was:.0%})")
+    return None
+
+
+def exploding_weights(first: Weights | None, last: Weights | None, t: Thresholds) -> Check | None:
+    """Non-finite or huge weights, or mass moving beyond the outer buckets."""
+    if last is None:
+        return None
+    if last.nonfinite:
+        return _finding("exploding_weights", f"{last.nonfinite} non-finite weights")
+    biggest = max(abs(last.min or 0.0), abs(last.max or 0.0))
+    if biggest >= t.exploding_abs:
+        return _finding("exploding_weights", f"a weight of magnitude {biggest:.4g} (limit {t.exploding_abs:g})")
+    if first is None or not first.count or not last.count or first.le != last.le or not last.le:
+        return None
+    share, was = _outer_share(last), _outer_share(first)
+    if share - was >= t.exploding_growth:
+        return _finding(
+            "exploding_weights", f"{share:.0%} of the weights lie beyond [{last.le[0]:g}, {last.le[-1]:g}] (first histogram: {was:.0%})"
+        )
+    return None
+
+
+_METRIC_CHECKS: list[Callable[[Epochs, Thresholds], Check | None]] = [non_finite, divergence, overfitting, plateau, train_val_gap]
+_WEIGHT_CHECKS: list[Callable[[Weights | None, Weights | None, Thresholds], Check | None]] = [dead_weights, exploding_weights]
+
+# name -> (what it catches, Kepler code or "", severity)
+CHECKS: dict[str, tuple[str, str, str]] = {
+    "non_finite": ("a NaN or infinite loss or metric", "", "error"),
+    "divergence": ("loss rising or above its first value", "", "error"),
+    "overfitting": ("validation loss past its best while training loss falls", "K504", "warning"),
+    "plateau": ("training loss no longer improving", "", "info"),
+    "train_val_gap": ("a widening gap between validation and training loss", "", "warning"),
+    "dead_weights": ("weights collapsing to 0", "", "warning"),
+    "exploding_weights": ("weights growing without bound", "", "error"),
+}
+
+
+def quiet() -> list[Check]:
+    """Every training check in its healthy state, to export zeros from the start of a run."""
+    return [Check(code=code, name=name, severity=severity, message="") for name, (_, code, severity) in CHECKS.items()]
+
+
+@dataclass
+class RunChecks:
+    """The history one run's checks look at; ``epoch`` returns (fired, quiet) after each epoch."""
+
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    epochs: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    first_weights: Weights | None = None
+    last_weights: Weights | None = None
+
+    def epoch(self, epoch: int, metrics: dict[str, float], weights: Weights | None) -> tuple[list[Check], list[Check]]:
+        if self.epochs and self.epochs[-1][0] == epoch:
+            self.epochs.pop()
+        self.epochs.append((epoch, dict(metrics)))
+        if weights is not None:
+            self.first_weights = self.first_weights or weights
+            self.last_weights = weights
+        t = self.thresholds
+        found = [c(self.epochs, t) for c in _METRIC_CHECKS] + [c(self.first_weights, self.last_weights, t) for c in _WEIGHT_CHECKS]
+        fired = [f for f in found if f is not None]
+        names = {f.name for f in fired}
+        return fired, [c for c in quiet() if c.name not in names]
+
+
+class Monitor:
+    """The checks of each (job, phase)'s current run, applied to its series under the store's lock."""
+
+    def __init__(self, thresholds: Thresholds | None = None) -> None:
+        self.thresholds = thresholds or Thresholds()
+        self._runs: dict[tuple[str, str], tuple[str, RunChecks]] = {}
+
+    def start(self, series: Series) -> None:
+        if series.phase == "train":
+            series.set_checks(quiet(), fired=False)
+
+    def epoch(self, series: Series) -> None:
+        """After an epoch's values reached the series (text formats bring one epoch in pieces)."""
+        current = self._runs.get(series.key)
+        if current is None or current[0] != series.run:
+            current = self._runs[series.key] = (series.run, RunChecks(self.thresholds))
+        fired, healthy = current[1].epoch(series.epoch or 0, series.metrics, series.weights)
+        series.set_checks(healthy, fired=False)
+        series.set_checks(fired)

@@ -1,0 +1,1 @@
+"""The run history: its database (db) and the `gangplank-runs` command (cli)."""

@@ -1,0 +1,200 @@
+"""The run history database: schema, where it lives, stale runs, and reading it back.
+
+One SQLite file in WAL mode, shared by every sidecar on the machine: each writes short
+transactions and waits (busy_timeout) for the others. A run is the pair (run, phase).
+NaN is stored as NULL (SQLite has no NaN); a missing key has no row at all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gangplank_sidecar.aggregation.state import lower_is_better
+
+STALE_AFTER = 24 * 3600.0  # a running run with no write for this long (or whose writer is gone) is interrupted
+BUSY_TIMEOUT_MS = 30_000
+HOST = socket.gethostname()
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    project_id INTEGER NOT NULL REFERENCES projects(id),
+    labels TEXT NOT NULL DEFAULT '{}',
+    framework TEXT,
+    params INTEGER,
+    planned_epochs INTEGER,
+    epochs INTEGER,
+    elapsed REAL,
+    started REAL NOT NULL,
+    ended REAL,
+    updated REAL NOT NULL,
+    status TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    UNIQUE (run, phase)
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    epoch INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, epoch, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checks (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    name TEXT NOT NULL,
+    code TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    message TEXT NOT NULL,
+    first_epoch INTEGER,
+    last_epoch INTEGER,
+    fired INTEGER NOT NULL,
+    PRIMARY KEY (run_id, name)
+) WITHOUT ROWID;
+"""
+
+EVALUATE_EPOCH = 0  # the metrics row of an evaluate (test phase); training epochs count from 1
+
+
+def default_path() -> Path:
+    """$XDG_DATA_HOME/gangplank/runs.db, else ~/.local/share/gangplank/runs.db."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "gangplank" / "runs.db"
+
+
+def connect(path: Path, create: bool = True) -> sqlite3.Connection:
+    """Opens (and creates) the database in WAL mode; autocommit, transactions are explicit."""
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.exists():
+        raise FileNotFoundError(f"no run history at {path}")
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    with transaction(conn):
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    return conn
+
+
+class transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock up front, so two writers never deadlock."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_stale(conn: sqlite3.Connection, stale_after: float = STALE_AFTER, now: float | None = None) -> int:
+    """Marks `interrupted` the running runs whose writer (on this host) is gone or that went quiet."""
+    now = time.time() if now is None else now
+    rows = conn.execute("SELECT id, host, pid, updated FROM runs WHERE status = 'running'").fetchall()
+    stale = [rid for rid, host, pid, updated in rows if (host == HOST and not _alive(pid)) or now - updated > stale_after]
+    if stale:
+        with transaction(conn):
+            conn.executemany(
+                "UPDATE runs SET status = 'interrupted', ended = COALESCE(ended, updated) WHERE id = ? AND status = 'running'",
+                [(rid,) for rid in stale],
+            )
+    return len(stale)
+
+
+def from_db(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+@dataclass
+class RunRow:
+    """One run as read back: its columns, its epochs' metrics and its checks."""
+
+    id: int
+    run: str
+    phase: str
+    job: str
+    labels: dict[str, str]
+    framework: str | None
+    params: int | None
+    planned_epochs: int | None
+    epochs: int | None
+    elapsed: float | None
+    started: float
+    ended: float | None
+    status: str
+    source: str
+    rows: dict[int, dict[str, float]] = field(default_factory=dict)
+    checks: list[dict] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[str]:
+        return sorted({key for values in self.rows.values() for key in values})
+
+    def best(self, key: str) -> tuple[float, int] | None:
+        """The best finite value of ``key`` and its (first) epoch."""
+        values = [(v[key], e) for e, v in sorted(self.rows.items()) if key in v and math.isfinite(v[key])]
+        if not values:
+            return None
+        pick = min if lower_is_better(key) else max
+        return pick(values, key=lambda ve: ve[0])
+
+    def last(self, key: str) -> float | None:
+        values = [v[key] for _, v in sorted(self.rows.items()) if key in v]
+        return values[-1] if values else None
+
+
+_RUN_COLUMNS = (
+    "r.id, r.run, r.phase, p.name, r.labels, r.framework, r.params, r.planned_epochs, r.epochs, r.elapsed, "
+    "r.started, r.ended, r.status, r.source"
+)
+
+
+def load_runs(conn: sqlite3.Connection, where: str = "", args: tuple = (), details: bool = True) -> list[RunRow]:
+    """Runs (oldest first), with their metrics and checks when ``details``."""
+    sql = f"SELECT {_RUN_COLUMNS} FROM runs r JOIN projects p ON p.id = r.project_id {where} ORDER BY r.started, r.id"
+    runs = []
+    for row in conn.execute(sql, args).fetchall():
+        runs.append(RunRow(*row[:4], json.loads(row[4]), *row[5:]))  # type: ignore[misc]
+    if details:
+        for r in runs:
+            for epoch, key, value in conn.execute("SELECT epoch, key, value FROM metrics WHERE run_id = ?", (r.id,)):
+                r.rows.setdefault(epoch, {})[key] = from_db(value)
+            r.checks = [
+                dict(zip(("name", "code", "severity", "message", "first_epoch", "last_epoch", "fired"), c))
+                for c in conn.execute(
+                    "SELECT name, code, severity, message, first_epoch, last_epoch, fired FROM checks WHERE run_id = ? ORDER BY name",
+                    (r.id,),
+                )
+            ]
+    return runs

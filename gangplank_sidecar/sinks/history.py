@@ -1,0 +1,162 @@
+"""Records every run in the SQLite run history, from a writer thread.
+
+The store's listener runs in the reading thread, so it only copies the few fields a record
+changed into a queue; the writer commits whatever has queued up in one transaction, so a
+crash loses at most the records not yet written (the current epoch). When the stream ends,
+runs without an end record are closed: `interrupted` for protocol runs (the emitter always
+writes an end), `ended` for text formats that have no end record to give.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gangplank_sidecar.aggregation.state import Series
+from gangplank_sidecar.runs import db
+
+_WRITTEN = ("start", "epoch", "evaluate", "end")
+
+
+@dataclass(frozen=True)
+class _Record:
+    event: str
+    run: str
+    phase: str
+    job: str
+    started: float
+    time: float
+    epoch: int | None
+    metrics: dict[str, float] | None
+    status: str | None
+    params: int | None
+    framework: str | None
+    planned_epochs: int | None
+    elapsed: float | None
+    source: str
+    checks: tuple[tuple[str, str, str, str, bool], ...]
+
+
+class HistorySink:
+    def __init__(self, path: Path, labels: dict[str, str], report: Callable[[str], None]) -> None:
+        self.path = path
+        self.report = report
+        self._labels = json.dumps(labels, sort_keys=True)
+        self._conn = db.connect(path)
+        db.mark_stale(self._conn)
+        self._queue: queue.SimpleQueue[_Record | None] = queue.SimpleQueue()
+        self._projects: dict[str, int] = {}
+        self._ids: dict[tuple[str, str], int] = {}
+        self._open: dict[tuple[str, str], bool] = {}  # runs without an end record -> from the protocol
+        self._failed = False
+        self._thread = threading.Thread(target=self._run, name="history", daemon=True)
+        self._thread.start()
+
+    def listen(self, event: str, s: Series) -> None:
+        """A store listener: copies what the record brought, in the reading thread; no I/O."""
+        if event not in _WRITTEN:
+            return
+        checks = tuple((c.name, c.code, c.severity, c.message, c.name in s.failed_checks) for c in s.checks.values())
+        metrics = dict(s.metrics) if event in ("epoch", "evaluate") else None
+        self._queue.put(
+            _Record(event, s.run, s.phase, s.job, s.started, s.time, s.epoch, metrics, s.status, s.params,
+                    s.framework, s.planned_epochs, s.elapsed, s.source, checks)  # fmt: skip
+        )
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Writes what is queued, closes the runs left open, and waits at most ``timeout``."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            records = [r for r in batch if r is not None]
+            if records:
+                self._guarded(lambda: self._write(records))
+            if len(records) != len(batch):
+                self._guarded(self._close_open)
+                self._conn.close()
+                return
+
+    def _guarded(self, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except sqlite3.Error as exc:
+            if not self._failed:
+                self._failed = True
+                self.report(f"run history {self.path}: {exc} (further errors are not reported)")
+
+    def _write(self, records: list[_Record]) -> None:
+        with db.transaction(self._conn):
+            for record in records:
+                self._write_one(record)
+
+    def _project(self, job: str) -> int:
+        if job not in self._projects:
+            self._conn.execute("INSERT INTO projects (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (job,))
+            self._projects[job] = self._conn.execute("SELECT id FROM projects WHERE name = ?", (job,)).fetchone()[0]
+        return self._projects[job]
+
+    def _write_one(self, r: _Record) -> None:
+        key = (r.run, r.phase)
+        status = r.status or "running"
+        (run_id,) = self._conn.execute(
+            """INSERT INTO runs (run, phase, project_id, labels, framework, params, planned_epochs, epochs, elapsed,
+                                 started, ended, updated, status, source, host, pid)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (run, phase) DO UPDATE SET
+                 project_id = excluded.project_id, framework = COALESCE(excluded.framework, framework),
+                 params = COALESCE(excluded.params, params), planned_epochs = COALESCE(excluded.planned_epochs, planned_epochs),
+                 epochs = COALESCE(excluded.epochs, epochs), elapsed = COALESCE(excluded.elapsed, elapsed),
+                 ended = excluded.ended, updated = excluded.updated, status = excluded.status,
+                 host = excluded.host, pid = excluded.pid
+               RETURNING id""",
+            (r.run, r.phase, self._project(r.job), self._labels, r.framework, r.params, r.planned_epochs, r.epoch,
+             r.elapsed, r.started, r.time if r.status else None, time.time(), status, r.source, db.HOST, os.getpid()),
+        ).fetchone()  # fmt: skip
+        self._ids[key] = run_id
+        if r.status:
+            self._open.pop(key, None)
+        else:
+            self._open[key] = r.params is not None
+        if r.metrics is not None and (r.epoch is not None or r.event == "evaluate"):
+            epoch = r.epoch if r.event == "epoch" and r.epoch is not None else db.EVALUATE_EPOCH
+            self._conn.executemany(
+                "INSERT INTO metrics VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value",
+                [(run_id, epoch, k, v if not math.isnan(v) else None) for k, v in r.metrics.items()],
+            )
+        for name, code, severity, message, fired in r.checks:
+            if fired:
+                self._conn.execute(
+                    """INSERT INTO checks VALUES (?, ?, ?, ?, ?, ?, ?, 1)
+                       ON CONFLICT DO UPDATE SET code = excluded.code, severity = excluded.severity,
+                         message = excluded.message, last_epoch = excluded.last_epoch, fired = 1""",
+                    (run_id, name, code, severity, message, r.epoch, r.epoch),
+                )
+            else:
+                self._conn.execute("UPDATE checks SET fired = 0 WHERE run_id = ? AND name = ?", (run_id, name))
+
+    def _close_open(self) -> None:
+        if not self._open:
+            return
+        with db.transaction(self._conn):
+            for key, protocol in self._open.items():
+                self._conn.execute(
+                    "UPDATE runs SET status = ?, ended = updated WHERE id = ? AND status = 'running'",
+                    ("interrupted" if protocol else "ended", self._ids[key]),
+                )
+        self._open.clear()

@@ -1,0 +1,342 @@
+"""Prometheus remote write: every epoch, evaluate and step record as samples at the record's time.
+
+A Pushgateway keeps only the latest value and is scraped every 15-60 s; remote write keeps each
+record's values with its own timestamp. The store's listener runs in the reading thread, so it only
+turns a record into samples (the same families as the push path, plus a ``run`` label) and appends
+them to each sink's bounded buffer; one worker per URL batches them (at most ``BATCH_SAMPLES``, at
+most ``BATCH_AGE`` seconds old), POSTs a snappy-compressed ``WriteRequest`` and retries with backoff
+on 5xx, 429 and network errors, in order, so that the samples of one series always arrive in time
+order. A 4xx answer is final: the batch is dropped and the server's message reported once.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import cramjam
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from gangplank_sidecar import __version__
+from gangplank_sidecar.aggregation.state import Series
+from gangplank_sidecar.sinks import remote_write_pb2 as pb
+from gangplank_sidecar.sinks.families import families
+from gangplank_sidecar.sinks.transport import PushError, Transport, TransportConfig
+
+BATCH_SAMPLES = 2000
+BATCH_AGE = 1.0
+MAX_BUFFERED = 100_000
+BACKOFF_FIRST, BACKOFF_MAX = 0.25, 30.0
+SAMPLE_EVENTS = ("step", "epoch", "evaluate")
+HEADERS = {
+    "Content-Type": "application/x-protobuf",
+    "Content-Encoding": "snappy",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+    "User-Agent": f"gangplank-sidecar/{__version__}",
+}
+
+_STATUS = re.compile(r"HTTP (\d{3})\b")  # how Transport's PushError states an HTTP answer
+LabelSet = tuple[tuple[str, str], ...]
+
+
+@dataclass(slots=True)
+class Record:
+    """One record's samples: they share a timestamp; ``keys`` is interned across records."""
+
+    time_ms: int
+    step: bool
+    keys: tuple[LabelSet, ...]
+    values: tuple[float, ...]
+
+
+@dataclass(slots=True)
+class _Entry:
+    """A record in one sink's buffer; ``live`` turns False once it is taken or dropped."""
+
+    at: float
+    record: Record
+    live: bool = True
+
+
+class RemoteWriteMetrics:
+    """gangplank_sidecar_remote_write_*, registered once for all URLs."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.sent = Counter(
+            "gangplank_sidecar_remote_write_sent_samples", "Samples accepted by remote-write receivers", registry=registry
+        )
+        self.dropped = Counter(
+            "gangplank_sidecar_remote_write_dropped_samples",
+            "Samples given up: overflow (buffer full, oldest step samples first), rejected (4xx), undelivered (at exit)",
+            ["reason"],
+            registry=registry,
+        )
+        self.requests = Counter(
+            "gangplank_sidecar_remote_write_requests", "Remote-write requests, by result", ["result"], registry=registry
+        )
+        self.pending = Gauge(
+            "gangplank_sidecar_remote_write_pending_samples", "Samples buffered for remote write", registry=registry
+        )
+        for reason in ("overflow", "rejected", "undelivered"):
+            self.dropped.labels(reason)
+        for result in ("success", "retry", "rejected"):
+            self.requests.labels(result)
+
+
+class Recorder:
+    """The store listener: turns sample-bearing records into ``Record``s and hands them to the sinks.
+
+    Runs in the reading thread, after the update, so the series is stable while it is read here.
+    A record whose time is not after the previous one of its run (text formats stamped with the
+    read time, or a clock step back) is stamped 1 ms after it: Prometheus only accepts a series'
+    samples in increasing time order, and the latest state must not be lost.
+    """
+
+    def __init__(self, labels: dict[str, str], sinks: Iterable[RemoteWriteSink]) -> None:
+        self.labels = labels
+        self.sinks = list(sinks)
+        self._interned: dict[object, object] = {}
+        self._last: dict[tuple[str, str, str], tuple[float, int]] = {}
+
+    def __call__(self, event: str, series: Series) -> None:
+        if event not in SAMPLE_EVENTS:
+            return
+        record = self.record(event, series)
+        for sink in self.sinks:
+            sink.put(record)
+
+    def record(self, event: str, series: Series) -> Record:
+        group = (series.job, series.phase, series.run)
+        seen_time, last_ms = self._last.get(group, (None, -1))
+        # Text formats carry no time: the series keeps its start time, so the read time is used.
+        when = time.time() if series.time == seen_time else series.time
+        time_ms = max(round(when * 1000), last_ms + 1)
+        self._last[group] = (series.time, time_ms)
+        labels = {"job": series.job, "phase": series.phase, **self.labels, "run": series.run}
+        metric_names = None
+        if event == "step":
+            prefix = f"gangplank_{series.phase}_"
+            metric_names = {prefix + n for n in series.names.map(list(series.metrics)).values()} | {prefix + "step"}
+        keys, values = [], []
+        for family in families(series, labels):
+            for sample in family.samples:
+                if metric_names is None or sample.name in metric_names:
+                    keys.append(self._intern(tuple(sorted({**sample.labels, "__name__": sample.name}.items()))))
+                    values.append(float(sample.value))
+        return Record(time_ms, event == "step", self._intern(tuple(keys)), tuple(values))
+
+    def _intern(self, value):  # type: ignore[no-untyped-def]
+        return self._interned.setdefault(value, value)
+
+
+def encode(records: Iterable[Record]) -> bytes:
+    """The snappy-compressed WriteRequest; each series' samples in the records' (time) order."""
+    request = pb.WriteRequest()
+    series: dict[LabelSet, pb.TimeSeries] = {}
+    for record in records:
+        for key, value in zip(record.keys, record.values):
+            ts = series.get(key)
+            if ts is None:
+                ts = series[key] = request.timeseries.add()
+                ts.labels.extend(pb.Label(name=n, value=v) for n, v in key)
+            ts.samples.add(value=value, timestamp=record.time_ms)
+    return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+
+
+def redact(url: str) -> str:
+    """The URL without credentials or query (either may hold a secret)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class RemoteWriteSink:
+    """One receiver URL: a bounded buffer of records and the worker that delivers them in order."""
+
+    def __init__(
+        self,
+        url: str,
+        metrics: RemoteWriteMetrics,
+        report: Callable[[str], None],
+        transport: Transport | None = None,
+        timeout: float = 5.0,
+        max_buffered: int = MAX_BUFFERED,
+        batch_samples: int = BATCH_SAMPLES,
+        batch_age: float = BATCH_AGE,
+    ) -> None:
+        self.url = url
+        self.metrics = metrics
+        self.report = report
+        self.transport = transport or Transport(TransportConfig())
+        self.timeout = timeout
+        self.max_buffered = max_buffered
+        self.batch_samples = batch_samples
+        self.batch_age = batch_age
+        self.lost = 0
+        self._buffer: collections.deque[_Entry] = collections.deque()
+        self._steps: collections.deque[_Entry] = collections.deque()
+        self._buffered = 0
+        self._cond = threading.Condition()
+        self._deadline: float | None = None
+        self._failing = False
+        self._rejected_reported = False
+        self._thread = threading.Thread(target=self._run, name="remote-write", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, record: Record) -> None:
+        """Buffers a record (reading thread: no I/O); when full, the oldest step records go first."""
+        entry = _Entry(time.monotonic(), record)
+        with self._cond:
+            self._buffer.append(entry)
+            if record.step:
+                self._steps.append(entry)
+            self._buffered += len(record.values)
+            if self._buffered > self.max_buffered:
+                self._overflow()
+            self.metrics.pending.set(self._buffered)
+            self._cond.notify()
+
+    def _overflow(self) -> None:
+        """Drops the oldest buffered step records until the buffer fits (epoch records never go)."""
+        dropped = 0
+        while self._steps and self._buffered - dropped > self.max_buffered:
+            entry = self._steps.popleft()
+            if entry.live:
+                entry.live = False
+                dropped += len(entry.record.values)
+        self._buffered -= dropped
+        self.lost += dropped
+        self.metrics.dropped.labels("overflow").inc(dropped)
+
+    def stop(self, deadline: float) -> None:
+        """Asks the worker to deliver what is buffered, trying until ``deadline`` (monotonic)."""
+        with self._cond:
+            self._deadline = deadline
+            self._cond.notify()
+
+    def join(self) -> bool:
+        """Waits for the worker; True when every sample was delivered."""
+        assert self._deadline is not None
+        self._thread.join(max(0.0, self._deadline - time.monotonic()) + self.timeout + 1)
+        with self._cond:
+            if self._buffered:
+                self.report(f"{self._buffered} samples could not be written to {redact(self.url)} before the flush timeout")
+                self.metrics.dropped.labels("undelivered").inc(self._buffered)
+                self.lost += self._buffered
+                self._buffer.clear()
+                self._steps.clear()
+                self._buffered = 0
+        return self.lost == 0
+
+    def close(self, flush_timeout: float) -> bool:
+        self.stop(time.monotonic() + flush_timeout)
+        return self.join()
+
+    def _take(self) -> list[Record] | None:
+        """The next batch, once it is full or its oldest record is ``batch_age`` old; None when done."""
+        with self._cond:
+            while True:
+                while self._buffer and not self._buffer[0].live:
+                    self._buffer.popleft()
+                while self._steps and not self._steps[0].live:
+                    self._steps.popleft()
+                if self._buffer:
+                    age = time.monotonic() - self._buffer[0].at
+                    if self._buffered >= self.batch_samples or age >= self.batch_age or self._deadline is not None:
+                        break
+                    self._cond.wait(self.batch_age - age)
+                elif self._deadline is not None:
+                    return None
+                else:
+                    self._cond.wait()
+            batch, size = [], 0
+            while self._buffer and (not batch or size + len(self._buffer[0].record.values) <= self.batch_samples):
+                entry = self._buffer.popleft()
+                if entry.live:
+                    entry.live = False
+                    batch.append(entry.record)
+                    size += len(entry.record.values)
+            self._buffered -= size
+            self.metrics.pending.set(self._buffered)
+            return batch
+
+    def _run(self) -> None:
+        while (batch := self._take()) is not None:
+            if not self._deliver(batch):
+                return
+
+    def _deliver(self, batch: list[Record]) -> bool:
+        """Sends one batch until it is accepted or rejected; False if the deadline passed first."""
+        body = encode(batch)
+        count = sum(len(r.values) for r in batch)
+        backoff = BACKOFF_FIRST
+        while True:
+            try:
+                self.transport.send(self.url, "POST", body, list(HEADERS.items()), self.timeout)
+            except PushError as exc:
+                status = int(m.group(1)) if (m := _STATUS.match(str(exc))) else None
+                if status is not None and 400 <= status < 500 and status != 429:
+                    self._rejected(str(exc), count)
+                    return True
+                self._retrying(str(exc))
+            else:
+                self.metrics.requests.labels("success").inc()
+                self.metrics.sent.inc(count)
+                if self._failing:
+                    self._failing = False
+                    self.report(f"writing to {redact(self.url)} again")
+                return True
+            with self._cond:
+                deadline = self._deadline
+                wait = backoff * random.uniform(0.8, 1.2)
+                if deadline is not None:
+                    if time.monotonic() >= deadline:
+                        self._undelivered(batch, count)
+                        return False
+                    wait = min(wait, deadline - time.monotonic())
+                self._cond.wait(wait)
+            backoff = min(BACKOFF_MAX, backoff * 2)
+
+    def _retrying(self, reason: str) -> None:
+        self.metrics.requests.labels("retry").inc()
+        if not self._failing:
+            self._failing = True
+            self.report(f"cannot write to {redact(self.url)}: {reason}; retrying in the background")
+
+    def _rejected(self, reason: str, count: int) -> None:
+        self.metrics.requests.labels("rejected").inc()
+        self.metrics.dropped.labels("rejected").inc(count)
+        self.lost += count
+        if not self._rejected_reported:
+            self._rejected_reported = True
+            self.report(
+                f"{redact(self.url)} rejected {count} samples: {reason} (not retried; later rejections are only counted)"
+            )
+
+    def _undelivered(self, batch: list[Record], count: int) -> None:
+        """Puts the batch back in front, for ``join`` to count with the rest."""
+        for record in reversed(batch):
+            self._buffer.appendleft(_Entry(0.0, record))
+        self._buffered += count
+
+
+def remote_write_sinks(
+    urls: list[str],
+    labels: dict[str, str],
+    registry: CollectorRegistry,
+    report: Callable[[str], None],
+    transport: Transport | None = None,
+) -> tuple[Recorder, list[RemoteWriteSink]]:
+    """One sink per URL, fed by one recorder (to add to ``store.listeners``)."""
+    metrics = RemoteWriteMetrics(registry)
+    sinks = [RemoteWriteSink(url, metrics, report, transport) for url in urls]
+    return Recorder(labels, sinks), sinks

@@ -1,0 +1,58 @@
+"""Wrapper mode: run a command, echo and parse its stdout and stderr, pass signals on, exit as it did.
+
+The command runs in a session of its own, so a Ctrl-C at the terminal reaches it once,
+through us, exactly as a SIGTERM from Kubernetes does. Its two pipes are read by two
+threads; the pipeline is not thread-safe, so their lines go through one lock.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+
+from gangplank_sidecar.sources.stdin import Feed, pump
+
+DRAIN_TIMEOUT = 5.0
+EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE = 127, 126
+
+
+def exit_code(returncode: int) -> int:
+    """A shell's exit code: 128+N for a process killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def run_command(
+    argv: Sequence[str],
+    feed: Feed,
+    out: Callable[[bytes], None],
+    err: Callable[[bytes], None],
+    report: Callable[[str], None],
+) -> int:
+    """Runs ``argv`` to its end and returns its exit code."""
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    except OSError as exc:
+        report(f"cannot run {argv[0]}: {exc.strerror}")
+        return EXIT_NOT_FOUND if exc.errno == errno.ENOENT else EXIT_NOT_EXECUTABLE
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: proc.send_signal(signum))
+    lock = threading.Lock()
+
+    def locked(name: str, line: bytes) -> None:
+        with lock:
+            feed(name, line)
+
+    assert proc.stdout is not None and proc.stderr is not None
+    readers = [
+        threading.Thread(target=pump, args=(pipe.fileno(), name, locked, echo), name=f"read-{name}", daemon=True)
+        for pipe, name, echo in ((proc.stdout, "stdout", out), (proc.stderr, "stderr", err))
+    ]
+    for reader in readers:
+        reader.start()
+    code = exit_code(proc.wait())
+    for reader in readers:
+        reader.join(DRAIN_TIMEOUT)
+    return code

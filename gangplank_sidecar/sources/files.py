@@ -1,0 +1,273 @@
+"""Following log files like ``tail -F``: files that appear later, rotation and truncation.
+
+watchfiles (inotify on Linux) wakes the follower when something happens to a followed
+path; each wake-up is one pass over the files, so idle costs nothing and a burst of
+writes is read in one go. A pass reads each open file to its end, then looks at the
+path: gone or another inode means the file was rotated (it is finished, and the new
+file is read from the start); a file shorter than our offset, or whose first bytes
+changed, was truncated (copytruncate) and is read again from the start.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import signal
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import watchfiles
+
+from gangplank_sidecar.aggregation.state import Store
+from gangplank_sidecar.sources.checkpoint import HEAD, Checkpoints, Position
+from gangplank_sidecar.sources.lines import LineSplitter
+from gangplank_sidecar.sources.stdin import Feed
+
+CHUNK = 1 << 16
+DEBOUNCE_MS, STEP_MS = 200, 50
+RESCAN_MS = 1000
+END_GRACE = 2.0
+
+
+@dataclass
+class Counts:
+    """What the follower did, for its tests and its log."""
+
+    opens: int = 0
+    lines: int = 0
+    rotations: int = 0
+    truncations: int = 0
+    resumed: int = 0
+
+
+@dataclass
+class _Tail:
+    """One open file: how far we have read, where the last whole line ended, its first bytes."""
+
+    path: str
+    fd: int
+    dev: int
+    ino: int
+    offset: int = 0
+    line_end: int = 0
+    head: bytes = b""
+    splitter: LineSplitter = field(default_factory=LineSplitter)
+
+    def position(self) -> Position:
+        return Position(self.dev, self.ino, self.line_end, self.head)
+
+
+def _could_match(path: str, pattern: str) -> bool:
+    """Whether ``path`` is a file ``pattern`` names, or a directory on the way to one."""
+    want, have = Path(pattern).parts, Path(path).parts
+    return len(have) <= len(want) and all(
+        h == w or (glob.has_magic(w) and fnmatch.fnmatchcase(h, w)) for h, w in zip(have, want)
+    )
+
+
+def _anchor(pattern: str) -> str:
+    """The deepest existing directory above the first wildcard in ``pattern``'s directory."""
+    parts = Path(pattern).parent.parts
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    base = Path(*parts[: max(fixed, 1)])
+    while not base.is_dir():
+        base = base.parent
+    return str(base)
+
+
+class Follower:
+    """Follows every file the patterns name; each file is its own stream, named by its path."""
+
+    def __init__(
+        self,
+        patterns: Sequence[str],
+        feed: Feed,
+        report: Callable[[str], None],
+        checkpoints: Checkpoints | None = None,
+        version: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.patterns = list(dict.fromkeys(os.path.abspath(os.path.expanduser(p)) for p in patterns))
+        self.feed = feed
+        self.report = report
+        self.checkpoints = checkpoints
+        self.version = version
+        self.counts = Counts()
+        self.opened: set[str] = set()
+        self.last_data = time.monotonic()
+        self._tails: dict[str, _Tail] = {}
+        self._unreadable: set[str] = set()
+
+    def paths(self) -> list[str]:
+        """The files the patterns name now (a literal path whether it exists or not)."""
+        found: list[str] = []
+        for pattern in self.patterns:
+            if glob.has_magic(pattern):
+                found.extend(p for p in sorted(glob.glob(pattern)) if os.path.isfile(p))
+            else:
+                found.append(pattern)
+        return list(dict.fromkeys(found))
+
+    def resume(self) -> None:
+        """Replays each file up to its checkpoint: that state was delivered before a restart.
+
+        Call it before the sink starts, then tell the sink the state is delivered.
+        """
+        saved = self.checkpoints.saved if self.checkpoints else {}
+        for path in self.paths():
+            if path not in saved:
+                continue
+            tail = self._open(path)
+            if tail is None:
+                continue
+            head = os.pread(tail.fd, HEAD, 0)
+            if saved[path].matches(tail.dev, tail.ino, os.fstat(tail.fd).st_size, head):
+                self._read(tail, limit=saved[path].offset)
+                self.counts.resumed += 1
+                self.report(f"resuming {path} at byte {tail.line_end}")
+            else:
+                self.report(f"{path} is not the file of the last checkpoint; reading it from the start")
+
+    def scan(self) -> None:
+        """One pass: read every open file to its end, then open, rotate or truncate as the paths say."""
+        for path in dict.fromkeys([*self._tails, *self.paths()]):
+            tail = self._tails.get(path)
+            if tail is not None:
+                self._read(tail)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    st = None
+                if st is not None and (st.st_dev, st.st_ino) == (tail.dev, tail.ino):
+                    continue
+                self._finish(tail)
+                self.counts.rotations += 1
+                self.report(f"{path} was rotated; reading the new file from the start")
+            tail = self._open(path)
+            if tail is not None:
+                self._read(tail)
+
+    def follow(self, stop: threading.Event, done: Callable[[], bool] = lambda: False) -> None:
+        """Reads what there is, then what comes, until ``stop`` is set or ``done()``; then a last pass."""
+        for path in self.paths():
+            if not os.path.exists(path):
+                self.report(f"waiting for {path}")
+        self.scan()
+        while not stop.is_set() and not done():
+            dirs = self._watch_dirs()
+            for _ in watchfiles.watch(
+                *dirs,
+                watch_filter=self._relevant,
+                debounce=DEBOUNCE_MS,
+                step=STEP_MS,
+                stop_event=stop,
+                rust_timeout=RESCAN_MS,
+                yield_on_timeout=True,
+                recursive=False,
+                raise_interrupt=False,
+            ):
+                self.scan()
+                if done() or self._watch_dirs() != dirs:
+                    break
+        self.scan()
+
+    def runs_ended(self, store: Store) -> bool:
+        """Every literal path opened, every run read from the files ended, nothing new for a while."""
+        literal = [p for p in self.patterns if not glob.has_magic(p)]
+        if not self.opened or not self.opened.issuperset(literal):
+            return False
+        runs = [s for s in store.all_runs() if s.source in self.opened]
+        if not runs or any(s.status is None for s in runs):
+            return False
+        return time.monotonic() - self.last_data >= END_GRACE
+
+    def close(self) -> None:
+        for tail in list(self._tails.values()):
+            os.close(tail.fd)
+        self._tails.clear()
+
+    def _watch_dirs(self) -> list[str]:
+        dirs = {_anchor(p) for p in self.patterns}
+        for pattern in self.patterns:
+            parent = os.path.dirname(pattern)
+            if glob.has_magic(parent):
+                dirs.update(d for d in glob.glob(parent) if os.path.isdir(d))
+        return sorted(dirs)
+
+    def _relevant(self, change: watchfiles.Change, path: str) -> bool:
+        return path in self._tails or any(_could_match(path, p) for p in self.patterns)
+
+    def _open(self, path: str) -> _Tail | None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if path not in self._unreadable:
+                self._unreadable.add(path)
+                self.report(f"cannot open {path}: {exc.strerror}")
+            return None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            if path not in self._unreadable:
+                self._unreadable.add(path)
+                self.report(f"not following {path}: not a regular file")
+            return None
+        self._unreadable.discard(path)
+        tail = self._tails[path] = _Tail(path, fd, st.st_dev, st.st_ino)
+        self.counts.opens += 1
+        self.opened.add(path)
+        return tail
+
+    def _read(self, tail: _Tail, limit: int | None = None) -> None:
+        if os.fstat(tail.fd).st_size < tail.offset or (tail.head and os.pread(tail.fd, len(tail.head), 0) != tail.head):
+            self.counts.truncations += 1
+            self.report(f"{tail.path} was truncated; reading it from the start")
+            tail.offset = tail.line_end = 0
+            tail.head = b""
+            tail.splitter = LineSplitter()
+        while limit is None or tail.offset < limit:
+            chunk = os.pread(tail.fd, CHUNK if limit is None else min(CHUNK, limit - tail.offset), tail.offset)
+            if not chunk:
+                return
+            self._take(tail, chunk)
+
+    def _take(self, tail: _Tail, chunk: bytes) -> None:
+        """Feeds the chunk's lines; after each, marks where it ended for the checkpoint."""
+        start = tail.offset
+        tail.offset += len(chunk)
+        if len(tail.head) < HEAD:
+            tail.head = (tail.head + chunk)[:HEAD]
+        self.last_data = time.monotonic()
+        i = 0
+        while (j := chunk.find(b"\n", i)) >= 0:
+            self._lines(tail, tail.splitter.feed(chunk[i : j + 1]))
+            i = j + 1
+            tail.line_end = start + i
+            if self.checkpoints is not None:
+                self.checkpoints.mark(tail.path, self.version(), tail.position())
+        self._lines(tail, tail.splitter.feed(chunk[i:]))
+
+    def _lines(self, tail: _Tail, lines: Iterable[bytes]) -> None:
+        for line in lines:
+            self.counts.lines += 1
+            self.feed(tail.path, line)
+
+    def _finish(self, tail: _Tail) -> None:
+        self._lines(tail, tail.splitter.flush())
+        os.close(tail.fd)
+        del self._tails[tail.path]
+
+
+def follow(follower: Follower, store: Store, exit_on_end: bool) -> None:
+    """Follows until SIGTERM or SIGINT (the Kubernetes way) or, with ``exit_on_end``, every run's end."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    follower.follow(stop, (lambda: follower.runs_ended(store)) if exit_on_end else (lambda: False))
+    follower.close()

@@ -1,0 +1,109 @@
+"""The emitter's numpy histogram against a brute-force count and against Gangplank 0.5.0."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from gangplank_emitter import HISTOGRAM_WEIGHT_BUCKETS_0_3, HISTOGRAM_WEIGHT_BUCKETS_1_0
+from gangplank_emitter.histogram import histogram
+
+# Weights-like magnitudes: the sum is accumulated in float64 (numpy's pairwise sum), which is not
+# compensated, so values of 1e300 and 1 would cancel differently than math.fsum.
+nonfinite = st.sampled_from([math.nan, math.inf, -math.inf])
+floats32 = hnp.arrays(np.float32, st.integers(0, 300), elements=st.one_of(st.floats(-1e6, 1e6, width=32), nonfinite))
+floats64 = hnp.arrays(np.float64, st.integers(0, 300), elements=st.one_of(st.floats(-1e6, 1e6), nonfinite))
+bounds = st.lists(st.floats(-2, 2, allow_nan=False), min_size=1, max_size=12, unique=True).map(sorted)
+
+
+def brute_force(arrays: list[np.ndarray], le: list[float]) -> dict:
+    finite = [float(x) for a in arrays for x in a.ravel() if math.isfinite(float(x))]
+    return {
+        "counts": [sum(1 for x in finite if x <= b) for b in le] + [len(finite)],
+        "count": len(finite),
+        "nonfinite": sum(a.size for a in arrays) - len(finite),
+        "min": min(finite, default=None),
+        "max": max(finite, default=None),
+        "sum": math.fsum(finite),
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(floats32, floats64), max_size=4), bounds)
+def test_counts_equal_brute_force(arrays: list[np.ndarray], le: list[float]) -> None:
+    # Values equal to a bound must land in that bound's bucket: put some there on purpose.
+    arrays = [*arrays, np.asarray(le, dtype=np.float64), np.asarray(le, dtype=np.float32)]
+    got, want = histogram(arrays, le), brute_force(arrays, le)
+    assert got["le"] == le
+    for key in ("counts", "count", "nonfinite", "min", "max"):
+        assert got[key] == want[key], key
+    assert got["sum"] == pytest.approx(want["sum"], rel=1e-9, abs=1e-6)
+
+
+def test_bound_semantics_in_float64() -> None:
+    """np.float32(0.1) is 0.10000000149 > 0.1: above the bound, as Prometheus would say."""
+    h = histogram([np.float32([0.1, -0.1, 0.0, -0.0])], [-0.1, 0.0, 0.1])
+    assert h["counts"] == [1, 3, 3, 4]
+
+
+def test_sum_overflow_is_infinite_not_nonfinite_weights() -> None:
+    h = histogram([np.array([1e308, 1e308])], [0.0])
+    assert h["sum"] == math.inf and h["nonfinite"] == 0 and h["counts"] == [0, 2]
+
+
+def test_empty_and_all_nonfinite() -> None:
+    h = histogram([np.array([]), np.array([np.nan, np.inf, -np.inf])], [0.0])
+    assert h == {"le": [0.0], "counts": [0, 0], "count": 0, "sum": 0.0, "min": None, "max": None, "nonfinite": 3}
+
+
+def test_other_dtypes_and_shapes() -> None:
+    h = histogram([np.array([[1, 2], [3, 4]], dtype=np.int64), np.float16([0.5, 2.5]), [[-1.0]]], [0.0, 1.0, 2.0])
+    assert h["counts"] == [1, 3, 4, 7] and h["sum"] == 12.0
+
+
+def test_blocks_larger_than_one_pass() -> None:
+    w = np.random.default_rng(0).normal(0, 0.3, 600_000).astype(np.float32)
+    w64 = w.astype(np.float64)
+    h = histogram([w], HISTOGRAM_WEIGHT_BUCKETS_0_3)
+    assert h["counts"] == [int(np.count_nonzero(w64 <= b)) for b in HISTOGRAM_WEIGHT_BUCKETS_0_3] + [w.size]
+
+
+@pytest.mark.parametrize("le", [[], [1.0, 0.0], [0.0, 0.0], [0.0, math.inf], [math.nan]])
+def test_bad_bounds_are_refused(le: list[float]) -> None:
+    with pytest.raises(ValueError, match="bounds"):
+        histogram([np.zeros(3)], le) if le else histogram([np.zeros(3)], np.zeros((2, 2)))
+
+
+def gangplank_counts(weights: np.ndarray, le: list[float]) -> list[float]:
+    """What Gangplank 0.5.0's exporter pushes for these weights (its Histogram, fed one by one)."""
+    import gangplank
+    from prometheus_client import CollectorRegistry, Histogram
+
+    assert gangplank.HISTOGRAM_WEIGHT_BUCKETS_1_0  # the reference peer is really installed
+    h = Histogram("gangplank_train_model_weights", "model trainable weights", buckets=le, registry=CollectorRegistry())
+    for w in weights.tolist():
+        h.observe(w)
+    return [s.value for s in h.collect()[0].samples if s.name.endswith("_bucket")]
+
+
+def test_bucket_constants_are_gangplanks() -> None:
+    import gangplank
+
+    assert HISTOGRAM_WEIGHT_BUCKETS_1_0 == gangplank.HISTOGRAM_WEIGHT_BUCKETS_1_0
+    assert HISTOGRAM_WEIGHT_BUCKETS_0_3 == gangplank.HISTOGRAM_WEIGHT_BUCKETS_0_3
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    hnp.arrays(np.float32, st.integers(0, 200), elements=st.floats(-1.5, 1.5, width=32)),
+    st.sampled_from([HISTOGRAM_WEIGHT_BUCKETS_0_3, HISTOGRAM_WEIGHT_BUCKETS_1_0]),
+)
+def test_counts_equal_gangplank(weights: np.ndarray, le: list[float]) -> None:
+    # On the bounds themselves too; Gangplank sees the weights as float64 (see README).
+    weights = np.concatenate([weights, np.float32(le)])
+    assert histogram([weights], le)["counts"] == gangplank_counts(weights, le)

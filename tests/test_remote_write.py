@@ -1,0 +1,258 @@
+"""Remote write into the real Prometheus (receiver on), directly and behind a fault proxy."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import cramjam
+import pytest
+from prometheus_client import CollectorRegistry
+
+from conftest import SIDECAR, free_port, wait_http
+from gangplank_sidecar.aggregation.state import Store
+from gangplank_sidecar.sinks import remote_write_pb2 as pb
+from gangplank_sidecar.sinks.remote_write import Record, RemoteWriteMetrics, RemoteWriteSink, remote_write_sinks, encode
+
+PROMETHEUS_BIN = "/usr/bin/prometheus"
+EPOCHS = 30
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[str]:
+    """The Debian Prometheus with the remote-write receiver and no scrape jobs at all."""
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 1m\n", encoding="utf-8")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            PROMETHEUS_BIN,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-remote-write-receiver",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/-/ready", timeout=30)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+class FaultProxy:
+    """Forwards POSTs to the receiver, or answers 500 itself while ``failing``; counts what it saw."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.failing = False
+        self.answers: list[int] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server hook
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if proxy.failing:
+                    status, answer = 500, b"injected failure\n"
+                else:
+                    headers = {k: self.headers[k] for k in ("Content-Type", "Content-Encoding", "X-Prometheus-Remote-Write-Version")}
+                    request = urllib.request.Request(proxy.target + self.path, data=body, headers=headers, method="POST")
+                    try:
+                        with urllib.request.urlopen(request, timeout=5) as response:
+                            status, answer = response.status, response.read()
+                    except urllib.error.HTTPError as exc:
+                        with exc:
+                            status, answer = exc.code, exc.read()
+                proxy.answers.append(status)
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def proxy(prometheus: str) -> Iterator[FaultProxy]:
+    fault = FaultProxy(prometheus)
+    yield fault
+    fault.close()
+
+
+def query(prometheus: str, promql: str) -> list[dict]:
+    params = urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(f"{prometheus}/api/v1/query?{params}", timeout=5) as response:
+        body = json.load(response)
+    assert body["status"] == "success"
+    return body["data"]["result"]
+
+
+def epoch_line(run: str, when: float, epoch: int, loss: float) -> str:
+    record = {
+        "gangplank": 1, "event": "epoch", "run": run, "phase": "train", "time": when, "epoch": epoch,
+        "elapsed_seconds": epoch * 1.5, "metrics": {"loss": loss, "accuracy": 1 - loss}, "params": {"total": 1234},
+    }
+    return json.dumps(record) + "\n"
+
+
+def losses(n: int) -> list[float]:
+    """Values with all 17 significant digits, so that any rounding on the way shows."""
+    return [1 / (i + 3) + 1e-9 * i for i in range(n)]
+
+
+def start_sidecar(url: str, job: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*SIDECAR, "--remote-write", url + "/api/v1/write", "--job", job, "--quiet", "--system-interval", "0", *extra],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def assert_exact(prometheus: str, job: str, times: list[float], values: list[float]) -> None:
+    (series,) = query(prometheus, f'gangplank_train_loss{{job="{job}"}}[1h]')
+    assert [round(float(t) * 1000) for t, _ in series["values"]] == [round(t * 1000) for t in times]
+    assert [float(v) for _, v in series["values"]] == values
+
+
+def test_thirty_epochs_land_with_their_own_timestamps(prometheus: str) -> None:
+    start = round(time.time() - 120, 3) + 0.0004  # sub-millisecond part: rounded, never truncated
+    times = [start + i for i in range(EPOCHS)]
+    values = losses(EPOCHS)
+    sidecar = start_sidecar(prometheus, "rw-exact", "--label", "team=vision")
+    out, err = sidecar.communicate("".join(epoch_line("run-a", t, i + 1, v) for i, (t, v) in enumerate(zip(times, values))), timeout=60)
+    assert sidecar.returncode == 0, err
+    assert_exact(prometheus, "rw-exact", times, values)
+    (series,) = query(prometheus, 'gangplank_train_loss{job="rw-exact"}')
+    assert series["metric"] == {
+        "__name__": "gangplank_train_loss", "job": "rw-exact", "phase": "train", "run": "run-a", "team": "vision"
+    }
+    (epochs,) = query(prometheus, 'gangplank_train_epochs_count{job="rw-exact"}[1h]')
+    assert [float(v) for _, v in epochs["values"]] == [float(i + 1) for i in range(EPOCHS)]
+    (params,) = query(prometheus, 'gangplank_train_model_parameters_count{job="rw-exact"}')
+    assert float(params["value"][1]) == 1234.0
+
+
+def test_a_receiver_that_fails_for_a_while_loses_nothing(proxy: FaultProxy, prometheus: str) -> None:
+    start = round(time.time() - 120, 3)
+    times = [start + i for i in range(EPOCHS)]
+    values = losses(EPOCHS)
+    lines = [epoch_line("run-b", t, i + 1, v) for i, (t, v) in enumerate(zip(times, values))]
+    proxy.failing = True
+    sidecar = start_sidecar(proxy.url, "rw-faults", "--flush-timeout", "30")
+    assert sidecar.stdin is not None
+    for chunk in (lines[:15], lines[15:]):
+        sidecar.stdin.write("".join(chunk))
+        sidecar.stdin.flush()
+        time.sleep(1.5)
+    assert proxy.answers and set(proxy.answers) == {500}
+    proxy.failing = False
+    out, err = sidecar.communicate(timeout=60)
+    assert sidecar.returncode == 0, err
+    assert_exact(prometheus, "rw-faults", times, values)
+    assert err.count("HTTP 500 Internal Server Error: injected failure; retrying in the background") == 1
+    assert err.count("again") == 1
+
+
+def test_a_400_answer_is_reported_once_and_not_retried(proxy: FaultProxy, prometheus: str) -> None:
+    now = time.time()
+    sidecar = start_sidecar(proxy.url, "rw-reject", "--strict")
+    assert sidecar.stdin is not None
+    # Too old for Prometheus once it holds recent samples: two batches answered 400 "out of bounds".
+    for line in (
+        epoch_line("fresh", now - 10, 1, 0.5),
+        epoch_line("stale-1", now - 3 * 3600, 1, 0.25),
+        epoch_line("stale-2", now - 3 * 3600, 1, 0.125),
+    ):
+        sidecar.stdin.write(line)
+        sidecar.stdin.flush()
+        time.sleep(1.6)  # longer than the batch age: one batch per record
+    started = time.monotonic()
+    out, err = sidecar.communicate(epoch_line("fresh", now - 5, 2, 0.0625), timeout=60)
+    assert time.monotonic() - started < 5
+    assert sidecar.returncode == 1  # --strict: rejected samples were not delivered
+    assert proxy.answers == [204, 400, 400, 204]
+    rejected = [line for line in err.splitlines() if "rejected" in line]
+    assert len(rejected) == 1
+    assert "HTTP 400 Bad Request: out of bounds" in rejected[0]
+    assert_exact(prometheus, "rw-reject", [now - 10, now - 5], [0.5, 0.0625])
+
+
+def _sink(max_buffered: int) -> tuple[RemoteWriteSink, RemoteWriteMetrics]:
+    metrics = RemoteWriteMetrics(CollectorRegistry())
+    return RemoteWriteSink("http://127.0.0.1:9/api/v1/write", metrics, lambda message: None, max_buffered=max_buffered), metrics
+
+
+def test_overflow_drops_the_oldest_step_samples_never_epoch_samples() -> None:
+    sink, metrics = _sink(max_buffered=10)
+    key = ((("__name__", "x"),),)
+    records = [Record(1000 + i, step=i % 3 != 0, keys=key * 2, values=(float(i), float(i))) for i in range(12)]
+    for record in records:
+        sink.put(record)
+    kept = [entry.record.time_ms for entry in sink._buffer if entry.live]
+    # 24 samples offered, 10 allowed: the 7 oldest step records go; epoch records 0, 3, 6, 9 stay.
+    assert kept == [1000, 1003, 1006, 1009, 1010]
+    assert metrics.dropped.labels("overflow")._value.get() == 14.0
+    assert metrics.pending._value.get() == 10.0
+    assert sink.lost == 14
+
+
+def test_overflow_with_only_epoch_samples_keeps_them_all() -> None:
+    sink, metrics = _sink(max_buffered=4)
+    for i in range(5):
+        sink.put(Record(i, step=False, keys=(((("__name__", "x"),)),), values=(float(i),)))
+    assert [e.record.time_ms for e in sink._buffer if e.live] == [0, 1, 2, 3, 4]
+    assert metrics.dropped.labels("overflow")._value.get() == 0.0
+
+
+def test_records_become_time_ordered_series_with_the_push_path_names() -> None:
+    store = Store()
+    recorder, sinks = remote_write_sinks(["http://127.0.0.1:9/w"], {"team": "a"}, CollectorRegistry(), lambda m: None)
+    store.listeners.append(recorder)
+    series = store.begin("j", "train", "r1", when=100.0)
+
+    def step(s, n=0, loss=0.0, when=0.0):  # type: ignore[no-untyped-def]
+        s.time, s.step = when, n
+        s.observe({"loss": loss}, s.epoch)
+
+    store.update(series, "step", lambda s: step(s, 10, 0.9, 100.5))
+    store.update(series, "epoch", lambda s: (step(s, 10, 0.8, 101.0), setattr(s, "epoch", 1)))
+    store.update(series, "step", lambda s: step(s, 20, 0.7, 101.0))  # same millisecond as the epoch
+    store.update(series, "end", lambda s: setattr(s, "status", "ok"))
+    (sink,) = sinks
+    records = [entry.record for entry in sink._buffer]
+    assert [(r.time_ms, r.step) for r in records] == [(100500, True), (101000, False), (101001, True)]
+    request = pb.WriteRequest.FromString(bytes(cramjam.snappy.decompress_raw(encode(records))))
+    got = {
+        tuple((label.name, label.value) for label in ts.labels): [(s.timestamp, s.value) for s in ts.samples]
+        for ts in request.timeseries
+    }
+    base = (("job", "j"), ("phase", "train"), ("run", "r1"), ("team", "a"))
+    assert got == {
+        (("__name__", "gangplank_train_loss"), *base): [(100500, 0.9), (101000, 0.8), (101001, 0.7)],
+        (("__name__", "gangplank_train_step"), *base): [(100500, 10.0), (101000, 10.0), (101001, 20.0)],
+        (("__name__", "gangplank_train_epochs_count"), *base): [(101000, 1.0)],
+    }
