@@ -31,8 +31,8 @@ class Thresholds:
     dead_growth: float = 0.2  # ... that grew by at least this since the run's first histogram
     exploding_growth: float = 0.25  # exploding_weights: share beyond the outer bounds grew by this ...
     exploding_abs: float = 100.0  # ... or a weight this large, or any non-finite weight
-    gap_epochs: int = 3  # train_val_gap: val_loss - loss widened this many epochs in a row ...
-    gap_ratio: float = 0.1  # ... and is at least this fraction of val_loss
+    gap_epochs: int = 4  # train_val_gap: val_loss - loss widened this many epochs in a row ...
+    gap_ratio: float = 0.25  # ... and is at least this fraction of val_loss
 
 
 def thresholds_from(pairs: Sequence[str]) -> Thresholds:

@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from pathlib import Path
 
 from prometheus_client import disable_created_metrics
 from pydantic import ValidationError
@@ -24,6 +23,7 @@ from gangplank_sidecar.selfmetrics import SelfMetrics
 from gangplank_sidecar.runs import db as history_db
 from gangplank_sidecar.settings import ConfigError, Settings, env, parse_labels
 from gangplank_sidecar.sinks.history import HistorySink
+from gangplank_sidecar.sinks.listen import ListenSink
 from gangplank_sidecar.sinks.pushgateway import PushgatewaySink
 from gangplank_sidecar.sinks.remote_write import remote_write_sinks
 from gangplank_sidecar.sinks.transport import Transport, check, parse_headers, read_secret
@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--remote-write", action="append", default=[], metavar="URL",
         help="also send every record's samples with its timestamp to this Prometheus remote-write URL (repeatable) [GANGPLANK_REMOTE_WRITE, comma-separated]",
     )
+    p.add_argument("--listen", metavar="[HOST:]PORT", help="serve /metrics for Prometheus to scrape (host default 127.0.0.1) [GANGPLANK_LISTEN]")
+    p.add_argument("--linger", type=float, default=0.0, metavar="SECONDS", help="pipe mode: keep serving --listen this long after EOF (default 0)")
     p.add_argument("--job", metavar="NAME", help="job label [GANGPLANK_JOB]")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="extra grouping label [GANGPLANK_LABELS]")
     p.add_argument("--quiet", action="store_true", help="do not echo stdin")
@@ -154,6 +156,8 @@ def settings_from(argv: Sequence[str]) -> Settings:
         return Settings(
             pushgateway=args.pushgateway or env("GANGPLANK_PUSHGATEWAY"),
             remote_write=args.remote_write or [u for u in (env("GANGPLANK_REMOTE_WRITE") or "").split(",") if u.strip()],
+            listen=args.listen or env("GANGPLANK_LISTEN"),
+            linger=args.linger,
             job=args.job or env("GANGPLANK_JOB"),
             labels=parse_labels(label_pairs),
             quiet=args.quiet,
@@ -179,7 +183,9 @@ def settings_from(argv: Sequence[str]) -> Settings:
 
 
 def report(message: str) -> None:
-    print(f"gangplank-sidecar: {message}", file=sys.stderr, flush=True)
+    """One write per message: print() writes the newline apart, so threads' reports interleave."""
+    sys.stderr.write(f"gangplank-sidecar: {message}\n")
+    sys.stderr.flush()
 
 
 def _raise_stop(signum: int, frame: object) -> None:
@@ -195,14 +201,14 @@ def _interrupt_main() -> None:
     signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
 
 
-def start_sampler(settings: Settings, sink: PushgatewaySink | None) -> Sampler | None:
+def start_sampler(settings: Settings, store: Store, sink: PushgatewaySink | None) -> Sampler | None:
     """System metrics: pushed as their own group {job, phase="system"}, and summed up at the end."""
     if not settings.system_interval:
         return None
     disk = settings.disk_path or (os.path.dirname(os.path.abspath(settings.files[0])) if settings.files else os.getcwd())
     sampler = Sampler(settings.system_interval, report, choose_target(settings.pid, bool(settings.command), report), disk)
     if sink is not None:
-        sink.groups.append(SystemGroup(sampler))
+        sink.groups.append(SystemGroup(sampler, ready=lambda: bool(settings.job or store.version or sampler.stopped)))
         sampler.listeners.append(lambda reading: sink.wake())
     sampler.start()
     return sampler
@@ -230,6 +236,15 @@ def start_history(settings: Settings, store: Store) -> HistorySink | None:
     return history
 
 
+def linger(listen: ListenSink, seconds: float) -> None:
+    """Pipe mode: serve the final state a little longer, so that a last scrape can happen."""
+    try:
+        time.sleep(seconds)
+    except (Stop, KeyboardInterrupt):
+        pass
+    listen.close()
+
+
 def run(settings: Settings) -> int:
     disable_created_metrics()
     store = Store()
@@ -244,6 +259,14 @@ def run(settings: Settings) -> int:
     except ValueError as exc:
         report(str(exc))
         return EXIT_USAGE
+    try:
+        listen = ListenSink(settings.listen, store, settings.labels, selfmetrics.registry) if settings.listen else None
+    except ConfigError as exc:
+        report(str(exc))
+        return EXIT_USAGE
+    if listen is not None:
+        listen.start()
+    follower = start_follower(settings, store, pipeline) if settings.files and not settings.command else None
     sink = None
     if settings.pushgateway:
         signal.signal(signal.SIGUSR1, _raise_undelivered)
@@ -252,7 +275,11 @@ def run(settings: Settings) -> int:
             handler=handler, retry=settings.retry, timeout=settings.transport.push_timeout,
             on_failed=_interrupt_main if settings.strict else None,
         )
+        if follower is not None:
+            sink.assume_delivered()
         sink.start()
+    if follower is not None and follower.checkpoints is not None:
+        follower.checkpoints.start(sink.delivered_through if sink else lambda: store.version)
     writers = []
     if settings.remote_write:
         recorder, writers = remote_write_sinks(
@@ -261,16 +288,25 @@ def run(settings: Settings) -> int:
         store.listeners.append(recorder)
         for writer in writers:
             writer.start()
-    sampler = start_sampler(settings, sink)
+    sampler = start_sampler(settings, store, sink)
     history = start_history(settings, store)
     signal.signal(signal.SIGTERM, _raise_stop)
     echo = Echo(None if settings.quiet else sys.stdout.buffer, report)
+    code = EXIT_OK
     try:
-        read_stdin(pipeline.feed, echo)
+        if settings.command:
+            errors = Echo(None if settings.quiet else sys.stderr.buffer, report)
+            code = run_command(settings.command, pipeline.feed, echo, errors, report)
+        elif follower is not None:
+            follow(follower, store, settings.exit_on_end)
+        else:
+            read_stdin(pipeline.feed, echo)
     except (Stop, KeyboardInterrupt):
         report("stopping: delivering the final state")
     except Undelivered:
         return EXIT_UNDELIVERED
+    if listen is not None:
+        linger(listen, settings.linger)
     if sampler is not None:
         sampler.stop()
     for writer in writers:
@@ -279,6 +315,8 @@ def run(settings: Settings) -> int:
         delivered = sink.close(settings.flush_timeout) if sink else True
     except Undelivered:
         delivered = False
+    if follower is not None and follower.checkpoints is not None:
+        follower.checkpoints.close()
     if history is not None:
         history.close()
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
@@ -289,6 +327,8 @@ def run(settings: Settings) -> int:
         what = ", ".join(sink.undelivered()) or "the sidecar's own metrics"
         report(f"not delivered to the Pushgateway at {settings.pushgateway} within {settings.flush_timeout:g} s: {what} ({sink.last_error})")
     written = all([writer.join() for writer in writers])
+    if code:
+        return code
     if not (delivered and written):
         return EXIT_UNDELIVERED if settings.strict else EXIT_OK
     return EXIT_OK

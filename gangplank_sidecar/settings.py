@@ -55,6 +55,8 @@ class Settings(BaseModel):
 
     pushgateway: str | None = None
     remote_write: list[str] = []
+    listen: str | None = None
+    linger: float = Field(default=0.0, ge=0)
     job: str | None = None
     labels: dict[str, str] = {}
     quiet: bool = False

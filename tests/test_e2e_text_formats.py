@@ -33,7 +33,7 @@ def test_floydhub_script(pushgateway: Pushgateway) -> None:
         "gangplank_train_val_loss": 2 / 3,
     }
     assert {name: value(samples, name, **train) for name in expected} == expected
-    assert done.stderr == b""
+    assert b"stdin:" not in done.stderr  # no line was reported as a bad record
 
 
 def shown(number: float) -> float:
@@ -53,4 +53,4 @@ def test_plain_keras_verbose1_script(pushgateway: Pushgateway, tmp_path) -> None
     for key, number in expected["evaluate"].items():
         assert value(samples, f"gangplank_test_{key.replace('-', '_')}", **test) == shown(number), key
     assert value(samples, "gangplank_train_epochs_count", **train) == 2
-    assert done.stderr == b""
+    assert b"stdin:" not in done.stderr  # no line was reported as a bad record

@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cramjam
@@ -109,6 +109,13 @@ def query(prometheus: str, promql: str) -> list[dict]:
     return body["data"]["result"]
 
 
+def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 def epoch_line(run: str, when: float, epoch: int, loss: float) -> str:
     record = {
         "gangplank": 1, "event": "epoch", "run": run, "phase": "train", "time": when, "epoch": epoch,
@@ -122,14 +129,27 @@ def losses(n: int) -> list[float]:
     return [1 / (i + 3) + 1e-9 * i for i in range(n)]
 
 
-def start_sidecar(url: str, job: str, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*SIDECAR, "--remote-write", url + "/api/v1/write", "--job", job, "--quiet", "--system-interval", "0", *extra],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+@pytest.fixture
+def start_sidecar() -> Iterator[Callable[..., subprocess.Popen]]:
+    """Starts sidecars writing to ``url``; any still running at the end of the test is killed."""
+    started: list[subprocess.Popen] = []
+
+    def start(url: str, job: str, *extra: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [*SIDECAR, "--remote-write", url + "/api/v1/write", "--job", job, "--quiet", "--system-interval", "0", *extra],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
 
 
 def assert_exact(prometheus: str, job: str, times: list[float], values: list[float]) -> None:
@@ -138,7 +158,7 @@ def assert_exact(prometheus: str, job: str, times: list[float], values: list[flo
     assert [float(v) for _, v in series["values"]] == values
 
 
-def test_thirty_epochs_land_with_their_own_timestamps(prometheus: str) -> None:
+def test_thirty_epochs_land_with_their_own_timestamps(prometheus: str, start_sidecar: Callable[..., subprocess.Popen]) -> None:
     start = round(time.time() - 120, 3) + 0.0004  # sub-millisecond part: rounded, never truncated
     times = [start + i for i in range(EPOCHS)]
     values = losses(EPOCHS)
@@ -156,7 +176,9 @@ def test_thirty_epochs_land_with_their_own_timestamps(prometheus: str) -> None:
     assert float(params["value"][1]) == 1234.0
 
 
-def test_a_receiver_that_fails_for_a_while_loses_nothing(proxy: FaultProxy, prometheus: str) -> None:
+def test_a_receiver_that_fails_for_a_while_loses_nothing(
+    proxy: FaultProxy, prometheus: str, start_sidecar: Callable[..., subprocess.Popen]
+) -> None:
     start = round(time.time() - 120, 3)
     times = [start + i for i in range(EPOCHS)]
     values = losses(EPOCHS)
@@ -164,11 +186,11 @@ def test_a_receiver_that_fails_for_a_while_loses_nothing(proxy: FaultProxy, prom
     proxy.failing = True
     sidecar = start_sidecar(proxy.url, "rw-faults", "--flush-timeout", "30")
     assert sidecar.stdin is not None
-    for chunk in (lines[:15], lines[15:]):
+    for chunk, failures in ((lines[:15], 1), (lines[15:], 3)):
         sidecar.stdin.write("".join(chunk))
         sidecar.stdin.flush()
-        time.sleep(1.5)
-    assert proxy.answers and set(proxy.answers) == {500}
+        wait_for(lambda: len(proxy.answers) >= failures)
+    assert set(proxy.answers) == {500}
     proxy.failing = False
     out, err = sidecar.communicate(timeout=60)
     assert sidecar.returncode == 0, err
@@ -177,19 +199,24 @@ def test_a_receiver_that_fails_for_a_while_loses_nothing(proxy: FaultProxy, prom
     assert err.count("again") == 1
 
 
-def test_a_400_answer_is_reported_once_and_not_retried(proxy: FaultProxy, prometheus: str) -> None:
+def test_a_400_answer_is_reported_once_and_not_retried(
+    proxy: FaultProxy, prometheus: str, start_sidecar: Callable[..., subprocess.Popen]
+) -> None:
     now = time.time()
     sidecar = start_sidecar(proxy.url, "rw-reject", "--strict")
     assert sidecar.stdin is not None
     # Too old for Prometheus once it holds recent samples: two batches answered 400 "out of bounds".
-    for line in (
-        epoch_line("fresh", now - 10, 1, 0.5),
-        epoch_line("stale-1", now - 3 * 3600, 1, 0.25),
-        epoch_line("stale-2", now - 3 * 3600, 1, 0.125),
+    for sent, line in enumerate(
+        (
+            epoch_line("fresh", now - 10, 1, 0.5),
+            epoch_line("stale-1", now - 3 * 3600, 1, 0.25),
+            epoch_line("stale-2", now - 3 * 3600, 1, 0.125),
+        ),
+        start=1,
     ):
         sidecar.stdin.write(line)
         sidecar.stdin.flush()
-        time.sleep(1.6)  # longer than the batch age: one batch per record
+        wait_for(lambda: len(proxy.answers) == sent)  # one batch per record
     started = time.monotonic()
     out, err = sidecar.communicate(epoch_line("fresh", now - 5, 2, 0.0625), timeout=60)
     assert time.monotonic() - started < 5
@@ -213,8 +240,8 @@ def test_overflow_drops_the_oldest_step_samples_never_epoch_samples() -> None:
     for record in records:
         sink.put(record)
     kept = [entry.record.time_ms for entry in sink._buffer if entry.live]
-    # 24 samples offered, 10 allowed: the 7 oldest step records go; epoch records 0, 3, 6, 9 stay.
-    assert kept == [1000, 1003, 1006, 1009, 1010]
+    # 24 samples offered, 10 allowed: each overflow drops the oldest step record; epoch records stay.
+    assert kept == [1000, 1003, 1006, 1009, 1011]
     assert metrics.dropped.labels("overflow")._value.get() == 14.0
     assert metrics.pending._value.get() == 10.0
     assert sink.lost == 14
@@ -255,4 +282,7 @@ def test_records_become_time_ordered_series_with_the_push_path_names() -> None:
         (("__name__", "gangplank_train_loss"), *base): [(100500, 0.9), (101000, 0.8), (101001, 0.7)],
         (("__name__", "gangplank_train_step"), *base): [(100500, 10.0), (101000, 10.0), (101001, 20.0)],
         (("__name__", "gangplank_train_epochs_count"), *base): [(101000, 1.0)],
+        (("__name__", "gangplank_train_best"), base[0], ("metric", "loss"), *base[1:]): [(101000, 0.8)],
+        (("__name__", "gangplank_run_active"), *base): [(101000, 1.0)],
+        (("__name__", "gangplank_run_last_record_timestamp_seconds"), *base): [(101000, 101.0)],
     }

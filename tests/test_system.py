@@ -279,6 +279,7 @@ start, cpu0 = time.monotonic(), time.process_time()
 while time.monotonic() - start < float(sys.argv[1]):
     pass
 print(json.dumps({{"share": (time.process_time() - cpu0) / (time.monotonic() - start)}}), flush=True)
+os._exit(0)  # no teardown that frees the memory bit by bit while a sample looks
 """
 
 
@@ -293,34 +294,36 @@ def test_a_process_that_exits_keeps_its_last_good_sample() -> None:
     said: list[str] = []
     sampler = Sampler(60, said.append, ProcessTree(child.pid), disk_path=None, gpus=False)
     first = sampler.sample()
-    assert first.memory_used == rss and first.cpu_ratio is None
+    assert abs(first.memory_used - rss) <= 64 * 1024 and first.cpu_ratio is None  # a page or two may move
     child.communicate("go\n", timeout=30)
     assert sampler.sample().memory_used is None
     sampler.sample()
-    assert sampler.latest.memory_used == rss
+    assert sampler.latest.memory_used == first.memory_used
     assert said == [f"the process tree of pid {child.pid} has no process left; keeping its last sample"]
 
 
 def test_pid_mode_pushes_cpu_and_memory_of_a_busy_job(pushgateway: Pushgateway, tmp_path) -> None:
     """--pid on a job pinned to one CPU that holds 200 MiB: the pushed values match what the job saw."""
-    child = subprocess.Popen([sys.executable, "-c", JOB, "3"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", JOB, "4"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline() == "ready\n"
     rss = resident(child.pid)
     assert HOLD < rss < HOLD + 40 * MiB
     sidecar = subprocess.Popen(
         [*SIDECAR, "--pushgateway", pushgateway.url, "--job", "burn", "--label", "team=vision",
-         "--system-interval", "0.5", "--pid", str(child.pid), "--disk-path", str(tmp_path), "--quiet"],
+         "--system-interval", "1", "--pid", str(child.pid), "--disk-path", str(tmp_path), "--quiet"],
         stdin=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     time.sleep(1.0)  # a first sample before the work starts
     share = json.loads(child.communicate("go\n", timeout=60)[0])["share"]
-    time.sleep(1.5)  # samples after the job exited: they must not wipe the last good one
+    time.sleep(2.5)  # samples after the job exited: they must not wipe the last good one
     _, stderr = sidecar.communicate(b'{"metric": "loss", "value": 0.5}\n', timeout=60)
     assert sidecar.returncode == 0, stderr
     samples = pushgateway.gangplank()
     group = {"job": "burn", "phase": "system", "team": "vision"}
     cpu = value(samples, "gangplank_system_cpu_utilization_ratio", **group)
-    assert share - 0.15 < cpu < share + 0.15 and cpu > 0.2  # /2 (affinity ignored) or x100 (a percent) fail
+    # The last whole interval against the whole burn, on a shared machine: /2 (the affinity
+    # ignored) or x100 (a percent) fail.
+    assert 0.7 * share < cpu < 1.45 * share and share > 0.1
     memory = value(samples, "gangplank_system_memory_used_bytes", **group)
     assert abs(memory - rss) < 2 * MiB
     cgroup = Cgroup.of(os.getpid())
@@ -332,3 +335,23 @@ def test_pid_mode_pushes_cpu_and_memory_of_a_busy_job(pushgateway: Pushgateway, 
     assert not [k for k in samples if k[0].startswith("gangplank_system_gpu")]
     assert stderr.decode().count("has no process left; keeping its last sample") == 1
     assert b"Traceback" not in stderr
+
+
+def test_wrapper_mode_measures_the_wrapped_tree_under_the_job_its_records_name(pushgateway: Pushgateway) -> None:
+    """No --pid and no --job: the wrapped command is measured, and pushed under the job of its first record."""
+    start = {"gangplank": 1, "event": "start", "run": "r1", "phase": "train", "time": 1.0,
+             "params": {"total": 1, "trainable": 1}, "job": "wrapped"}  # fmt: skip
+    job = JOB.replace('print("ready", flush=True)', f'print({json.dumps(start)!r}, flush=True)')
+    done = subprocess.run(
+        [*SIDECAR, "--pushgateway", pushgateway.url, "--system-interval", "1", "--", sys.executable, "-c", job, "4"],
+        input=b"go\n", capture_output=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    share = json.loads(done.stdout.splitlines()[-1])["share"]
+    samples = pushgateway.gangplank()
+    assert {dict(labels).get("job") for name, labels in samples if name.startswith("gangplank_system_")} == {"wrapped"}
+    group = {"job": "wrapped", "phase": "system"}
+    cpu = value(samples, "gangplank_system_cpu_utilization_ratio", **group)
+    assert 0.7 * share < cpu < 1.45 * share and share > 0.1
+    assert HOLD < value(samples, "gangplank_system_memory_used_bytes", **group) < HOLD + 40 * MiB
+    assert done.stderr.decode().count("the wrapped command's process tree has no process left") == 1

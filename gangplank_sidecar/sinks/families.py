@@ -6,7 +6,9 @@ Both the Pushgateway sink (labels in the grouping key) and the ``/metrics`` endp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -26,10 +28,35 @@ def _gauge(name: str, help_text: str, labels: dict[str, str], value: float) -> G
     return family
 
 
+def go_float(x: float) -> str:
+    """``le`` as the Pushgateway and Prometheus' Go code print it (``0``, not ``0.0``).
+
+    Prometheus 2 keeps ``le`` as a string, so a scrape of ``/metrics`` must spell a bound the
+    way the gateway does, or one dashboard could not serve both paths.
+    """
+    if not math.isfinite(x):
+        return floatToGoString(x)
+    if x == 0:
+        return "0"
+    sign, digits, exponent = Decimal(repr(x)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    point = len(text) + int(exponent)
+    exp = point - 1
+    precision = len(text) if 6 > len(text) >= point else 6
+    if exp < -4 or exp >= precision:
+        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        body = f"{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    elif point <= 0:
+        body = "0." + "0" * -point + text
+    else:
+        body = text[:point] + "0" * (point - len(text)) + ("." + text[point:] if len(text) > point else "")
+    return ("-" if sign else "") + body
+
+
 def histogram(name: str, weights: Weights, labels: dict[str, str]) -> Metric:
     """Built sample by sample: prometheus-client drops ``_sum`` when a bound is negative."""
     family = Metric(name, WEIGHTS_HELP, "histogram")
-    bounds = [floatToGoString(b) for b in weights.le] + ["+Inf"]
+    bounds = [go_float(b) for b in weights.le] + ["+Inf"]
     for le, count in zip(bounds, weights.counts):
         family.add_sample(name + "_bucket", {**labels, "le": le}, count)
     family.add_sample(name + "_count", labels, weights.count)
@@ -82,6 +109,18 @@ def _best(series: Series, names: dict[str, str], labels: dict[str, str]) -> list
     if epoch is not None:
         out.append(_gauge("gangplank_train_best_epoch", f"The epoch of the best {monitored}", labels, epoch))
     return out
+
+
+def merge(metrics: Iterable[Metric]) -> list[Metric]:
+    """One family per name: several series (jobs, phases) may share a family name."""
+    merged: dict[str, Metric] = {}
+    for metric in metrics:
+        first = merged.get(metric.name)
+        if first is None:
+            merged[metric.name] = metric
+        else:
+            first.samples.extend(metric.samples)
+    return list(merged.values())
 
 
 class Families(Collector):

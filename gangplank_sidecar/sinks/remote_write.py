@@ -102,6 +102,7 @@ class Recorder:
         self.labels = labels
         self.sinks = list(sinks)
         self._interned: dict[object, object] = {}
+        self._keys: dict[tuple[str, tuple[tuple[str, str], ...]], LabelSet] = {}
         self._last: dict[tuple[str, str, str], tuple[float, int]] = {}
 
     def __call__(self, event: str, series: Series) -> None:
@@ -114,22 +115,28 @@ class Recorder:
     def record(self, event: str, series: Series) -> Record:
         group = (series.job, series.phase, series.run)
         seen_time, last_ms = self._last.get(group, (None, -1))
-        # Text formats carry no time: the series keeps its start time, so the read time is used.
-        when = time.time() if series.time == seen_time else series.time
+        # Text formats carry no time (their series keeps its start time): they get the read time.
+        when = time.time() if series.time == seen_time == series.started else series.time
         time_ms = max(round(when * 1000), last_ms + 1)
         self._last[group] = (series.time, time_ms)
         labels = {"job": series.job, "phase": series.phase, **self.labels, "run": series.run}
-        metric_names = None
         if event == "step":
+            # Steps are the frequent records: only the metric gauges and the step, without families().
             prefix = f"gangplank_{series.phase}_"
-            metric_names = {prefix + n for n in series.names.map(list(series.metrics)).values()} | {prefix + "step"}
-        keys, values = [], []
-        for family in families(series, labels):
-            for sample in family.samples:
-                if metric_names is None or sample.name in metric_names:
-                    keys.append(self._intern(tuple(sorted({**sample.labels, "__name__": sample.name}.items()))))
-                    values.append(float(sample.value))
-        return Record(time_ms, event == "step", self._intern(tuple(keys)), tuple(values))
+            names = series.names.map(list(series.metrics))
+            samples = [(prefix + names[key], labels, value) for key, value in sorted(series.metrics.items())]
+            samples.append((prefix + "step", labels, float(series.step or 0)))
+        else:
+            samples = [(s.name, s.labels, s.value) for family in families(series, labels) for s in family.samples]
+        keys = tuple(self._key(name, tuple(sample_labels.items())) for name, sample_labels, _ in samples)
+        return Record(time_ms, event == "step", self._intern(keys), tuple(float(value) for _, _, value in samples))
+
+    def _key(self, name: str, labels: tuple[tuple[str, str], ...]) -> LabelSet:
+        """The sorted label set of a sample, with ``__name__``; computed once per series."""
+        key = self._keys.get((name, labels))
+        if key is None:
+            key = self._keys[(name, labels)] = tuple(sorted([*labels, ("__name__", name)]))
+        return key
 
     def _intern(self, value):  # type: ignore[no-untyped-def]
         return self._interned.setdefault(value, value)

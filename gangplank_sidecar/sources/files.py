@@ -13,7 +13,6 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
-import signal
 import stat
 import threading
 import time
@@ -156,10 +155,10 @@ class Follower:
         for path in self.paths():
             if not os.path.exists(path):
                 self.report(f"waiting for {path}")
-        self.scan()
+        self.scan(); print("DEBUG final scan", self.counts, flush=True)
         while not stop.is_set() and not done():
             dirs = self._watch_dirs()
-            for _ in watchfiles.watch(
+            for _ in watchfiles.watch(  # ends by itself when ``stop`` is set
                 *dirs,
                 watch_filter=self._relevant,
                 debounce=DEBOUNCE_MS,
@@ -173,7 +172,7 @@ class Follower:
                 self.scan()
                 if done() or self._watch_dirs() != dirs:
                     break
-        self.scan()
+        self.scan(); print("DEBUG final scan", self.counts, flush=True)
 
     def runs_ended(self, store: Store) -> bool:
         """Every literal path opened, every run read from the files ended, nothing new for a while."""
@@ -265,9 +264,28 @@ class Follower:
 
 
 def follow(follower: Follower, store: Store, exit_on_end: bool) -> None:
-    """Follows until SIGTERM or SIGINT (the Kubernetes way) or, with ``exit_on_end``, every run's end."""
+    """Follows until a signal's exception (SIGTERM, Ctrl-C) or, with ``exit_on_end``, every run's end.
+
+    The files are read in a thread of their own: the main thread only waits, so a signal
+    handler's exception reaches the caller (watchfiles would swallow it), and the reader
+    makes its last pass before the caller delivers the final state.
+    """
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    follower.follow(stop, (lambda: follower.runs_ended(store)) if exit_on_end else (lambda: False))
-    follower.close()
+    failed: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            follower.follow(stop, (lambda: follower.runs_ended(store)) if exit_on_end else (lambda: False))
+        except BaseException as exc:  # re-raised in the caller's thread
+            failed.append(exc)
+
+    reader = threading.Thread(target=read, name="follow", daemon=True)
+    reader.start()
+    try:
+        reader.join()
+    finally:
+        stop.set()
+        reader.join()
+        follower.close()
+    if failed:
+        raise failed[0]

@@ -6,7 +6,7 @@ a train push (a PUT of its group) then never wipes them, and they keep their own
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -61,15 +61,20 @@ class SystemCollector(Collector):
 
 
 class SystemGroup:
-    """The system series as one Pushgateway group (``phase``, ``version``, ``registry``)."""
+    """The system series as one Pushgateway group (``phase``, ``version``, ``registry``).
+
+    Nothing is pushed until ``ready()`` (the job's name is known), so that no group is left
+    behind under the default job when the first record names the job.
+    """
 
     phase = PHASE
 
-    def __init__(self, sampler: Sampler) -> None:
+    def __init__(self, sampler: Sampler, ready: Callable[[], bool] = lambda: True) -> None:
         self.sampler = sampler
+        self.ready = ready
         self.registry = CollectorRegistry()
         self.registry.register(SystemCollector(sampler))
 
     @property
     def version(self) -> int:
-        return self.sampler.version
+        return self.sampler.version if self.ready() else 0

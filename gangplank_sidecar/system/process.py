@@ -66,6 +66,8 @@ class ProcessTree:
         for p in self._members():
             try:
                 with p.oneshot():
+                    if p.status() == psutil.STATUS_ZOMBIE:  # exited, not yet waited for: nothing left to measure
+                        continue
                     times, memory = p.cpu_times(), p.memory_info()
                     cpus.update(p.cpu_affinity() or ())
             except (psutil.NoSuchProcess, psutil.AccessDenied):

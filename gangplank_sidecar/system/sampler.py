@@ -122,6 +122,10 @@ class Sampler:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopping.is_set()
+
     def stop(self) -> None:
         """Takes a last sample (after the job exits it changes nothing), then lets NVML go."""
         self._stopping.set()

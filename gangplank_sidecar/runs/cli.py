@@ -1,0 +1,330 @@
+"""The ``gangplank-runs`` command: list, show, compare, export and search the run history.
+
+Tables are for a person; ``--json`` gives a script the same facts. Every call first marks
+`interrupted` the runs whose sidecar died without an end record (see db.mark_stale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from gangplank_sidecar.aggregation.state import lower_is_better
+from gangplank_sidecar.runs import db, search
+from gangplank_sidecar.runs.db import RunRow
+
+EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(ValueError):
+    """A bad option or query: one line on stderr, exit 2."""
+
+
+class NotFound(LookupError):
+    """No such run, or no history: one line on stderr, exit 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def number(value: float | None) -> str:
+    """A value for a person: 6 significant digits, the protocol's spelling of non-finite values."""
+    if value is None:
+        return ""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return f"{value:.6g}"
+
+
+def exact(value: float) -> float | str:
+    """A value for a script: the float itself, or the protocol's string for a non-finite one."""
+    return value if math.isfinite(value) else number(value)
+
+
+def when(timestamp: float | None) -> str:
+    return "" if timestamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    lines = []
+    for row in [header, *rows]:
+        cells = [str(c).rjust(w) if r else str(c).ljust(w) for c, w, r in zip(row, widths, right)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def summary(r: RunRow) -> dict:
+    """A run as one JSON object (list, search, compare, and the head of show)."""
+    best = {}
+    for key in r.keys:
+        found = r.best(key)
+        if found is not None:
+            best[key] = {"value": found[0], "epoch": found[1] if r.phase == "train" else None}
+    return {
+        "run": r.run, "phase": r.phase, "job": r.job, "labels": r.labels, "status": r.status,
+        "started": r.started, "ended": r.ended, "epochs": r.epochs, "planned_epochs": r.planned_epochs,
+        "elapsed": r.elapsed, "params": r.params, "framework": r.framework, "source": r.source,
+        "last": {key: exact(v) for key in r.keys if (v := r.last(key)) is not None}, "best": best,
+        "checks": [c["name"] for c in r.checks if c["fired"]],
+    }  # fmt: skip
+
+
+def _elapsed(r: RunRow) -> str:
+    return "" if r.elapsed is None else f"{r.elapsed:.1f} s"
+
+
+def list_table(runs: list[RunRow], sort: str | None) -> str:
+    if not runs:
+        return "no runs\n"
+    header = ["RUN", "PHASE", "JOB", "STATUS", "STARTED", "EPOCHS", "ELAPSED"]
+    with_labels = any(r.labels for r in runs)
+    if with_labels:
+        header.append("LABELS")
+    if sort:
+        header.append(f"BEST {sort}")
+    rows = []
+    for r in runs:
+        row = [r.run, r.phase, r.job, r.status, when(r.started), "" if r.epochs is None else str(r.epochs), _elapsed(r)]
+        if with_labels:
+            row.append(",".join(f"{k}={v}" for k, v in sorted(r.labels.items())))
+        if sort:
+            best = r.best(sort)
+            row.append(number(best[0]) if best else "")
+        rows.append(row)
+    right = [False] * 5 + [True, True] + [False] * with_labels + [True] * bool(sort)
+    return table(header, rows, right)
+
+
+def _epoch_label(r: RunRow, epoch: int) -> str:
+    return "-" if r.phase != "train" and epoch == db.EVALUATE_EPOCH else str(epoch)
+
+
+def show_text(r: RunRow) -> str:
+    facts = [
+        ("job", r.job), ("status", r.status), ("started", when(r.started)), ("ended", when(r.ended)),
+        ("elapsed", _elapsed(r)),
+        ("epochs", "" if r.epochs is None else f"{r.epochs}" + (f" of {r.planned_epochs}" if r.planned_epochs else "")),
+        ("params", "" if r.params is None else str(r.params)), ("framework", r.framework or ""), ("source", r.source),
+        ("labels", ",".join(f"{k}={v}" for k, v in sorted(r.labels.items()))),
+    ]  # fmt: skip
+    out = [f"run {r.run} ({r.phase})"] + [f"  {name:<9}  {value}" for name, value in facts if value]
+    keys = r.keys
+    if keys:
+        rows = [[_epoch_label(r, e), *(number(v.get(k)) for k in keys)] for e, v in sorted(r.rows.items())]
+        if r.phase == "train":
+            best = [r.best(k) for k in keys]
+            rows.append(["best", *(number(b[0]) if b else "" for b in best)])
+            rows.append(["at epoch", *(str(b[1]) if b else "" for b in best)])
+        out.append("")
+        out.extend("  " + line for line in table(["epoch", *keys], rows, [True] * (len(keys) + 1)).splitlines())
+    out.append("")
+    if not r.checks:
+        out.append("  checks: none fired")
+    for c in r.checks:
+        span = "" if c["first_epoch"] is None else f", epoch {c['first_epoch']}" + (
+            f"-{c['last_epoch']}" if c["last_epoch"] not in (None, c["first_epoch"]) else "")  # fmt: skip
+        state = "firing" if c["fired"] else "cleared"
+        out.append(f"  check {c['name']} ({c['code'] or '-'}, {c['severity']}{span}, {state}): {c['message']}")
+    return "\n".join(out) + "\n"
+
+
+def compare_table(runs: list[RunRow]) -> str:
+    keys = sorted({k for r in runs for k in r.keys})
+    header = ["", *(r.run for r in runs)]
+    rows = [
+        ["phase", *(r.phase for r in runs)], ["job", *(r.job for r in runs)], ["status", *(r.status for r in runs)],
+        ["epochs", *("" if r.epochs is None else str(r.epochs) for r in runs)], ["elapsed", *(_elapsed(r) for r in runs)],
+        ["params", *("" if r.params is None else str(r.params) for r in runs)],
+    ]  # fmt: skip
+    for key in keys:
+        rows.append([f"{key} last", *(number(r.last(key)) for r in runs)])
+        cells = []
+        for r in runs:
+            best = r.best(key)
+            cells.append("" if best is None else number(best[0]) + (f" @{best[1]}" if r.phase == "train" else ""))
+        rows.append([f"{key} best ({'min' if lower_is_better(key) else 'max'})", *cells])
+    rows.append(["checks", *(",".join(c["name"] for c in r.checks if c["fired"]) or "-" for r in runs)])
+    return table(header, rows, [False] + [True] * len(runs))
+
+
+def export(r: RunRow, fmt: str) -> str:
+    """One row per epoch, one column per metric: ``epoch``, then the keys in order."""
+    keys = r.keys
+    records = []
+    for epoch, values in sorted(r.rows.items()):
+        record: dict[str, object] = {"epoch": None if _epoch_label(r, epoch) == "-" else epoch}
+        record.update({k: exact(values[k]) if k in values else None for k in keys})
+        records.append(record)
+    if fmt == "json":
+        return json.dumps(records, indent=2) + "\n"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["epoch", *keys])
+    for record in records:
+        writer.writerow(["" if v is None else repr(v) if isinstance(v, float) else v for v in record.values()])
+    return buffer.getvalue()
+
+
+def _date(text: str) -> float:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise UsageError(f"bad date {text!r}: expected YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS]") from None
+
+
+def _label_filter(pairs: list[str]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UsageError(f"bad label {pair!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("--db", default=argparse.SUPPRESS, metavar="PATH", help="the run history (default: $XDG_DATA_HOME/gangplank/runs.db) [GANGPLANK_DB]")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for a script")
+    common.add_argument(
+        "--stale-after", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
+        help=f"a running run with no write for this long is interrupted (default {db.STALE_AFTER:g})",
+    )  # fmt: skip
+    p = _Parser(prog="gangplank-runs", description="The run history that gangplank-sidecar records.", parents=[common])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    ls = sub.add_parser("list", parents=[common], help="the runs, oldest first")
+    ls.add_argument("--job", help="only this job")
+    ls.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="only runs with this label")
+    ls.add_argument("--status", choices=("running", "ok", "interrupted", "failed", "ended"), help="only runs with this status")
+    ls.add_argument("--phase", choices=("train", "test"), help="only this phase")
+    ls.add_argument("--since", metavar="DATE", help="only runs started at or after DATE (local time)")
+    ls.add_argument("--until", metavar="DATE", help="only runs started before DATE (local time)")
+    ls.add_argument("--sort", metavar="METRIC", help="best runs first by this metric's best value")
+    ls.add_argument("--limit", type=int, metavar="N", help="only the last N runs (the first N with --sort)")
+    show = sub.add_parser("show", parents=[common], help="a run's epochs by metrics, and its checks")
+    show.add_argument("run", nargs="?", metavar="RUN", help="a run id or a unique prefix (default: the latest run)")
+    show.add_argument("--phase", choices=("train", "test"), help="only this phase")
+    compare = sub.add_parser("compare", parents=[common], help="runs side by side, with best values")
+    compare.add_argument("runs", nargs="+", metavar="RUN")
+    compare.add_argument("--phase", choices=("train", "test"), default="train", help="which phase (default: train)")
+    ex = sub.add_parser("export", parents=[common], help="a run's epochs as CSV or JSON")
+    ex.add_argument("run", metavar="RUN")
+    ex.add_argument("--format", choices=("csv", "json"), default="csv")
+    ex.add_argument("--phase", choices=("train", "test"), help="which phase (default: train, else test)")
+    se = sub.add_parser("search", parents=[common], help='runs matching a query such as "val_loss<0.1 job=mnist"')
+    se.add_argument("query", nargs="+", help="terms, quoted together or not")
+    return p
+
+
+def _resolve(conn: sqlite3.Connection, run: str | None, phase: str | None) -> list[RunRow]:
+    """The rows of one run id (given exactly, by a unique prefix, or the latest), train before test."""
+    if run is None:
+        latest = conn.execute("SELECT run FROM runs ORDER BY started DESC, id DESC LIMIT 1").fetchone()
+        if latest is None:
+            raise NotFound("no runs recorded yet")
+        ids = [latest[0]]
+    else:
+        ids = [row[0] for row in conn.execute("SELECT DISTINCT run FROM runs WHERE run = ? OR substr(run, 1, ?) = ?", (run, len(run), run))]
+        if run in ids:
+            ids = [run]
+        if not ids:
+            raise NotFound(f"no run {run!r}")
+        if len(ids) > 1:
+            raise UsageError(f"{run!r} matches {len(ids)} runs: {', '.join(sorted(ids)[:5])}")
+    where, args = "WHERE r.run = ?", (ids[0],)
+    if phase:
+        where, args = where + " AND r.phase = ?", (*args, phase)
+    rows = sorted(db.load_runs(conn, where, args), key=lambda r: r.phase != "train")
+    if not rows:
+        raise NotFound(f"run {ids[0]!r} has no {phase} phase")
+    return rows
+
+
+def _list(conn: sqlite3.Connection, args: argparse.Namespace) -> list[RunRow]:
+    where, params = [], []
+    if args.job:
+        where.append("p.name = ?")
+        params.append(args.job)
+    for column in ("status", "phase"):
+        if getattr(args, column):
+            where.append(f"r.{column} = ?")
+            params.append(getattr(args, column))
+    if args.since:
+        where.append("r.started >= ?")
+        params.append(_date(args.since))
+    if args.until:
+        where.append("r.started < ?")
+        params.append(_date(args.until))
+    runs = db.load_runs(conn, "WHERE " + " AND ".join(where) if where else "", tuple(params))
+    labels = _label_filter(args.label)
+    runs = [r for r in runs if all(r.labels.get(k) == v for k, v in labels.items())]
+    if args.sort:
+        runs = [r for r in runs if r.best(args.sort) is not None]
+        runs.sort(key=lambda r: r.best(args.sort)[0], reverse=not lower_is_better(args.sort))  # type: ignore[index]
+        return runs[: args.limit] if args.limit is not None else runs
+    return runs[-args.limit :] if args.limit else runs
+
+
+def execute(args: argparse.Namespace, out: io.TextIOBase) -> None:
+    path = Path(getattr(args, "db", None) or db.default_path())
+    try:
+        conn = db.connect(path, create=False)
+    except FileNotFoundError as exc:
+        raise NotFound(str(exc)) from None
+    as_json = getattr(args, "json", False)
+    try:
+        db.mark_stale(conn, getattr(args, "stale_after", db.STALE_AFTER))
+        if args.command in ("list", "search"):
+            if args.command == "search":
+                terms = search.parse(" ".join(args.query))
+                runs = [r for r in db.load_runs(conn) if all(t.matches(r) for t in terms)]
+            else:
+                runs = _list(conn, args)
+            sort = getattr(args, "sort", None)
+            out.write(json.dumps([summary(r) for r in runs], indent=2) + "\n" if as_json else list_table(runs, sort))
+        elif args.command == "show":
+            runs = _resolve(conn, args.run, args.phase)
+            if as_json:
+                out.write(json.dumps([summary(r) | {"rows": json.loads(export(r, "json")), "checks": r.checks} for r in runs], indent=2) + "\n")
+            else:
+                out.write("\n".join(show_text(r) for r in runs))
+        elif args.command == "compare":
+            runs = [_resolve(conn, run, args.phase)[0] for run in args.runs]
+            out.write(json.dumps([summary(r) for r in runs], indent=2) + "\n" if as_json else compare_table(runs))
+        else:
+            runs = _resolve(conn, args.run, args.phase)
+            out.write(export(runs[0], args.format))
+    finally:
+        conn.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+        args.db = getattr(args, "db", None) or os.environ.get("GANGPLANK_DB") or None
+        execute(args, sys.stdout)  # type: ignore[arg-type]
+    except (UsageError, ValueError) as exc:
+        print(f"gangplank-runs: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except NotFound as exc:
+        print(f"gangplank-runs: {exc.args[0]}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except sqlite3.Error as exc:
+        print(f"gangplank-runs: run history: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    return EXIT_OK

@@ -1,0 +1,109 @@
+"""Pull mode: ``/metrics`` for Prometheus to scrape, built from the same store as the pushes.
+
+prometheus-client renders the page (text or OpenMetrics, as the scraper asks); this module
+only adds the collector over the run state, the health endpoints and the server's lifetime.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from gangplank_sidecar.aggregation.state import Store
+from gangplank_sidecar.settings import ConfigError
+from gangplank_sidecar.sinks.families import families, merge
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """``PORT``, ``HOST:PORT`` or ``[V6]:PORT``; the host defaults to loopback."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = DEFAULT_HOST, value
+    host = host.strip("[]") or DEFAULT_HOST
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--listen: bad address {value!r}: expected [HOST:]PORT")
+    return host, int(port)
+
+
+class StoreCollector(Collector):
+    """Every series of the store, with job, phase and the user's labels in each sample."""
+
+    def __init__(self, store: Store, labels: dict[str, str], extra: Iterable[Callable[[], Iterable[Metric]]] = ()) -> None:
+        self.store = store
+        self.labels = labels
+        self.extra = list(extra)
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = [
+            m
+            for s in self.store.snapshot()
+            for m in families(s, {"job": s.job, "phase": s.phase, **self.labels})
+        ]
+        for more in self.extra:
+            metrics.extend(more())
+        return iter(merge(metrics))
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """The sidecar's stderr is the training log's: no access log there."""
+
+
+def _app(metrics_app: Callable) -> Callable:
+    def app(environ: dict, start_response: Callable) -> list[bytes]:
+        if environ.get("PATH_INFO") in ("/-/healthy", "/-/ready"):
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"OK\n"]
+        return metrics_app(environ, start_response)
+
+    return app
+
+
+class ListenSink:
+    """Binds at once (so that a port in use is a usage error) and serves until ``close``."""
+
+    def __init__(self, address: str, store: Store, labels: dict[str, str], self_registry: CollectorRegistry) -> None:
+        host, port = parse_address(address)
+        registry = CollectorRegistry()
+        registry.register(StoreCollector(store, labels))
+        registry.register(_Labelled(self_registry, labels))
+        server_class = type("Server", (_Server,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})
+        try:
+            self.server = make_server(host, port, _app(make_wsgi_app(registry)), server_class, handler_class=_Quiet)
+        except OSError as exc:
+            raise ConfigError(f"--listen {address}: {exc.strerror or exc}") from None
+        self.port = self.server.server_port
+        self._thread = threading.Thread(target=self.server.serve_forever, name="listen", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _Labelled(Collector):
+    """The sidecar's self-metrics with the user's labels, as the push path groups them."""
+
+    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
+        self.registry = registry
+        self.labels = labels
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            family.samples = [s._replace(labels={**self.labels, **s.labels}) for s in family.samples]
+            yield family

@@ -1,0 +1,135 @@
+"""The sidecar's training checks: each rule fires on its synthetic sequence and stays quiet on a healthy run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gangplank_sidecar import checks
+from gangplank_sidecar.checks import RunChecks, Thresholds, thresholds_from
+from gangplank_sidecar.parsers.protocol import Check, Weights
+
+T = Thresholds()
+HEALTHY_LOSS = [2.3, 1.6, 1.1, 0.8, 0.62, 0.5, 0.43, 0.38, 0.35, 0.33]
+HEALTHY_VAL = [2.2, 1.55, 1.12, 0.83, 0.66, 0.55, 0.49, 0.45, 0.43, 0.42]
+BOUNDS = [-1.0, -0.5, -0.1, 0.0, 0.1, 0.5, 1.0]
+
+
+def epochs(loss: list[float], val: list[float] | None = None) -> list[tuple[int, dict[str, float]]]:
+    return [(i + 1, {"loss": l, **({"val_loss": val[i]} if val else {})}) for i, l in enumerate(loss)]
+
+
+def weights(shares: list[int], nonfinite: int = 0, biggest: float = 0.9) -> Weights:
+    """A histogram from per-bucket counts (8 buckets for BOUNDS: <=-1, ..., <=1, +Inf)."""
+    counts = [sum(shares[: i + 1]) for i in range(len(shares))]
+    return Weights(le=BOUNDS, counts=counts, count=counts[-1], sum=0.0, min=-biggest, max=biggest, nonfinite=nonfinite)
+
+
+NORMAL = weights([0, 5, 20, 25, 25, 20, 5, 0])
+
+
+def names(found: list[Check]) -> list[str]:
+    return [c.name for c in found]
+
+
+def test_a_healthy_run_raises_nothing_at_any_epoch() -> None:
+    run = RunChecks()
+    for epoch, metrics in epochs(HEALTHY_LOSS, HEALTHY_VAL):
+        fired, quiet = run.epoch(epoch, metrics, NORMAL)
+        assert fired == []
+        assert sorted(names(quiet)) == sorted(checks.CHECKS)
+
+
+def test_non_finite_fires_on_nan_and_clears() -> None:
+    assert checks.non_finite(epochs([2.0, math.nan]), T) == Check(
+        code="", name="non_finite", severity="error", message="non-finite loss=nan at epoch 2"
+    )
+    found = checks.non_finite([(3, {"loss": 1.0, "val_loss": math.inf, "acc": -math.inf})], T)
+    assert found is not None and found.message == "non-finite acc=-inf, val_loss=inf at epoch 3"
+    assert checks.non_finite(epochs([2.0, 1.5]), T) is None
+
+
+def test_divergence_above_the_first_value() -> None:
+    found = checks.divergence(epochs([12.5847806930542, 14.506285667419434]), T)
+    assert found is not None and found.message == "loss 14.51 at epoch 2 is above its first value 12.58 (epoch 1)"
+    assert checks.divergence(epochs([2.0, 2.19]), T) is None  # within the 10% margin
+
+
+def test_divergence_rising_epochs_in_a_row() -> None:
+    found = checks.divergence(epochs([2.0, 0.5, 0.6, 0.7, 0.8]), T)
+    assert found is not None and found.message == "loss rose 3 epochs in a row, to 0.8 at epoch 5"
+    assert checks.divergence(epochs([2.0, 0.5, 0.6, 0.7]), T) is None
+    assert checks.divergence(epochs([2.0, 0.5, 0.6, 0.7, 0.8]), Thresholds(divergence_epochs=4)) is None
+
+
+def test_overfitting_reports_the_best_epoch() -> None:
+    loss = [1.0 - 0.05 * i for i in range(16)]
+    val = [1.0 - 0.05 * i for i in range(13)] + [0.42, 0.45, 0.5]
+    found = checks.overfitting(epochs(loss, val), T)
+    assert found == Check(
+        code="K504", name="overfitting", severity="warning",
+        message="val_loss bottomed out at 0.4 at epoch 13 (best epoch 13) and is 0.5 3 epochs later while loss fell from 0.4 to 0.25",
+    )  # fmt: skip
+    assert checks.overfitting(epochs(loss[:15], val[:15]), T) is None  # only 2 epochs past the best
+    flat = [0.4] * 16  # training loss not falling: not overfitting
+    assert checks.overfitting(epochs(flat, val), T) is None
+
+
+def test_plateau() -> None:
+    found = checks.plateau(epochs([1.0, 0.5, 0.4999, 0.5, 0.5001, 0.4998, 0.4999]), T)
+    assert found is not None and found.message == "loss has not improved on 0.5 for 5 epochs (min_delta 0.001)"
+    assert checks.plateau(epochs([1.0, 0.5, 0.4999, 0.5, 0.5001, 0.4998, 0.49]), T) is None
+    assert checks.plateau(epochs([1.0, 0.5, 0.5, 0.5, 0.5, 0.5]), Thresholds(plateau_epochs=6)) is None
+
+
+def test_train_val_gap_widening() -> None:
+    found = checks.train_val_gap(epochs([1.0, 0.8, 0.6, 0.4, 0.3], [1.0, 0.85, 0.8, 0.75, 0.7]), T)
+    assert found is not None and found.message == "val_loss - loss widened 4 epochs in a row, to 0.4 at epoch 5"
+    assert checks.train_val_gap(epochs([1.0, 0.8, 0.6, 0.4, 0.3], [1.0, 0.85, 0.66, 0.5, 0.39]), T) is None  # small gap
+    assert checks.train_val_gap(epochs([1.0, 0.8, 0.6, 0.4, 0.3], [1.0, 0.9, 0.7, 0.75, 0.7]), T) is None  # not every epoch
+
+
+def test_dead_weights() -> None:
+    dead = weights([0, 0, 2, 48, 48, 2, 0, 0])
+    found = checks.dead_weights(NORMAL, dead, T)
+    assert found == Check(code="", name="dead_weights", severity="warning", message="96% of the weights are in the bucket around 0 (first histogram: 50%)")
+    assert checks.dead_weights(dead, dead, T) is None  # narrow from the start: that is the model's initialiser
+    assert checks.dead_weights(NORMAL, NORMAL, T) is None
+
+
+def test_exploding_weights() -> None:
+    spread = weights([30, 10, 5, 5, 5, 5, 10, 30])
+    found = checks.exploding_weights(NORMAL, spread, T)
+    assert found is not None and found.message == "60% of the weights lie beyond [-1, 1] (first histogram: 0%)"
+    assert checks.exploding_weights(NORMAL, weights([0, 5, 20, 25, 25, 20, 5, 0], nonfinite=3), T).message == "3 non-finite weights"
+    huge = weights([0, 5, 20, 25, 25, 20, 5, 0], biggest=250.0)
+    assert checks.exploding_weights(NORMAL, huge, T).message == "a weight of magnitude 250 (limit 100)"
+    assert checks.exploding_weights(NORMAL, NORMAL, T) is None
+    assert checks.exploding_weights(None, None, T) is None
+
+
+def test_a_check_clears_when_the_run_recovers() -> None:
+    run = RunChecks()
+    assert run.epoch(1, {"loss": 2.0}, None)[0] == []
+    assert names(run.epoch(2, {"loss": math.nan}, None)[0]) == ["non_finite"]
+    fired, quiet = run.epoch(3, {"loss": 1.0}, None)
+    assert fired == [] and "non_finite" in names(quiet)
+
+
+def test_text_formats_bring_an_epoch_in_pieces() -> None:
+    """The same epoch seen twice (FloydHub: one metric per line) replaces, not appends."""
+    run = RunChecks()
+    run.epoch(1, {"loss": 1.0}, None)
+    run.epoch(1, {"loss": 1.0, "val_loss": 1.1}, None)
+    assert run.epochs == [(1, {"loss": 1.0, "val_loss": 1.1})]
+
+
+def test_thresholds_from_pairs() -> None:
+    assert thresholds_from(["plateau_epochs=8", "min_delta=0.01"]) == Thresholds(plateau_epochs=8, min_delta=0.01)
+    with pytest.raises(ValueError, match="bad check threshold 'plateau_epochs=1.5': '1.5' is not an integer"):
+        thresholds_from(["plateau_epochs=1.5"])
+    with pytest.raises(ValueError, match="NAME one of divergence_epochs, divergence_margin"):
+        thresholds_from(["nope=1"])
+    with pytest.raises(ValueError, match="must be a number >= 0"):
+        thresholds_from(["min_delta=-1"])

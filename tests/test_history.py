@@ -1,0 +1,170 @@
+"""The run history: every run recorded in SQLite as it goes, by several sidecars at once, and
+readable with the run marked `interrupted` after its sidecar was killed."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import SIDECAR
+from gangplank_sidecar.runs import db
+
+T0 = 1764065730.0
+
+
+def record(event: str, run: str, phase: str = "train", at: float = T0, **fields: object) -> str:
+    return json.dumps({"gangplank": 1, "event": event, "run": run, "phase": phase, "time": at, **fields}) + "\n"
+
+
+def epoch(run: str, n: int, metrics: dict, **fields: object) -> str:
+    return record("epoch", run, at=T0 + n, epoch=n, elapsed_seconds=float(n), metrics=metrics, params={"total": 650}, **fields)
+
+
+def sidecar(db_path: Path, *args: str, **popen: object) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*SIDECAR, "--quiet", "--system-interval", "0", "--db", str(db_path), *args],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen,
+    )  # fmt: skip
+
+
+def feed(db_path: Path, text: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SIDECAR, "--quiet", "--system-interval", "0", "--db", str(db_path), *args],
+        input=text.encode(), capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
+def rows(db_path: Path, sql: str, *args: object) -> list[tuple]:
+    conn = sqlite3.connect(db_path)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_run_is_recorded_with_its_epochs_checks_and_end(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    k401 = {"code": "K401", "name": "sigmoid_in_hidden_layer", "severity": "warning", "message": "dense_1 uses sigmoid"}
+    k502 = {"code": "K502", "name": "vanishing_or_exploding_updates", "severity": "warning", "message": "updates vanish in dense"}
+    text = (
+        record("start", "r1", job="mnist", params={"total": 650}, epochs=2, framework="keras-3/jax", checks=[k401])
+        + epoch("r1", 1, {"loss": 0.5, "val_loss": "NaN"})
+        + epoch("r1", 2, {"loss": 0.25, "val_loss": 0.5, "acc": "Infinity"}, checks=[k502])
+        + record("end", "r1", at=T0 + 3, status="ok", elapsed_seconds=2.5)
+        + record("start", "r1", phase="test", at=T0 + 4, params={"total": 650})
+        + record("evaluate", "r1", phase="test", at=T0 + 5, elapsed_seconds=0.5, metrics={"loss": 0.3}, params={"total": 650})
+        + record("end", "r1", phase="test", at=T0 + 6, status="ok", elapsed_seconds=0.5)
+    )
+    done = feed(path, text, "--label", "team=vision")
+    assert done.returncode == 0, done.stderr
+    assert rows(path, "SELECT p.name, r.run, r.phase, r.labels, r.framework, r.params, r.planned_epochs, r.epochs, r.elapsed, "
+                      "r.started, r.ended, r.status, r.source FROM runs r JOIN projects p ON p.id = r.project_id ORDER BY r.id") == [
+        ("mnist", "r1", "train", '{"team": "vision"}', "keras-3/jax", 650, 2, 2, 2.5, T0, T0 + 3, "ok", "stdin"),
+        ("mnist", "r1", "test", '{"team": "vision"}', None, 650, None, None, 0.5, T0 + 4, T0 + 6, "ok", "stdin"),
+    ]  # fmt: skip
+    assert rows(path, "SELECT run_id, epoch, key, value FROM metrics ORDER BY run_id, epoch, key") == [
+        (1, 1, "loss", 0.5), (1, 1, "val_loss", None),
+        (1, 2, "acc", float("inf")), (1, 2, "loss", 0.25), (1, 2, "val_loss", 0.5),
+        (2, 0, "loss", 0.3),
+    ]  # fmt: skip
+    assert rows(path, "SELECT run_id, name, code, severity, message, first_epoch, last_epoch, fired FROM checks ORDER BY name") == [
+        (1, "non_finite", "", "error", "non-finite acc=inf at epoch 2", 1, 2, 1),
+        (1, "sigmoid_in_hidden_layer", "K401", "warning", "dense_1 uses sigmoid", None, 2, 1),
+        (1, "vanishing_or_exploding_updates", "K502", "warning", "updates vanish in dense", 2, 2, 1),
+    ]
+    assert rows(path, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_a_stream_that_ends_without_an_end_record(tmp_path: Path) -> None:
+    """Protocol runs always end with `end`: without one the run was interrupted; text logs have none."""
+    path = tmp_path / "runs.db"
+    assert feed(path, record("start", "cut", params={"total": 1}) + epoch("cut", 1, {"loss": 1.0})).returncode == 0
+    assert feed(path, '{"metric": "loss", "value": 0.5, "epoch": 1}\n', "--job", "floyd").returncode == 0
+    assert rows(path, "SELECT p.name, r.status, r.ended = r.updated FROM runs r JOIN projects p ON p.id = r.project_id ORDER BY r.id") == [
+        ("gangplank", "interrupted", 1),
+        ("floyd", "ended", 1),
+    ]
+
+
+def test_no_history_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    assert feed(path, record("start", "x", params={"total": 1}), "--no-history").returncode == 0
+    assert not path.exists()
+
+
+def test_an_unusable_database_is_reported_and_the_sidecar_goes_on(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    done = feed(blocker / "runs.db", record("start", "x", params={"total": 1}))
+    assert done.returncode == 0
+    assert done.stderr.decode().startswith(f"gangplank-sidecar: run history disabled: {blocker / 'runs.db'}: ")
+
+
+WRITER = """
+import json, sys, time
+run, n = sys.argv[1], int(sys.argv[2])
+def out(event, **f):
+    sys.stdout.write(json.dumps({"gangplank": 1, "event": event, "run": run, "phase": "train", "time": 1.0, **f}) + "\\n")
+    sys.stdout.flush()
+out("start", params={"total": 1}, job=run)
+for e in range(1, n + 1):
+    out("epoch", epoch=e, elapsed_seconds=e, params={"total": 1}, metrics={"loss": 1.0 / e, "val_loss": 2.0 / e})
+    time.sleep(0.002)
+out("end", status="ok", elapsed_seconds=n)
+"""
+
+
+def test_two_sidecars_write_at_once(tmp_path: Path) -> None:
+    path, n = tmp_path / "runs.db", 300
+    pipelines = []
+    for name in ("left", "right"):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, name, str(n)], stdout=subprocess.PIPE)
+        pipelines.append((writer, sidecar(path, stdin=writer.stdout)))
+        writer.stdout.close()  # type: ignore[union-attr]
+    for writer, reader in pipelines:
+        assert writer.wait(60) == 0
+        _, err = reader.communicate(timeout=60)
+        assert reader.returncode == 0
+        assert b"run history" not in err
+    assert rows(path, "SELECT run, status, epochs FROM runs ORDER BY run") == [("left", "ok", n), ("right", "ok", n)]
+    assert rows(path, "SELECT r.run, count(*), sum(m.value) FROM metrics m JOIN runs r ON r.id = m.run_id WHERE key = 'val_loss' GROUP BY r.run") == [
+        ("left", n, sum(2.0 / e for e in range(1, n + 1))),
+        ("right", n, sum(2.0 / e for e in range(1, n + 1))),
+    ]
+
+
+def test_a_killed_sidecar_leaves_a_readable_database_and_an_interrupted_run(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    proc = sidecar(path)
+    proc.stdin.write((record("start", "doomed", params={"total": 1}) + epoch("doomed", 1, {"loss": 1.0}) + epoch("doomed", 2, {"loss": 0.5})).encode())  # type: ignore[union-attr]
+    proc.stdin.flush()  # type: ignore[union-attr]
+    deadline = time.monotonic() + 30
+    while not (path.exists() and rows(path, "SELECT count(*) FROM metrics") == [(2,)]):
+        assert time.monotonic() < deadline, "the epochs never reached the database"
+        time.sleep(0.05)
+    assert rows(path, "SELECT status FROM runs") == [("running",)]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    proc.stdin.close()  # type: ignore[union-attr]
+    proc.stderr.close()  # type: ignore[union-attr]
+    assert rows(path, "PRAGMA integrity_check") == [("ok",)]
+    listed = subprocess.run([sys.executable, "-m", "gangplank_sidecar.runs.cli", "list", "--json", "--db", str(path)], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    (run,) = json.loads(listed.stdout)
+    assert (run["run"], run["status"], run["epochs"], run["last"]) == ("doomed", "interrupted", 2, {"loss": 0.5})
+
+
+def test_a_quiet_run_is_stale_after_the_set_time(tmp_path: Path) -> None:
+    """A run whose writer may still live (another host, say) is interrupted once it went quiet long enough."""
+    conn = db.connect(tmp_path / "runs.db")
+    conn.execute("INSERT INTO projects (name) VALUES ('j')")
+    conn.execute("INSERT INTO runs (run, phase, project_id, started, updated, status, host, pid) VALUES ('a', 'train', 1, 0, 100, 'running', 'elsewhere', 1)")
+    assert db.mark_stale(conn, stale_after=50, now=149) == 0
+    assert db.mark_stale(conn, stale_after=50, now=151) == 1
+    assert conn.execute("SELECT status, ended FROM runs").fetchall() == [("interrupted", 100.0)]
+    conn.close()
