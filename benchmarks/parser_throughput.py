@@ -33,19 +33,28 @@ def keras3_bar(current: int, target: int, metrics: str) -> str:
 
 
 def mixed_lines(count: int, emitter: bool = True, seed: int = 0) -> Iterator[str]:
-    """``count`` lines, a quarter of each kind (without emitter records: a third of the others)."""
+    """``count`` lines, a quarter of each kind (without emitter records: a third of the others).
+
+    Emitter records are mostly ``step`` records with an ``epoch`` record every 1000 lines, as
+    ``Emitter(step_every=N)`` writes them: one run of a few hundred epochs, like a real job.
+    """
     rng = random.Random(seed)
     kinds = ("emitter", "floydhub", "keras", "noise") if emitter else ("floydhub", "keras", "noise")
     for i in range(count):
         epoch = i // 1000 + 1
         loss, acc = rng.random(), rng.random()
         kind = kinds[i % len(kinds)]
-        if kind == "emitter":
+        if kind == "emitter" and i % 1000 == 0:
             yield json.dumps(
                 {"gangplank": 1, "event": "epoch", "run": "bench", "phase": "train", "time": 1764065730.52 + i,
                  "epoch": epoch, "elapsed_seconds": i * 0.01,
                  "metrics": {"accuracy": acc, "loss": loss, "val_accuracy": acc, "val_loss": loss},
                  "params": {"total": 104202, "trainable": 104202}}
+            )
+        elif kind == "emitter":
+            yield json.dumps(
+                {"gangplank": 1, "event": "step", "run": "bench", "phase": "train", "time": 1764065730.52 + i,
+                 "step": i, "metrics": {"accuracy": acc, "loss": loss}}
             )
         elif kind == "floydhub":
             yield json.dumps({"metric": rng.choice(("loss", "accuracy", "val_loss")), "value": loss, "epoch": epoch})

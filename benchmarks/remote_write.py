@@ -84,7 +84,7 @@ def throughput(records: int) -> None:
             prometheus.wait(20)
     sent = sink.metrics.sent._value.get()
     assert ok and sent == records * SAMPLES_PER_RECORD, (ok, sent)
-    print(f"listener (reading thread): {per_record * 1e6:.1f} us per step record of {SAMPLES_PER_RECORD} samples")
+    print(f"reading path (store update + listener): {per_record * 1e6:.1f} us per step record of {SAMPLES_PER_RECORD} samples")
     print(f"delivered {sent:.0f} samples in {took:.2f} s: {sent / took:,.0f} samples/s into Prometheus 2.42")
 
 

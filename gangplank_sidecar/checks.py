@@ -68,12 +68,17 @@ def _finding(name: str, message: str) -> Check:
     return Check(code=code, name=name, severity=severity, message=message)
 
 
+def _spelled(value: float) -> str:
+    """The protocol's spelling of a non-finite value."""
+    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+
+
 def non_finite(epochs: Epochs, t: Thresholds) -> Check | None:
     """A metric of the latest epoch is NaN or infinite: the run is broken from here on."""
     if not epochs:
         return None
     epoch, metrics = epochs[-1]
-    bad = [f"{key}={value}" for key, value in sorted(metrics.items()) if not math.isfinite(value)]
+    bad = [f"{key}={_spelled(value)}" for key, value in sorted(metrics.items()) if not math.isfinite(value)]
     return _finding("non_finite", f"non-finite {', '.join(bad)} at epoch {epoch}") if bad else None
 
 

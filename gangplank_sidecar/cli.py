@@ -253,9 +253,9 @@ def run(settings: Settings) -> int:
         store, selfmetrics, report, fmt=settings.format, job=settings.job, thresholds=thresholds_from(settings.check_thresholds)
     )
     try:
-        handler = Transport(settings.transport)
         if settings.pushgateway:
             check(settings.pushgateway, settings.transport)
+        handler = Transport(settings.transport)
     except ValueError as exc:
         report(str(exc))
         return EXIT_USAGE

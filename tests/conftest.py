@@ -115,3 +115,10 @@ def pushgateway() -> Iterator[Pushgateway]:
     gateway = start_pushgateway()
     yield gateway
     gateway.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_run_history(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Sidecars started by the tests keep their run history in a temporary directory, not in ~."""
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
+    os.environ.pop("GANGPLANK_DB", None)

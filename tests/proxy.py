@@ -1,8 +1,8 @@
 """A fault-injecting HTTP proxy on 127.0.0.1 in front of a real server (the Pushgateway).
 
 Faults: ``refuse`` (nothing listens on the port), ``hang`` (accept, read the request, never
-answer), ``500`` and ``503`` (answered by the proxy), ``cut`` (forward, then send only half
-of the upstream's answer and close), ``latency`` (forward after ``latency`` seconds).
+answer), ``500`` and ``503`` (answered by the proxy), ``cut`` (forward, then close in the
+middle of the answer's status line: the gateway took the push, the client cannot know it), ``latency`` (forward after ``latency`` seconds).
 Without a fault it forwards. Every request is recorded (method, path, headers, body, what
 happened to it), so tests can count pushes exactly. One request per connection, as the
 sidecar sends them.
@@ -122,7 +122,7 @@ class FaultProxy:
         else:
             time.sleep(latency if fault == "latency" else 0)
             answer = self._forward(request)
-            client.sendall(answer[: len(answer) // 2] if fault == "cut" else answer)
+            client.sendall(answer[: answer.index(b"\r\n") // 2] if fault == "cut" else answer)
             if fault == "latency":
                 request.outcome = "forwarded"
 

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shlex
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from conftest import ROOT, SIDECAR, keras_env
 from gangplank_sidecar import checks
+from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.checks import RunChecks, Thresholds, thresholds_from
 from gangplank_sidecar.parsers.protocol import Check, Weights
+from gangplank_sidecar.pipeline import Pipeline
+from gangplank_sidecar.selfmetrics import SelfMetrics
+from gangplank_sidecar.sinks.families import families
 
 T = Thresholds()
 HEALTHY_LOSS = [2.3, 1.6, 1.1, 0.8, 0.62, 0.5, 0.43, 0.38, 0.35, 0.33]
@@ -43,10 +54,10 @@ def test_a_healthy_run_raises_nothing_at_any_epoch() -> None:
 
 def test_non_finite_fires_on_nan_and_clears() -> None:
     assert checks.non_finite(epochs([2.0, math.nan]), T) == Check(
-        code="", name="non_finite", severity="error", message="non-finite loss=nan at epoch 2"
+        code="", name="non_finite", severity="error", message="non-finite loss=NaN at epoch 2"
     )
     found = checks.non_finite([(3, {"loss": 1.0, "val_loss": math.inf, "acc": -math.inf})], T)
-    assert found is not None and found.message == "non-finite acc=-inf, val_loss=inf at epoch 3"
+    assert found is not None and found.message == "non-finite acc=-Infinity, val_loss=Infinity at epoch 3"
     assert checks.non_finite(epochs([2.0, 1.5]), T) is None
 
 
@@ -133,3 +144,51 @@ def test_thresholds_from_pairs() -> None:
         thresholds_from(["nope=1"])
     with pytest.raises(ValueError, match="must be a number >= 0"):
         thresholds_from(["min_delta=-1"])
+
+
+def _line(event: str, **fields: object) -> bytes:
+    return json.dumps({"gangplank": 1, "event": event, "run": "r", "phase": "train", "time": 1.0, **fields}).encode()
+
+
+def _samples(series) -> dict[tuple[str, tuple], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families(series) for s in f.samples}
+
+
+def test_checks_are_exported_from_the_start_with_the_best_values() -> None:
+    store = Store()
+    pipeline = Pipeline(store, SelfMetrics(), lambda message: None)
+    pipeline.feed("stdin", _line("start", params={"total": 1}))
+    (series,) = store.snapshot()
+    exported = _samples(series)
+    assert {labels: v for (name, labels), v in exported.items() if name == "gangplank_check_failed"} == {
+        (("check", name), ("code", code)): 0.0 for name, (_, code, _) in checks.CHECKS.items()
+    }
+    assert (exported[("gangplank_run_active", ())], exported[("gangplank_run_last_record_timestamp_seconds", ())]) == (1.0, 1.0)
+    for epoch, (loss, val) in enumerate([(1.0, 0.9), (0.5, 0.6), (0.25, "NaN")], start=1):
+        pipeline.feed("stdin", _line("epoch", epoch=epoch, elapsed_seconds=1.0, params={"total": 1}, metrics={"loss": loss, "val_loss": val}))
+    (series,) = store.snapshot()
+    exported = _samples(series)
+    assert exported[("gangplank_check_failed", (("check", "non_finite"), ("code", "")))] == 1.0
+    assert exported[("gangplank_train_best", (("metric", "loss"),))] == 0.25
+    assert exported[("gangplank_train_best", (("metric", "val_loss"),))] == 0.6
+    assert exported[("gangplank_train_best_epoch", ())] == 2.0
+    assert series.checks["non_finite"].message == "non-finite val_loss=NaN at epoch 3"
+
+
+def test_a_real_keras_run_that_diverges_is_flagged_within_a_few_epochs(tmp_path: Path) -> None:
+    """SGD with a learning rate of 10 on the digits: the softmax saturates and the loss jumps up."""
+    path = tmp_path / "runs.db"
+    train = [sys.executable, str(ROOT / "tests/scripts/train_diverge.py")]
+    sidecar = [*SIDECAR, "--quiet", "--system-interval", "0", "--db", str(path)]
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"{shlex.join(train)} | {shlex.join(sidecar)}"],
+        capture_output=True, env=keras_env(EPOCHS="4", LR="10"), timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    conn = sqlite3.connect(path)
+    losses = [v for (v,) in conn.execute("SELECT value FROM metrics WHERE key = 'loss' ORDER BY epoch")]
+    (row,) = conn.execute("SELECT first_epoch, last_epoch, fired, message FROM checks WHERE name = 'divergence'").fetchall()
+    conn.close()
+    assert len(losses) == 4
+    assert row == (2, 4, 1, f"loss {losses[3]:.4g} at epoch 4 is above its first value {losses[0]:.4g} (epoch 1)")
+    assert f"check - divergence: loss {losses[3]:.4g} at epoch 4 is above its first value" in done.stderr.decode()

@@ -125,9 +125,9 @@ def test_job_configures_the_sidecar_by_environment_with_credentials_from_a_secre
         "GANGPLANK_LABELS": "team=vision",
         "GANGPLANK_LISTEN": "0.0.0.0:9100",
         "GANGPLANK_FLUSH_TIMEOUT": "10",
-        "GANGPLANK_PUSHGATEWAY_PASSWORD_FILE": "/etc/gangplank/pushgateway/password",
+        "GANGPLANK_BASIC_AUTH_PASSWORD_FILE": "/etc/gangplank/pushgateway/password",
     }
-    assert env["GANGPLANK_PUSHGATEWAY_USER"]["valueFrom"] == {"secretKeyRef": {"name": "gangplank-pushgateway", "key": "username"}}
+    assert env["GANGPLANK_BASIC_AUTH_USER"]["valueFrom"] == {"secretKeyRef": {"name": "gangplank-pushgateway", "key": "username"}}
     volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
     assert volumes["pushgateway-credentials"]["secret"] == {
         "secretName": "gangplank-pushgateway",
@@ -135,7 +135,7 @@ def test_job_configures_the_sidecar_by_environment_with_credentials_from_a_secre
         "items": [{"key": "password", "path": "password"}],
     }
     mount = next(m for m in sidecar["volumeMounts"] if m["name"] == "pushgateway-credentials")
-    assert (mount["mountPath"] + "/password", mount["readOnly"]) == (env["GANGPLANK_PUSHGATEWAY_PASSWORD_FILE"]["value"], True)
+    assert (mount["mountPath"] + "/password", mount["readOnly"]) == (env["GANGPLANK_BASIC_AUTH_PASSWORD_FILE"]["value"], True)
     assert "password" not in json.dumps(sidecar["args"])
 
 
@@ -200,3 +200,18 @@ def test_compose_pins_the_versions_the_tests_run_against(compose: dict) -> None:
     }
     ports = [port for service in compose["services"].values() for port in service["ports"]]
     assert ports == ["127.0.0.1:9091:9091", "127.0.0.1:9090:9090", "127.0.0.1:3000:3000", "127.0.0.1:9100:9100"]
+
+
+def test_every_environment_variable_in_deploy_is_one_the_sidecar_reads() -> None:
+    import re
+
+    from gangplank_sidecar import cli
+
+    known = set(re.findall(r"GANGPLANK_[A-Z_]+", Path(cli.__file__).read_text()))
+    used = {
+        name
+        for path in (ROOT / "deploy").rglob("*")
+        if path.is_file() and path.suffix in {".yaml", ".yml", ""}
+        for name in re.findall(r"GANGPLANK_[A-Z_]+", path.read_text(errors="replace"))
+    }
+    assert used and used <= known, sorted(used - known)

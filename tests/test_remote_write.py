@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import subprocess
-import threading
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -17,7 +14,8 @@ import cramjam
 import pytest
 from prometheus_client import CollectorRegistry
 
-from conftest import SIDECAR, free_port, wait_http
+from conftest import SIDECAR, Pushgateway, free_port, value, wait_http
+from proxy import FaultProxy
 from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.sinks import remote_write_pb2 as pb
 from gangplank_sidecar.sinks.remote_write import Record, RemoteWriteMetrics, RemoteWriteSink, remote_write_sinks, encode
@@ -52,53 +50,12 @@ def prometheus(tmp_path: Path) -> Iterator[str]:
         process.wait(20)
 
 
-class FaultProxy:
-    """Forwards POSTs to the receiver, or answers 500 itself while ``failing``; counts what it saw."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.failing = False
-        self.answers: list[int] = []
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server hook
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if proxy.failing:
-                    status, answer = 500, b"injected failure\n"
-                else:
-                    headers = {k: self.headers[k] for k in ("Content-Type", "Content-Encoding", "X-Prometheus-Remote-Write-Version")}
-                    request = urllib.request.Request(proxy.target + self.path, data=body, headers=headers, method="POST")
-                    try:
-                        with urllib.request.urlopen(request, timeout=5) as response:
-                            status, answer = response.status, response.read()
-                    except urllib.error.HTTPError as exc:
-                        with exc:
-                            status, answer = exc.code, exc.read()
-                proxy.answers.append(status)
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def proxy(prometheus: str) -> Iterator[FaultProxy]:
-    fault = FaultProxy(prometheus)
+def rw_proxy(prometheus: str) -> Iterator[FaultProxy]:
+    """The shared fault proxy (tests/proxy.py), in front of Prometheus instead of the gateway."""
+    fault = FaultProxy(prometheus.removeprefix("http://"))
     yield fault
-    fault.close()
+    fault.stop()
 
 
 def query(prometheus: str, promql: str) -> list[dict]:
@@ -177,31 +134,34 @@ def test_thirty_epochs_land_with_their_own_timestamps(prometheus: str, start_sid
 
 
 def test_a_receiver_that_fails_for_a_while_loses_nothing(
-    proxy: FaultProxy, prometheus: str, start_sidecar: Callable[..., subprocess.Popen]
+    rw_proxy: FaultProxy, prometheus: str, start_sidecar: Callable[..., subprocess.Popen]
 ) -> None:
+    proxy = rw_proxy
     start = round(time.time() - 120, 3)
     times = [start + i for i in range(EPOCHS)]
     values = losses(EPOCHS)
     lines = [epoch_line("run-b", t, i + 1, v) for i, (t, v) in enumerate(zip(times, values))]
-    proxy.failing = True
+    proxy.set("500")
     sidecar = start_sidecar(proxy.url, "rw-faults", "--flush-timeout", "30")
     assert sidecar.stdin is not None
     for chunk, failures in ((lines[:15], 1), (lines[15:], 3)):
         sidecar.stdin.write("".join(chunk))
         sidecar.stdin.flush()
-        wait_for(lambda: len(proxy.answers) >= failures)
-    assert set(proxy.answers) == {500}
-    proxy.failing = False
+        wait_for(lambda: len(proxy.outcomes()) >= failures)
+    assert set(proxy.outcomes()) == {"500"}
+    proxy.clear()
     out, err = sidecar.communicate(timeout=60)
     assert sidecar.returncode == 0, err
     assert_exact(prometheus, "rw-faults", times, values)
-    assert err.count("HTTP 500 Internal Server Error: injected failure; retrying in the background") == 1
+    assert err.count("HTTP 500 Internal Server Error: injected 500; retrying in the background") == 1
+    assert proxy.outcomes()[-1] == "forwarded"
     assert err.count("again") == 1
 
 
 def test_a_400_answer_is_reported_once_and_not_retried(
-    proxy: FaultProxy, prometheus: str, start_sidecar: Callable[..., subprocess.Popen]
+    rw_proxy: FaultProxy, prometheus: str, start_sidecar: Callable[..., subprocess.Popen]
 ) -> None:
+    proxy = rw_proxy
     now = time.time()
     sidecar = start_sidecar(proxy.url, "rw-reject", "--strict")
     assert sidecar.stdin is not None
@@ -216,12 +176,12 @@ def test_a_400_answer_is_reported_once_and_not_retried(
     ):
         sidecar.stdin.write(line)
         sidecar.stdin.flush()
-        wait_for(lambda: len(proxy.answers) == sent)  # one batch per record
+        wait_for(lambda: len(proxy.outcomes()) == sent)  # one batch per record
     started = time.monotonic()
     out, err = sidecar.communicate(epoch_line("fresh", now - 5, 2, 0.0625), timeout=60)
     assert time.monotonic() - started < 5
     assert sidecar.returncode == 1  # --strict: rejected samples were not delivered
-    assert proxy.answers == [204, 400, 400, 204]
+    assert proxy.outcomes() == ["forwarded"] * 4  # two accepted, two rejected (400), none sent again
     rejected = [line for line in err.splitlines() if "rejected" in line]
     assert len(rejected) == 1
     assert "HTTP 400 Bad Request: out of bounds" in rejected[0]
@@ -286,3 +246,15 @@ def test_records_become_time_ordered_series_with_the_push_path_names() -> None:
         (("__name__", "gangplank_run_active"), *base): [(101000, 1.0)],
         (("__name__", "gangplank_run_last_record_timestamp_seconds"), *base): [(101000, 101.0)],
     }
+
+
+def test_with_the_gateway_both_get_the_run(
+    prometheus: str, pushgateway: Pushgateway, start_sidecar: Callable[..., subprocess.Popen]
+) -> None:
+    start = round(time.time() - 60, 3)
+    times, values = [start + i for i in range(3)], losses(3)
+    sidecar = start_sidecar(prometheus, "rw-both", "--pushgateway", pushgateway.url)
+    out, err = sidecar.communicate("".join(epoch_line("run-c", t, i + 1, v) for i, (t, v) in enumerate(zip(times, values))), timeout=60)
+    assert sidecar.returncode == 0, err
+    assert_exact(prometheus, "rw-both", times, values)
+    assert value(pushgateway.gangplank(), "gangplank_train_loss", job="rw-both", phase="train") == values[-1]

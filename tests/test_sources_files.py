@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gangplank_sidecar.sources.checkpoint import HEAD, Checkpoints, Position, Saved, default_path, head_hash
 from gangplank_sidecar.sources.files import Counts, Follower
@@ -93,7 +96,7 @@ def test_rotation_by_rename_finishes_the_old_file_then_reads_the_new_one(tmp_pat
     follower.scan()
     assert lines.of(log) == [b"1", b"late", b"2"]
     assert follower.counts == Counts(opens=2, lines=3, rotations=1)
-    assert lines.reports == [f"{log} was rotated; reading the new file from the start"]
+    assert lines.reports == [f"{log} was rotated or removed; reading the next file there from the start"]
 
 
 def test_rotation_with_the_path_missing_for_a_while(tmp_path: Path) -> None:
@@ -303,3 +306,35 @@ def test_resume_reads_a_different_file_from_the_start(tmp_path: Path) -> None:
     assert lines.of(log) == [b"new run, longer than the old one"]
     assert follower.counts == Counts(opens=1, lines=1)
     assert lines.reports == [f"{log} is not the file of the last checkpoint; reading it from the start"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    chunks=st.lists(st.binary(max_size=40), max_size=30),
+    looks=st.sets(st.integers(min_value=0, max_value=29), max_size=10),
+    restarts=st.sets(st.integers(min_value=0, max_value=29), max_size=3),
+)
+def test_any_chunking_and_restarts_read_every_line_once(chunks: list[bytes], looks: set[int], restarts: set[int]) -> None:
+    """Written in any pieces, looked at any time, restarted anywhere: every whole line, once, in order."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log, state = Path(tmp) / "m.log", Path(tmp) / "s.json"
+        log.touch()
+        checkpoints = Checkpoints(state, print)
+        follower, lines = make(log, checkpoints=checkpoints)
+        written = b""
+        for i, chunk in enumerate(chunks):
+            append(log, chunk)
+            written += chunk
+            if i in looks:
+                follower.scan()
+            if i in restarts:
+                follower.scan()
+                checkpoints.write()
+                follower.close()
+                checkpoints = Checkpoints(state, print)
+                follower, lines = make(log, checkpoints=checkpoints)
+                follower.resume()
+                assert lines.of(log) == written.split(b"\n")[:-1]  # replayed up to the checkpoint
+        follower.scan()
+        assert lines.of(log) == written.split(b"\n")[:-1]
+        follower.close()

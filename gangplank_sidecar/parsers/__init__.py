@@ -16,8 +16,10 @@ def parse(line: bytes, fmt: str = "auto") -> tuple[str, list[object]]:
     auto = fmt == "auto"
     if (auto or fmt == "gangplank") and protocol.MARKER in line:
         return "gangplank", protocol.parse(line)
-    if (auto or fmt == "floydhub") and floydhub.PREFIX in line[:64] and line.lstrip().startswith(floydhub.PREFIX):
-        return "floydhub", floydhub.parse(line)
+    if auto or fmt == "floydhub":
+        points = floydhub.parse(line)
+        if points:
+            return "floydhub", points
     if auto or fmt == "keras":
         items = keras_log.parse(line)
         if items:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 
 PREFIX = b'{"metric"'
+_START = re.compile(rb"\s*" + re.escape(PREFIX))
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -30,11 +32,10 @@ def parse(line: bytes) -> list[Point]:
     Raises ValueError, with the reason, for a line that starts with ``{"metric"`` but is
     not valid JSON or lacks a metric name or a numeric value.
     """
-    text = line.strip()
-    if not text.startswith(PREFIX):
+    if not _START.match(line):
         return []
     try:
-        record = json.loads(text, parse_int=_int)
+        record = json.loads(line, parse_int=_int)
     except RecursionError:
         raise ValueError("bad FloydHub line: nested too deeply") from None
     except UnicodeDecodeError:

@@ -21,14 +21,18 @@ from dataclasses import dataclass
 from gangplank_sidecar.parsers.protocol import MARKER
 
 _ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]")
-_HEADER = re.compile(rb"Epoch (\d{1,9})/(\d{1,9})")
-_COUNTER = rb"(?:(\d{1,15})/(\d{1,15}) *)?"
-_BAR = rb"(?:\[[=>.]*\] *|(?:\xe2\x94\x81)+ *)?"
+_HEADER = re.compile(rb" *Epoch (\d{1,9})/(\d{1,9}) *")
 _DURATION = rb"\d{1,12}(?:s|ms|us)(?:/[a-z]{1,10})?"
-_PREFIX = re.compile(_COUNTER + _BAR + rb"(" + _DURATION + rb"(?: " + _DURATION + rb")?)?")
-_TIMING = re.compile(_DURATION + rb"(?: " + _DURATION + rb")?")
-_METRIC = re.compile(rb"([^\s:]+): ([-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|nan|inf))")
-_SEPARATOR = b" - "
+_TIMING = _DURATION + rb"(?: " + _DURATION + rb")?"
+_NUMBER = rb"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|nan|inf)"
+_BAR = rb"(?:\[[=>.]*\] *|(?:\xe2\x94\x81)+ *)?"
+# A step counter (then a bar and a time) or a time first, then " - " parts that are times or metrics.
+_RESULT = re.compile(
+    rb" *(?:(\d{1,15})/(\d{1,15}) *" + _BAR + rb"(?:" + _TIMING + rb")?|(?:- )?" + _TIMING + rb")"
+    rb"(?: - (?:" + _TIMING + rb"|[^\s:]+: " + _NUMBER + rb"))+ *"
+)
+_METRIC = re.compile(rb" - ([^\s:]+): (" + _NUMBER + rb")")
+MAX_RESULT = 1 << 16  # far above any real result (hundreds of metrics); keeps the time per line small
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +55,21 @@ def parse(line: bytes) -> list[EpochHeader | Result]:
 
     Text before an embedded protocol record is a bar still in progress: it yields no result.
     """
+    if b": " not in line and b"Epoch " not in line:
+        return []
     marker = line.find(MARKER)
     finished = marker < 0
     if not finished:
         line = line[:marker]
     segment = _final_segment(line)
-    header = _HEADER.fullmatch(segment.strip())
+    header = _HEADER.fullmatch(segment)
     if header:
         return [EpochHeader(int(header[1]), int(header[2]))]
-    if not finished or b": " not in segment:
+    result = _RESULT.fullmatch(segment) if finished and len(segment) <= MAX_RESULT else None
+    if result is None or (result[1] is not None and int(result[1]) != int(result[2])):
         return []
-    result = _result(segment)
-    return [result] if result else []
+    metrics = {key.decode("utf-8", "replace"): float(number) for key, number in _METRIC.findall(segment)}
+    return [Result(metrics)] if metrics else []
 
 
 def _final_segment(line: bytes) -> bytes:
@@ -73,25 +80,3 @@ def _final_segment(line: bytes) -> bytes:
         segment = _ANSI.sub(b"", segment)
     return segment.replace(b"\x08", b"")
 
-
-def _result(segment: bytes) -> Result | None:
-    first, *parts = segment.split(_SEPARATOR)
-    prefix = _PREFIX.fullmatch(first.strip())
-    if prefix is None:
-        return None
-    counted, target, timed = prefix[1], prefix[2], prefix[3] is not None
-    if counted is not None and int(counted) != int(target):
-        return None
-    metrics: dict[str, float] = {}
-    for part in parts:
-        part = part.strip()
-        metric = _METRIC.fullmatch(part)
-        if metric:
-            metrics[metric[1].decode("utf-8", "replace")] = float(metric[2])
-        elif _TIMING.fullmatch(part):
-            timed = True
-        else:
-            return None
-    if not metrics or not (timed or counted is not None):
-        return None
-    return Result(metrics)

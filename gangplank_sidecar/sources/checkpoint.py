@@ -103,9 +103,10 @@ class Checkpoints:
             marks = self._marks.setdefault(name, deque())
             if marks and (marks[-1][0] == version or len(marks) >= MAX_MARKS):
                 marks[-1] = (max(version, marks[-1][0]), position)
-            else:
-                marks.append((version, position))
-            self._cond.notify()
+                return
+            marks.append((version, position))
+            if len(marks) == 1:
+                self._cond.notify()
 
     def start(self, delivered: Callable[[], int]) -> None:
         """``delivered``: the store version up to which every change has been delivered."""

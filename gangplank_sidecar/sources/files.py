@@ -1,11 +1,14 @@
 """Following log files like ``tail -F``: files that appear later, rotation and truncation.
 
 watchfiles (inotify on Linux) wakes the follower when something happens to a followed
-path; each wake-up is one pass over the files, so idle costs nothing and a burst of
-writes is read in one go. A pass reads each open file to its end, then looks at the
-path: gone or another inode means the file was rotated (it is finished, and the new
-file is read from the start); a file shorter than our offset, or whose first bytes
-changed, was truncated (copytruncate) and is read again from the start.
+path; each wake-up is one pass over the files, so idle costs next to nothing and a burst
+of writes is read in one go. A pass every RESCAN_MS also covers what no event announced
+(a write just before the watch began, a watched directory that went away).
+
+A pass reads each open file to its end, then looks at the path: gone or another inode
+means the file was rotated (it is finished, and the new file is read from the start); a
+file shorter than our offset, or whose first bytes changed, was truncated (copytruncate)
+and is read again from the start.
 """
 
 from __future__ import annotations
@@ -145,7 +148,7 @@ class Follower:
                     continue
                 self._finish(tail)
                 self.counts.rotations += 1
-                self.report(f"{path} was rotated; reading the new file from the start")
+                self.report(f"{path} was rotated or removed; reading the next file there from the start")
             tail = self._open(path)
             if tail is not None:
                 self._read(tail)
@@ -155,24 +158,27 @@ class Follower:
         for path in self.paths():
             if not os.path.exists(path):
                 self.report(f"waiting for {path}")
-        self.scan(); print("DEBUG final scan", self.counts, flush=True)
+        self.scan()
         while not stop.is_set() and not done():
             dirs = self._watch_dirs()
-            for _ in watchfiles.watch(  # ends by itself when ``stop`` is set
-                *dirs,
-                watch_filter=self._relevant,
-                debounce=DEBOUNCE_MS,
-                step=STEP_MS,
-                stop_event=stop,
-                rust_timeout=RESCAN_MS,
-                yield_on_timeout=True,
-                recursive=False,
-                raise_interrupt=False,
-            ):
-                self.scan()
-                if done() or self._watch_dirs() != dirs:
-                    break
-        self.scan(); print("DEBUG final scan", self.counts, flush=True)
+            try:
+                for _ in watchfiles.watch(  # ends by itself when ``stop`` is set
+                    *dirs,
+                    watch_filter=self._relevant,
+                    debounce=DEBOUNCE_MS,
+                    step=STEP_MS,
+                    stop_event=stop,
+                    rust_timeout=RESCAN_MS,
+                    yield_on_timeout=True,
+                    recursive=False,
+                    raise_interrupt=False,
+                ):
+                    self.scan()
+                    if done() or self._watch_dirs() != dirs:
+                        break
+            except OSError:  # a watched directory went away before the watch began
+                stop.wait(RESCAN_MS / 1000)
+        self.scan()
 
     def runs_ended(self, store: Store) -> bool:
         """Every literal path opened, every run read from the files ended, nothing new for a while."""
@@ -270,7 +276,7 @@ def follow(follower: Follower, store: Store, exit_on_end: bool) -> None:
     handler's exception reaches the caller (watchfiles would swallow it), and the reader
     makes its last pass before the caller delivers the final state.
     """
-    stop = threading.Event()
+    stop, finished = threading.Event(), threading.Event()
     failed: list[BaseException] = []
 
     def read() -> None:
@@ -278,14 +284,15 @@ def follow(follower: Follower, store: Store, exit_on_end: bool) -> None:
             follower.follow(stop, (lambda: follower.runs_ended(store)) if exit_on_end else (lambda: False))
         except BaseException as exc:  # re-raised in the caller's thread
             failed.append(exc)
+        finally:
+            finished.set()
 
-    reader = threading.Thread(target=read, name="follow", daemon=True)
-    reader.start()
+    threading.Thread(target=read, name="follow", daemon=True).start()
     try:
-        reader.join()
+        finished.wait()  # not Thread.join: an interrupted join forgets the thread (CPython bpo-45274)
     finally:
         stop.set()
-        reader.join()
+        finished.wait()
         follower.close()
     if failed:
         raise failed[0]

@@ -51,7 +51,7 @@ def own_path(proc_cgroup: str) -> str | None:
     return None
 
 
-def _read(path: Path) -> str | None:
+def read_text(path: Path) -> str | None:
     try:
         return path.read_text()
     except OSError:
@@ -70,7 +70,7 @@ class Cgroup:
         """The v2 cgroup of a process, or None when there is no v2 hierarchy at ``root``."""
         if not (root / "cgroup.controllers").exists():
             return None
-        text = _read(proc / str(pid) / "cgroup")
+        text = read_text(proc / str(pid) / "cgroup")
         path = own_path(text) if text is not None else None
         return None if path is None else cls(root, path)
 
@@ -89,25 +89,25 @@ class Cgroup:
 
     def cpu_seconds(self) -> float | None:
         """CPU time used by every process in the cgroup since it was made (``usage_usec``)."""
-        text = _read(self.dir / "cpu.stat")
+        text = read_text(self.dir / "cpu.stat")
         usage = parse_keyed(text).get("usage_usec") if text is not None else None
         return None if usage is None else usage / 1e6
 
     def cpu_limit(self) -> float:
         """CPUs the cgroup may use by its ``cpu.max`` quota (inf: no quota anywhere up the tree)."""
-        limits = [parse_cpu_max(text) for d in self._dirs() if (text := _read(d / "cpu.max")) is not None]
+        limits = [parse_cpu_max(text) for d in self._dirs() if (text := read_text(d / "cpu.max")) is not None]
         return min(limits, default=math.inf)
 
     def memory_used(self) -> int | None:
         """The working set: ``memory.current`` less the inactive file cache the kernel can drop."""
-        current = _read(self.dir / "memory.current")
+        current = read_text(self.dir / "memory.current")
         if current is None:
             return None
-        stat = _read(self.dir / "memory.stat")
+        stat = read_text(self.dir / "memory.stat")
         inactive = parse_keyed(stat).get("inactive_file", 0) if stat is not None else 0
         used = _uint(current)
         return None if used is None else max(0, used - inactive)
 
     def memory_limit(self) -> float:
-        limits = [parse_memory_max(text) for d in self._dirs() if (text := _read(d / "memory.max")) is not None]
+        limits = [parse_memory_max(text) for d in self._dirs() if (text := read_text(d / "memory.max")) is not None]
         return min(limits, default=math.inf)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import psutil
 
 from gangplank_sidecar.system.cgroup import PROC, ROOT, Cgroup
 from gangplank_sidecar.system.gpu import Gpus, GpuUsage
-from gangplank_sidecar.system.process import CgroupTarget, ProcessTree, Usage
+from gangplank_sidecar.system.process import CgroupTarget, PodProcesses, ProcessTree, Usage, shared_pod
 
 DEFAULT_INTERVAL = 15.0
 
@@ -35,7 +34,6 @@ class Target(Protocol):
 class Reading:
     """One look at the job; None (or a GPU left out) means not measured."""
 
-    time: float
     cpu_ratio: float | None = None
     memory_used: float | None = None
     memory_ratio: float | None = None
@@ -78,7 +76,8 @@ class Totals:
 def choose_target(
     pid: int | None, wrapped: bool, report: Callable[[str], None], cgroup_root: Path = ROOT, proc: Path = PROC
 ) -> Target | None:
-    """``--pid``'s tree, else the wrapped command's tree, else the sidecar's own cgroup (v2)."""
+    """``--pid``'s tree, else the wrapped command's tree, else the pod's other containers when it
+    shares its process namespace, else the sidecar's own cgroup (v2)."""
     if pid is not None:
         try:
             return ProcessTree(pid, cgroup_root=cgroup_root, proc=proc)
@@ -87,6 +86,8 @@ def choose_target(
             return None
     if wrapped:
         return ProcessTree(os.getpid(), include_root=False, cgroup_root=cgroup_root, proc=proc)
+    if shared_pod(proc):
+        return PodProcesses(cgroup_root, proc)
     cgroup = Cgroup.of("self", cgroup_root, proc)
     if cgroup is None:
         report(f"no CPU or memory series: no cgroup v2 at {cgroup_root} (pass --pid PID, or wrap the command)")
@@ -109,7 +110,7 @@ class Sampler:
         self.disk_path = disk_path
         self.use_gpus = gpus
         self.gpus: Gpus | None = None
-        self.latest = Reading(time=0.0)
+        self.latest = Reading()
         self.totals = Totals()
         self.version = 0
         self.listeners: list[Callable[[Reading], None]] = []
@@ -158,7 +159,7 @@ class Sampler:
             except Exception as exc:  # noqa: BLE001 - sampling must never stop the sidecar
                 self._failed.add(name)
                 self._tell(f"system sampling of the {name} failed ({exc.__class__.__name__}: {exc}); left out from now on")
-        reading = Reading(time=time.time(), **values)  # type: ignore[arg-type]
+        reading = Reading(**values)  # type: ignore[arg-type]
         self.totals.add(reading)
         self.latest = self.latest.merged(reading)
         self.version += 1

@@ -55,7 +55,8 @@ def inspect(x: Any, y: Any = None, batch_size: int | None = None,
     mean_square = None
     if sample is not None:
         mean_square = float(np.mean(np.square(sample)))
-        findings += _normalised(sample) + _correlated(sample) + _duplicates(x2, classes, sample.std(axis=0))
+        same_rows = classes if classes is not None and len(classes) == n else None
+        findings += _normalised(sample) + _correlated(sample) + _duplicates(x2, same_rows, sample.std(axis=0))
     if validation_data is not None:
         x_val, y_val = validation_data[0], validation_data[1]
         if classes is not None:

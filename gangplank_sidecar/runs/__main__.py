@@ -1,0 +1,3 @@
+from gangplank_sidecar.runs.cli import main
+
+raise SystemExit(main())
