@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--system-interval", type=float, metavar="SECONDS",
         help="sample CPU, memory, disk and GPU every SECONDS (default 15, 0: off) [GANGPLANK_SYSTEM_INTERVAL]",
     )
-    p.add_argument("--pid", type=int, metavar="PID", help="measure this process tree (default: the wrapped command, else our cgroup)")
+    p.add_argument("--pid", type=int, metavar="PID", help="measure this process tree (default: the wrapped command, a shared pod's other containers, or our cgroup)")
     p.add_argument("--disk-path", metavar="PATH", help="report the disk of PATH (default: the working directory or the first FILE's)")
     return p
 
@@ -294,15 +294,18 @@ def run(settings: Settings) -> int:
     echo = Echo(None if settings.quiet else sys.stdout.buffer, report)
     code = EXIT_OK
     try:
-        if settings.command:
-            errors = Echo(None if settings.quiet else sys.stderr.buffer, report)
-            code = run_command(settings.command, pipeline.feed, echo, errors, report)
-        elif follower is not None:
-            follow(follower, store, settings.exit_on_end)
-        else:
-            read_stdin(pipeline.feed, echo)
-    except (Stop, KeyboardInterrupt):
-        report("stopping: delivering the final state")
+        try:
+            if settings.command:
+                errors = Echo(None if settings.quiet else sys.stderr.buffer, report)
+                code = run_command(settings.command, pipeline.feed, echo, errors, report)
+            elif follower is not None:
+                follow(follower, store, settings.exit_on_end)
+            else:
+                read_stdin(pipeline.feed, echo)
+        except (Stop, KeyboardInterrupt):
+            report("stopping: delivering the final state")
+        finally:
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # from here on, the end decides the exit code
     except Undelivered:
         return EXIT_UNDELIVERED
     if listen is not None:
@@ -311,15 +314,11 @@ def run(settings: Settings) -> int:
         sampler.stop()
     for writer in writers:
         writer.stop(time.monotonic() + settings.flush_timeout)
-    try:
-        delivered = sink.close(settings.flush_timeout) if sink else True
-    except Undelivered:
-        delivered = False
+    delivered = sink.close(settings.flush_timeout) if sink else True
     if follower is not None and follower.checkpoints is not None:
         follower.checkpoints.close()
     if history is not None:
         history.close()
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     if sink is None:
         sys.stderr.write(("\n" if echo.mid_line else "") + summarize(store.all_runs(), sampler.totals if sampler else None))
     if not delivered:

@@ -71,8 +71,8 @@ def test_a_second_fit_starts_a_new_run() -> None:
     assert runs(store) == [
         ("run1", "train", 2, None, "ok", {"loss": 0.8}),
         ("run2", "train", 2, None, None, {"loss": 0.6}),
-        ("run1", "test", None, None, "ok", {"loss": 0.85}),
         ("run3", "train", 1, None, None, {"loss": 0.5}),
+        ("run1", "test", None, None, "ok", {"loss": 0.85}),
     ]
 
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gangplank_sidecar.parsers.keras_log import EpochHeader, Result, parse
+from gangplank_sidecar.parsers.keras_log import MAX_RESULT, EpochHeader, Result, parse
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NAN, INF = math.nan, math.inf
@@ -123,6 +123,15 @@ BAR = "\x1b[1m75/75\x1b[0m \x1b[32m" + "━" * 20 + "\x1b[0m\x1b[37m\x1b[0m \x1b
 )
 def test_lines(line: bytes, items: list) -> None:
     assert repr(parse(line)) == repr(items)
+
+
+def test_results_longer_than_the_cap_are_not_parsed() -> None:
+    metrics = "".join(f" - metric_{i:05d}: 0.{i:04d}" for i in range(2800))
+    line = f"75/75 - 0s - 511us/step{metrics}".encode()
+    assert len(line) <= MAX_RESULT < len(line + b" - extra: 1.0" * 600)
+    (result,) = parse(line)
+    assert (len(result.metrics), result.metrics["metric_02799"]) == (2800, 0.2799)
+    assert parse(line + b" - extra: 1.0" * 600) == []
 
 
 def keras3_value(value: float) -> str:

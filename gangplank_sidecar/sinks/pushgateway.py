@@ -157,10 +157,14 @@ class PushgatewaySink:
 
     def _pending(self) -> list[_Item]:
         series = self.store.snapshot()
-        items = [_Item(s.key, s.version, s.job, s.phase, Families(families(s)), s.epoch) for s in series]
+        items = [
+            _Item(s.key, s.version, s.job, s.phase, Families(families(s)), s.epoch)
+            for s in series
+            if s.version > self._delivered.get(s.key, 0)
+        ]
         job = self.job or next((s.job for s in series), None) or "gangplank"
-        items += [_Item(("", g.phase), g.version, job, g.phase, g.registry) for g in self.groups]
-        return [i for i in items if i.version > self._delivered.get(i.key, 0)]
+        items += [_Item(("", g.phase), g.version, job, g.phase, g.registry) for g in self.groups if g.version > self._delivered.get(("", g.phase), 0)]
+        return items
 
     def _run(self) -> None:
         seen = 0
