@@ -9,6 +9,7 @@ Metrics are Keras' names: ``loss`` (training) and ``val_loss`` (validation).
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 
@@ -106,7 +107,7 @@ def overfitting(epochs: Epochs, t: Thresholds) -> Check | None:
         return None
     best_epoch, best = min(val, key=lambda ev: ev[1])
     epoch, last_val = val[-1]
-    since = sum(1 for e, _ in val if e > best_epoch)
+    since = epoch - best_epoch
     if since < max(t.overfitting_patience, 1) or best_epoch not in loss or epoch not in loss:
         return None
     if not loss[epoch] < loss[best_epoch]:
@@ -204,32 +205,56 @@ CHECKS: dict[str, tuple[str, str, str]] = {
 }
 
 
+_QUIET = [Check(code=code, name=name, severity=severity, message="") for name, (_, code, severity) in CHECKS.items()]
+
+
 def quiet() -> list[Check]:
     """Every training check in its healthy state, to export zeros from the start of a run."""
-    return [Check(code=code, name=name, severity=severity, message="") for name, (_, code, severity) in CHECKS.items()]
+    return list(_QUIET)
 
 
 @dataclass
 class RunChecks:
-    """The history one run's checks look at; ``epoch`` returns (fired, quiet) after each epoch."""
+    """What one run's checks look at; ``epoch`` returns (fired, quiet) after each epoch.
+
+    Every check needs only the first epoch, the best loss and val_loss before the last few
+    epochs, and those last few: that view is kept, so a check costs the same at epoch 10 and 10000.
+    """
 
     thresholds: Thresholds = field(default_factory=Thresholds)
-    epochs: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    first: tuple[int, dict[str, float]] | None = None
+    tail: deque[tuple[int, dict[str, float]]] = field(default_factory=deque)
+    older_best: dict[str, tuple[int, dict[str, float]]] = field(default_factory=dict)
     first_weights: Weights | None = None
     last_weights: Weights | None = None
 
+    def view(self) -> list[tuple[int, dict[str, float]]]:
+        entries = {e[0]: e for e in [*([self.first] if self.first else []), *self.older_best.values(), *self.tail]}
+        return [entries[epoch] for epoch in sorted(entries)]
+
+    def _keep(self, entry: tuple[int, dict[str, float]]) -> None:
+        t = self.thresholds
+        if self.tail and self.tail[-1][0] == entry[0]:
+            self.tail.pop()
+        self.tail.append(entry)
+        self.first = self.first or entry
+        while len(self.tail) > max(t.divergence_epochs, t.plateau_epochs, t.gap_epochs) + 2:
+            old = self.tail.popleft()
+            for key in ("loss", "val_loss"):
+                value, best = old[1].get(key, math.nan), self.older_best.get(key)
+                if math.isfinite(value) and (best is None or value < best[1][key]):
+                    self.older_best[key] = old
+
     def epoch(self, epoch: int, metrics: dict[str, float], weights: Weights | None) -> tuple[list[Check], list[Check]]:
-        if self.epochs and self.epochs[-1][0] == epoch:
-            self.epochs.pop()
-        self.epochs.append((epoch, dict(metrics)))
+        self._keep((epoch, dict(metrics)))
         if weights is not None:
             self.first_weights = self.first_weights or weights
             self.last_weights = weights
-        t = self.thresholds
-        found = [c(self.epochs, t) for c in _METRIC_CHECKS] + [c(self.first_weights, self.last_weights, t) for c in _WEIGHT_CHECKS]
+        t, epochs = self.thresholds, self.view()
+        found = [c(epochs, t) for c in _METRIC_CHECKS] + [c(self.first_weights, self.last_weights, t) for c in _WEIGHT_CHECKS]
         fired = [f for f in found if f is not None]
         names = {f.name for f in fired}
-        return fired, [c for c in quiet() if c.name not in names]
+        return fired, [c for c in _QUIET if c.name not in names]
 
 
 class Monitor:

@@ -166,7 +166,7 @@ def settings_from(argv: Sequence[str]) -> Settings:
             format=args.format,
             db=args.db or env("GANGPLANK_DB"),
             history=not args.no_history,
-            check_thresholds=args.check_threshold or [p for p in (env("GANGPLANK_CHECK_THRESHOLDS") or "").split(",") if p.strip()],
+            check_threshold=args.check_threshold or [p for p in (env("GANGPLANK_CHECK_THRESHOLDS") or "").split(",") if p.strip()],
             files=args.files,
             state_file=args.state_file or env("GANGPLANK_STATE_FILE"),
             exit_on_end=args.exit_on_end,
@@ -250,7 +250,7 @@ def run(settings: Settings) -> int:
     store = Store()
     selfmetrics = SelfMetrics()
     pipeline = Pipeline(
-        store, selfmetrics, report, fmt=settings.format, job=settings.job, thresholds=thresholds_from(settings.check_thresholds)
+        store, selfmetrics, report, fmt=settings.format, job=settings.job, thresholds=thresholds_from(settings.check_threshold)
     )
     try:
         if settings.pushgateway:

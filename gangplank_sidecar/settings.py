@@ -67,7 +67,7 @@ class Settings(BaseModel):
     format: str = "auto"
     db: str | None = None
     history: bool = True
-    check_thresholds: list[str] = []
+    check_threshold: list[str] = []
     files: list[str] = []
     state_file: str | None = None
     exit_on_end: bool = False
@@ -97,7 +97,7 @@ class Settings(BaseModel):
             urls.append(url)
         return urls
 
-    @field_validator("check_thresholds")
+    @field_validator("check_threshold")
     @classmethod
     def _thresholds(cls, values: list[str]) -> list[str]:
         try:

@@ -133,7 +133,25 @@ def test_text_formats_bring_an_epoch_in_pieces() -> None:
     run = RunChecks()
     run.epoch(1, {"loss": 1.0}, None)
     run.epoch(1, {"loss": 1.0, "val_loss": 1.1}, None)
-    assert run.epochs == [(1, {"loss": 1.0, "val_loss": 1.1})]
+    assert run.view() == [(1, {"loss": 1.0, "val_loss": 1.1})]
+
+
+def test_a_long_run_is_checked_on_a_bounded_view_with_the_same_findings() -> None:
+    """Overfitting far after the best epoch, and a plateau measured against an old best, as on the full history."""
+    loss = [1.0 / e for e in range(1, 201)]
+    val = [1.0 / e for e in range(1, 31)] + [1.0 / 30 + 0.001 * e for e in range(1, 171)]
+    run = RunChecks()
+    for epoch, metrics in epochs(loss, val):
+        fired, _ = run.epoch(epoch, metrics, None)
+    assert len(run.view()) <= 10
+    full = [c(epochs(loss, val), T) for c in (checks.non_finite, checks.divergence, checks.overfitting, checks.plateau, checks.train_val_gap)]
+    assert fired == [c for c in full if c is not None]
+    assert names(fired) == ["overfitting", "train_val_gap"] and "(best epoch 30)" in fired[0].message
+    stuck = [1.0, 0.5] + [0.6] * 100
+    run = RunChecks()
+    for epoch, metrics in epochs(stuck):
+        fired, _ = run.epoch(epoch, metrics, None)
+    assert names(fired) == ["plateau"] and fired[0] == checks.plateau(epochs(stuck), T)
 
 
 def test_thresholds_from_pairs() -> None:
@@ -192,3 +210,17 @@ def test_a_real_keras_run_that_diverges_is_flagged_within_a_few_epochs(tmp_path:
     assert len(losses) == 4
     assert row == (2, 4, 1, f"loss {losses[3]:.4g} at epoch 4 is above its first value {losses[0]:.4g} (epoch 1)")
     assert f"check - divergence: loss {losses[3]:.4g} at epoch 4 is above its first value" in done.stderr.decode()
+
+
+def test_thresholds_are_set_on_the_command_line(tmp_path: Path) -> None:
+    lines = _line("start", params={"total": 1}) + b"\n" + b"".join(
+        _line("epoch", epoch=e, elapsed_seconds=1.0, params={"total": 1}, metrics={"loss": 1.0}) + b"\n" for e in (1, 2, 3)
+    )
+    command = [*SIDECAR, "--quiet", "--system-interval", "0", "--no-history"]
+    quiet = subprocess.run(command, input=lines, capture_output=True, timeout=60)
+    assert quiet.returncode == 0 and b"plateau" not in quiet.stderr
+    flagged = subprocess.run([*command, "--check-threshold", "plateau_epochs=2"], input=lines, capture_output=True, timeout=60)
+    assert b"  check - plateau: loss has not improved on 1 for 2 epochs (min_delta 0.001)\n" in flagged.stderr
+    bad = subprocess.run([*command, "--check-threshold", "plateau=2"], input=lines, capture_output=True, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.decode().startswith("gangplank-sidecar: --check-threshold: bad check threshold 'plateau=2': expected NAME=VALUE")

@@ -16,8 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import ROOT, SIDECAR, keras_env
+from gangplank_sidecar.runs import search
 
 RUNS = [sys.executable, "-m", "gangplank_sidecar.runs"]
 T0 = 1764065730.0  # 2025-11-25 10:15:30 UTC
@@ -260,3 +263,21 @@ def test_a_real_keras_run_is_shown_and_exported_exactly(tmp_path: Path) -> None:
         (run, "train", "ok", 3, epochs[0]["params"]["total"]),
         (run, "test", "ok", None, epochs[0]["params"]["total"]),
     ]
+
+
+NAMES = st.from_regex(r"[a-z_][a-z0-9_.]{0,10}", fullmatch=True).filter(lambda n: n not in search.TEXT_FIELDS and not n.startswith("label."))
+
+
+@given(NAMES, st.sampled_from(["<", "<=", ">", ">=", "=", "!="]), st.floats(allow_nan=False, allow_infinity=False))
+def test_search_parses_every_metric_term(name: str, op: str, number: float) -> None:
+    assert search.parse(f"{name}{op}{number!r}  job=mnist") == [search.Term(name, op, repr(number)), search.Term("job", "=", "mnist")]
+
+
+@given(st.text(max_size=40))
+def test_search_rejects_anything_else_with_one_line(query: str) -> None:
+    try:
+        terms = search.parse(query)
+    except ValueError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("bad search term ")
+    else:
+        assert len(terms) == len(query.split())

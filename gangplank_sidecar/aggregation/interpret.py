@@ -117,7 +117,7 @@ class Interpreter:
         for key, name in series.names.collisions[seen:]:
             self.report(f"metric key {key!r} collides with another key; exported as gangplank_{series.phase}_{name}")
 
-    def _text_series(self, phase: str, new_run: bool = False) -> Series:
+    def _text_series(self, phase: str, new_run: bool = False, planned_epochs: int | None = None) -> Series:
         """The series of this stream's current text run in ``phase``; ``new_run`` starts another run."""
         if new_run or self._text_run is None:
             self._text_run = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
@@ -126,6 +126,11 @@ class Interpreter:
         series = self.store.get(job, phase)
         if series is None or series.run != self._text_run:
             series = self.store.begin(job, phase, self._text_run, source=self.source)
+
+            def start(s: Series) -> None:
+                s.planned_epochs = planned_epochs
+
+            self._update(series, "start", start)
         return series
 
     def _point(self, point: floydhub.Point) -> None:
@@ -149,13 +154,8 @@ class Interpreter:
         """``Epoch i/N``: training goes on, or starts over if it ended or is back at an earlier epoch."""
         series = None if self._text_run is None else self.store.get(self._job(self._text_run), "train")
         done = (series.epoch or 0) if series is not None and series.run == self._text_run else 0
-        series = self._text_series("train", new_run=self._trained or header.epoch <= done)
+        self._text_series("train", new_run=self._trained or header.epoch <= done, planned_epochs=header.epochs)
         self._keras_epoch = header.epoch
-
-        def change(s: Series) -> None:
-            s.planned_epochs = header.epochs
-
-        self._update(series, "start", change)
 
     def _result(self, result: keras_log.Result) -> None:
         """An epoch's result after its header or with val_* keys; otherwise, after training, an evaluate."""

@@ -55,7 +55,7 @@ def parse(line: bytes) -> list[EpochHeader | Result]:
 
     Text before an embedded protocol record is a bar still in progress: it yields no result.
     """
-    if b": " not in line and b"Epoch " not in line:
+    if (b" - " not in line or b": " not in line) and b"Epoch " not in line:
         return []
     marker = line.find(MARKER)
     finished = marker < 0
