@@ -1,7 +1,8 @@
 """Parse-and-aggregate throughput of the sidecar against a bare read + json.loads + echo loop.
 
-Both read the same file of mixed lines (emitter records, FloydHub lines, Keras 3 and
-Keras 2 progress lines, noise) in the same run, in 64 KiB chunks, and echo to /dev/null.
+Both read the same file of lines (emitter records, FloydHub lines, Keras 3 and Keras 2
+progress lines, noise; three mixes, as one stream each) in the same run, in 64 KiB chunks,
+and echo to /dev/null.
 Then the real ``gangplank-sidecar`` command reads 100k and 1M lines, and its peak RSS is
 taken from the kernel (``wait4``). Run: ``.venv/bin/python benchmarks/parser_throughput.py``.
 """
@@ -32,14 +33,20 @@ def keras3_bar(current: int, target: int, metrics: str) -> str:
     return f"\x1b[1m{current:2d}/{target}\x1b[0m \x1b[32m{done}\x1b[0m\x1b[37m{BAR[len(done):]}\x1b[0m \x1b[1m0s\x1b[0m 3ms/step{metrics}"
 
 
-def mixed_lines(count: int, emitter: bool = True, seed: int = 0) -> Iterator[str]:
-    """``count`` lines, a quarter of each kind (without emitter records: a third of the others).
+MIXES = {
+    "emitter+floydhub+keras+noise": ("emitter", "floydhub", "keras", "noise"),
+    "floydhub+noise": ("floydhub", "noise"),
+    "keras+noise": ("keras", "noise"),
+}
+
+
+def mixed_lines(count: int, kinds: tuple[str, ...] = MIXES["emitter+floydhub+keras+noise"], seed: int = 0) -> Iterator[str]:
+    """``count`` lines, the same share of each kind, in turn.
 
     Emitter records are mostly ``step`` records with an ``epoch`` record every 1000 lines, as
     ``Emitter(step_every=N)`` writes them: one run of a few hundred epochs, like a real job.
     """
     rng = random.Random(seed)
-    kinds = ("emitter", "floydhub", "keras", "noise") if emitter else ("floydhub", "keras", "noise")
     for i in range(count):
         epoch = i // 1000 + 1
         loss, acc = rng.random(), rng.random()
@@ -60,19 +67,19 @@ def mixed_lines(count: int, emitter: bool = True, seed: int = 0) -> Iterator[str
             yield json.dumps({"metric": rng.choice(("loss", "accuracy", "val_loss")), "value": loss, "epoch": epoch})
         elif kind == "keras":
             metrics = f" - accuracy: {acc:.4f} - loss: {loss:.4f} - val_accuracy: {acc:.4f} - val_loss: {loss:.4e}"
-            yield (
-                f"Epoch {epoch}/1000",
+            n = i // len(kinds)  # an Epoch header, then that epoch's result as Keras 3 or 2 prints it
+            yield f"Epoch {n // 2 + 1}/1000000" if n % 2 == 0 else (
                 "\r" + keras3_bar(1, 75, metrics[:-25]) + "\b" * 80 + "\r" + keras3_bar(75, 75, metrics),
                 f"75/75 - 0s - 511us/step{metrics}",
                 f"1875/1875 [==============================] - 3s 1ms/step{metrics}",
-            )[i // len(kinds) % 4]
+            )[n // 2 % 3]
         else:
             yield f"2025-11-25 10:15:{i % 60:02d} INFO loader: batch {i} of shard {i % 7} prefetched in {loss:.3f} ms"
 
 
-def write(path: Path, count: int, emitter: bool = True) -> None:
+def write(path: Path, count: int, kinds: tuple[str, ...] = MIXES["emitter+floydhub+keras+noise"]) -> None:
     with path.open("w", encoding="utf-8") as out:
-        for line in mixed_lines(count, emitter):
+        for line in mixed_lines(count, kinds):
             out.write(line + "\n")
 
 
@@ -117,13 +124,22 @@ def rate(loop: Callable[[Path], int], path: Path, repeat: int) -> float:
 
 
 def peak_rss_mib(path: Path) -> float:
-    """Peak RSS of ``gangplank-sidecar --quiet`` reading ``path`` on stdin."""
+    """Peak RSS (VmHWM) of ``gangplank-sidecar --quiet`` reading ``path`` on stdin, read until it exits.
+
+    Not ``wait4``'s ru_maxrss: that also counts this process's pages, copied by fork before exec.
+    """
+    peak = 0.0
     with path.open("rb") as stdin:
         process = subprocess.Popen([sys.executable, "-m", "gangplank_sidecar", "--quiet"], stdin=stdin, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        while process.poll() is None:
+            try:
+                status = Path(f"/proc/{process.pid}/status").read_text()
+            except OSError:
+                break
+            peak = max([peak] + [int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")])
+            time.sleep(0.01)
     assert process.returncode == 0, process.returncode
-    return usage.ru_maxrss / 1024
+    return peak
 
 
 def main() -> None:
@@ -132,11 +148,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for emitter in (True, False):
+        for mix, kinds in MIXES.items():
             path = Path(tmp) / "mixed.log"
-            write(path, args.lines, emitter)
+            write(path, args.lines, kinds)
             bare, sidecar = rate(bare_loop, path, args.repeat), rate(sidecar_loop, path, args.repeat)
-            mix = "emitter+floydhub+keras+noise" if emitter else "floydhub+keras+noise"
             print(f"{args.lines} lines ({mix}, {path.stat().st_size / 2**20:.0f} MiB)")
             print(f"  bare read+json.loads+echo: {bare:10,.0f} lines/s")
             print(f"  gangplank-sidecar:         {sidecar:10,.0f} lines/s   ratio {sidecar / bare:.2f}")
