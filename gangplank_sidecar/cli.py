@@ -1,49 +1,17 @@
-"""The ``gangplank-sidecar`` command: options and environment -> settings -> one pipeline."""
+"""The ``gangplank-sidecar`` command: options and environment -> settings; ``app`` runs them."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import sqlite3
 import sys
-import threading
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from prometheus_client import disable_created_metrics
 from pydantic import ValidationError
 
 from gangplank_sidecar import parsers
-from gangplank_sidecar.aggregation.state import Store
-from gangplank_sidecar.checks import thresholds_from
-from gangplank_sidecar.pipeline import Pipeline
-from gangplank_sidecar.selfmetrics import SelfMetrics
-from gangplank_sidecar.runs import db as history_db
+from gangplank_sidecar.app import EXIT_USAGE, report, run
 from gangplank_sidecar.settings import ConfigError, Settings, env, parse_labels
-from gangplank_sidecar.sinks.history import HistorySink
-from gangplank_sidecar.sinks.listen import ListenSink
-from gangplank_sidecar.sinks.pushgateway import PushgatewaySink
-from gangplank_sidecar.sinks.remote_write import remote_write_sinks
-from gangplank_sidecar.sinks.transport import Transport, check, parse_headers, read_secret
-from gangplank_sidecar.sinks.summary import summarize
-from gangplank_sidecar.sources.checkpoint import Checkpoints, default_path
-from gangplank_sidecar.sources.command import run_command
-from gangplank_sidecar.sources.files import Follower, follow
-from gangplank_sidecar.sources.stdin import Echo, read_stdin
-from gangplank_sidecar.system.families import SystemGroup
-from gangplank_sidecar.system.sampler import Sampler, choose_target
-
-EXIT_OK, EXIT_UNDELIVERED, EXIT_USAGE = 0, 1, 2
-
-
-class Stop(Exception):
-    """SIGTERM, turned into the same shutdown path as Ctrl-C."""
-
-
-class Undelivered(Exception):
-    """--strict: a push failed after its retries; we stop at once, which breaks the producer's pipe."""
+from gangplank_sidecar.sinks.transport import parse_headers, read_secret
 
 
 class _Parser(argparse.ArgumentParser):
@@ -180,157 +148,6 @@ def settings_from(argv: Sequence[str]) -> Settings:
         first = exc.errors()[0]
         where = next(str(p) for p in reversed(first["loc"]) if isinstance(p, str)).replace("_", "-")
         raise ConfigError(f"--{where}: {first['msg'].removeprefix('Value error, ')}") from None
-
-
-def report(message: str) -> None:
-    """One write per message: print() writes the newline apart, so threads' reports interleave."""
-    sys.stderr.write(f"gangplank-sidecar: {message}\n")
-    sys.stderr.flush()
-
-
-def _raise_stop(signum: int, frame: object) -> None:
-    raise Stop
-
-
-def _raise_undelivered(signum: int, frame: object) -> None:
-    raise Undelivered
-
-
-def _interrupt_main() -> None:
-    """Called by the push worker: a signal is the one thing that ends the main thread's blocking read."""
-    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
-
-
-def start_sampler(settings: Settings, store: Store, sink: PushgatewaySink | None) -> Sampler | None:
-    """System metrics: pushed as their own group {job, phase="system"}, and summed up at the end."""
-    if not settings.system_interval:
-        return None
-    disk = settings.disk_path or (os.path.dirname(os.path.abspath(settings.files[0])) if settings.files else os.getcwd())
-    sampler = Sampler(settings.system_interval, report, choose_target(settings.pid, bool(settings.command), report), disk)
-    if sink is not None:
-        sink.groups.append(SystemGroup(sampler, ready=lambda: bool(settings.job or store.version or sampler.stopped)))
-        sampler.listeners.append(lambda reading: sink.wake())
-    sampler.start()
-    return sampler
-
-
-def start_follower(settings: Settings, store: Store, pipeline: Pipeline) -> Follower:
-    """File mode: each file is replayed up to its checkpoint before any sink starts (that state was pushed)."""
-    path = Path(settings.state_file) if settings.state_file else default_path(settings.files)
-    follower = Follower(settings.files, pipeline.feed, report, Checkpoints(path, report), lambda: store.version)
-    follower.resume()
-    return follower
-
-
-def start_history(settings: Settings, store: Store) -> HistorySink | None:
-    """The run history (on by default); a database that cannot be opened is reported, never fatal."""
-    if not settings.history:
-        return None
-    path = Path(settings.db) if settings.db else history_db.default_path()
-    try:
-        history = HistorySink(path, settings.labels, report)
-    except (OSError, sqlite3.Error) as exc:
-        report(f"run history disabled: {path}: {exc}")
-        return None
-    store.listeners.append(history.listen)
-    return history
-
-
-def linger(listen: ListenSink, seconds: float) -> None:
-    """Pipe mode: serve the final state a little longer, so that a last scrape can happen."""
-    try:
-        time.sleep(seconds)
-    except (Stop, KeyboardInterrupt):
-        pass
-    listen.close()
-
-
-def run(settings: Settings) -> int:
-    disable_created_metrics()
-    store = Store()
-    selfmetrics = SelfMetrics()
-    pipeline = Pipeline(
-        store, selfmetrics, report, fmt=settings.format, job=settings.job, thresholds=thresholds_from(settings.check_threshold)
-    )
-    try:
-        if settings.pushgateway:
-            check(settings.pushgateway, settings.transport)
-        handler = Transport(settings.transport)
-    except ValueError as exc:
-        report(str(exc))
-        return EXIT_USAGE
-    try:
-        listen = ListenSink(settings.listen, store, settings.labels, selfmetrics.registry) if settings.listen else None
-    except ConfigError as exc:
-        report(str(exc))
-        return EXIT_USAGE
-    if listen is not None:
-        listen.start()
-    follower = start_follower(settings, store, pipeline) if settings.files and not settings.command else None
-    sink = None
-    if settings.pushgateway:
-        signal.signal(signal.SIGUSR1, _raise_undelivered)
-        sink = PushgatewaySink(
-            store, settings.pushgateway, settings.labels, selfmetrics, report, job=settings.job,
-            handler=handler, retry=settings.retry, timeout=settings.transport.push_timeout,
-            on_failed=_interrupt_main if settings.strict else None,
-        )
-        if follower is not None:
-            sink.assume_delivered()
-        sink.start()
-    if follower is not None and follower.checkpoints is not None:
-        follower.checkpoints.start(sink.delivered_through if sink else lambda: store.version)
-    writers = []
-    if settings.remote_write:
-        recorder, writers = remote_write_sinks(
-            settings.remote_write, settings.labels, selfmetrics.registry, report, handler
-        )
-        store.listeners.append(recorder)
-        for writer in writers:
-            writer.start()
-    sampler = start_sampler(settings, store, sink)
-    history = start_history(settings, store)
-    signal.signal(signal.SIGTERM, _raise_stop)
-    echo = Echo(None if settings.quiet else sys.stdout.buffer, report)
-    code = EXIT_OK
-    try:
-        try:
-            if settings.command:
-                errors = Echo(None if settings.quiet else sys.stderr.buffer, report)
-                code = run_command(settings.command, pipeline.feed, echo, errors, report)
-            elif follower is not None:
-                follow(follower, store, settings.exit_on_end)
-            else:
-                read_stdin(pipeline.feed, echo)
-        except (Stop, KeyboardInterrupt):
-            report("stopping: delivering the final state")
-        finally:
-            signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # from here on, the end decides the exit code
-    except Undelivered:
-        return EXIT_UNDELIVERED
-    if listen is not None:
-        linger(listen, settings.linger)
-    if sampler is not None:
-        sampler.stop()
-    for writer in writers:
-        writer.stop(time.monotonic() + settings.flush_timeout)
-    delivered = sink.close(settings.flush_timeout) if sink else True
-    if follower is not None and follower.checkpoints is not None:
-        follower.checkpoints.close()
-    if history is not None:
-        history.close()
-    if sink is None:
-        sys.stderr.write(("\n" if echo.mid_line else "") + summarize(store.all_runs(), sampler.totals if sampler else None))
-    if not delivered:
-        assert sink is not None
-        what = ", ".join(sink.undelivered()) or "the sidecar's own metrics"
-        report(f"not delivered to the Pushgateway at {settings.pushgateway} within {settings.flush_timeout:g} s: {what} ({sink.last_error})")
-    written = all([writer.join() for writer in writers])
-    if code:
-        return code
-    if not (delivered and written):
-        return EXIT_UNDELIVERED if settings.strict else EXIT_OK
-    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

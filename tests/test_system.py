@@ -150,7 +150,7 @@ def gpu_sampler(monkeypatch, nvml: types.ModuleType | None) -> tuple[Sampler, li
 
 def exposed(sampler: Sampler, labels: dict[str, str] | None = None) -> dict[tuple[str, frozenset], float]:
     registry = CollectorRegistry()
-    registry.register(SystemCollector(sampler, labels))
+    registry.register(SystemCollector(sampler, lambda: labels or {}))
     text = generate_latest(registry).decode()
     return {(s.name, frozenset(s.labels.items())): s.value for f in text_string_to_metric_families(text) for s in f.samples}
 

@@ -37,10 +37,9 @@ def parse_address(value: str) -> tuple[str, int]:
 class StoreCollector(Collector):
     """Every series of the store, with job, phase and the user's labels in each sample."""
 
-    def __init__(self, store: Store, labels: dict[str, str], extra: Iterable[Callable[[], Iterable[Metric]]] = ()) -> None:
+    def __init__(self, store: Store, labels: dict[str, str]) -> None:
         self.store = store
         self.labels = labels
-        self.extra = list(extra)
 
     def collect(self) -> Iterator[Metric]:
         metrics = [
@@ -48,8 +47,6 @@ class StoreCollector(Collector):
             for s in self.store.snapshot()
             for m in families(s, {"job": s.job, "phase": s.phase, **self.labels})
         ]
-        for more in self.extra:
-            metrics.extend(more())
         return iter(merge(metrics))
 
 
@@ -75,9 +72,15 @@ def _app(metrics_app: Callable) -> Callable:
 class ListenSink:
     """Binds at once (so that a port in use is a usage error) and serves until ``close``."""
 
-    def __init__(self, address: str, store: Store, labels: dict[str, str], self_registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        address: str,
+        store: Store,
+        labels: dict[str, str],
+        self_registry: CollectorRegistry,
+    ) -> None:
         host, port = parse_address(address)
-        registry = CollectorRegistry()
+        self.registry = registry = CollectorRegistry()
         registry.register(StoreCollector(store, labels))
         registry.register(_Labelled(self_registry, labels))
         server_class = type("Server", (_Server,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})

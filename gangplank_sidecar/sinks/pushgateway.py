@@ -115,7 +115,7 @@ class PushgatewaySink:
         self._stopping = threading.Event()
         self._deadline = 0.0
         self._woken = False
-        self._last_self_push = 0.0
+        self._last_self_push = time.monotonic()  # our own metrics first go out with the data, or at the end
         self._thread = threading.Thread(target=self._run, name="pushgateway", daemon=True)
 
     def start(self) -> None:

@@ -52,7 +52,11 @@ def run_command(
     ]
     for reader in readers:
         reader.start()
-    code = exit_code(proc.wait())
+    try:
+        code = exit_code(proc.wait())
+    except BaseException:
+        proc.terminate()  # we are stopping for good (--strict): the command must not run on unseen
+        raise
     for reader in readers:
         reader.join(DRAIN_TIMEOUT)
     return code

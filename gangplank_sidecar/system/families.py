@@ -52,12 +52,12 @@ def families(reading: Reading, labels: dict[str, str] | None = None) -> list[Met
 class SystemCollector(Collector):
     """The sampler's latest reading, collected fresh on every scrape or push."""
 
-    def __init__(self, sampler: Sampler, labels: dict[str, str] | None = None) -> None:
+    def __init__(self, sampler: Sampler, labels: Callable[[], dict[str, str]] = dict) -> None:
         self.sampler = sampler
         self.labels = labels
 
     def collect(self) -> Iterator[Metric]:
-        return iter(families(self.sampler.latest, self.labels))
+        return iter(families(self.sampler.latest, self.labels()))
 
 
 class SystemGroup:

@@ -1,0 +1,226 @@
+"""One sidecar: a source, the pipeline and its run state, and the sinks, started and ended in order.
+
+Start: everything that can fail on configuration (transport, ``--listen``) fails before a byte
+is read. End: stop reading, stop the sampler, then give every sink the same flush deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from pathlib import Path
+
+from prometheus_client import disable_created_metrics
+
+from gangplank_sidecar.aggregation.interpret import DEFAULT_JOB
+from gangplank_sidecar.aggregation.state import Store
+from gangplank_sidecar.checks import thresholds_from
+from gangplank_sidecar.pipeline import Pipeline
+from gangplank_sidecar.runs import db as history_db
+from gangplank_sidecar.selfmetrics import SelfMetrics
+from gangplank_sidecar.settings import ConfigError, Settings
+from gangplank_sidecar.sinks.history import HistorySink
+from gangplank_sidecar.sinks.listen import ListenSink
+from gangplank_sidecar.sinks.pushgateway import PushgatewaySink
+from gangplank_sidecar.sinks.remote_write import RemoteWriteSink, remote_write_sinks
+from gangplank_sidecar.sinks.summary import summarize
+from gangplank_sidecar.sinks.transport import Transport, check
+from gangplank_sidecar.sources.checkpoint import Checkpoints, default_path
+from gangplank_sidecar.sources.command import run_command
+from gangplank_sidecar.sources.files import Follower, follow
+from gangplank_sidecar.sources.stdin import Echo, read_stdin
+from gangplank_sidecar.system.families import PHASE as SYSTEM_PHASE
+from gangplank_sidecar.system.families import SystemCollector, SystemGroup
+from gangplank_sidecar.system.sampler import Sampler, choose_target
+
+EXIT_OK, EXIT_UNDELIVERED, EXIT_USAGE = 0, 1, 2
+
+
+class Stop(Exception):
+    """SIGTERM, turned into the same shutdown path as Ctrl-C."""
+
+
+class Undelivered(Exception):
+    """--strict: a push failed after its retries; we stop at once, which breaks the producer's pipe."""
+
+
+def report(message: str) -> None:
+    """One write per message: print() writes the newline apart, so threads' reports interleave."""
+    sys.stderr.write(f"gangplank-sidecar: {message}\n")
+    sys.stderr.flush()
+
+
+def _raise(exception: type[Exception]):  # type: ignore[no-untyped-def]
+    def handler(signum: int, frame: object) -> None:
+        raise exception
+
+    return handler
+
+
+def _interrupt_main() -> None:
+    """Called by the push worker: a signal is the one thing that ends the main thread's blocking read."""
+    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+
+
+class Sidecar:
+    def __init__(self, settings: Settings) -> None:
+        """Builds every part; raises ConfigError (exit 2) before anything is read."""
+        disable_created_metrics()
+        self.settings = s = settings
+        self.store = Store()
+        self.selfmetrics = SelfMetrics()
+        self.pipeline = Pipeline(
+            self.store, self.selfmetrics, report, fmt=s.format, job=s.job, thresholds=thresholds_from(s.check_threshold)
+        )
+        try:
+            if s.pushgateway:
+                check(s.pushgateway, s.transport)
+            self.transport = Transport(s.transport)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.listen = ListenSink(s.listen, self.store, s.labels, self.selfmetrics.registry) if s.listen else None
+        self.sampler = self._sampler()
+        if self.listen is not None and self.sampler is not None:
+            labels = lambda: {"job": self.job(), "phase": SYSTEM_PHASE, **s.labels}  # noqa: E731
+            self.listen.registry.register(SystemCollector(self.sampler, labels))
+        self.follower: Follower | None = None
+        self.push: PushgatewaySink | None = None
+        self.writers: list[RemoteWriteSink] = []
+        self.history: HistorySink | None = None
+
+    def job(self) -> str:
+        """The job the sidecar's own series go under: --job, else the first record's job."""
+        return self.settings.job or next((series.job for series in self.store.snapshot()), DEFAULT_JOB)
+
+    def _sampler(self) -> Sampler | None:
+        s = self.settings
+        if not s.system_interval:
+            return None
+        disk = s.disk_path or (os.path.dirname(os.path.abspath(s.files[0])) if s.files else os.getcwd())
+        return Sampler(s.system_interval, report, choose_target(s.pid, bool(s.command), report), disk)
+
+    def start(self) -> None:
+        """File mode replays each file up to its checkpoint first: that state was already pushed."""
+        s = self.settings
+        if self.listen is not None:
+            self.listen.start()
+        if s.files and not s.command:
+            path = Path(s.state_file) if s.state_file else default_path(s.files)
+            self.follower = Follower(s.files, self.pipeline.feed, report, Checkpoints(path, report), lambda: self.store.version)
+            self.follower.resume()
+        if s.pushgateway:
+            self._start_push()
+        if self.follower is not None and self.follower.checkpoints is not None:
+            self.follower.checkpoints.start(self.push.delivered_through if self.push else lambda: self.store.version)
+        if s.remote_write:
+            recorder, self.writers = remote_write_sinks(s.remote_write, s.labels, self.selfmetrics.registry, report, self.transport)
+            self.store.listeners.append(recorder)
+            for writer in self.writers:
+                writer.start()
+        if self.sampler is not None:
+            self.sampler.start()
+        self.history = self._history()
+
+    def _start_push(self) -> None:
+        s = self.settings
+        signal.signal(signal.SIGUSR1, _raise(Undelivered))
+        self.push = push = PushgatewaySink(
+            self.store, s.pushgateway or "", s.labels, self.selfmetrics, report, job=s.job,
+            handler=self.transport, retry=s.retry, timeout=s.transport.push_timeout,
+            on_failed=_interrupt_main if s.strict else None,
+        )
+        if self.sampler is not None:
+            sampler = self.sampler
+            push.groups.append(SystemGroup(sampler, ready=lambda: bool(s.job or self.store.version or sampler.stopped)))
+            sampler.listeners.append(lambda reading: push.wake())
+        if self.follower is not None:
+            push.assume_delivered()
+        push.start()
+
+    def _history(self) -> HistorySink | None:
+        """The run history (on by default); a database that cannot be opened is reported, never fatal."""
+        if not self.settings.history:
+            return None
+        path = Path(self.settings.db) if self.settings.db else history_db.default_path()
+        try:
+            history = HistorySink(path, self.settings.labels, report)
+        except (OSError, sqlite3.Error) as exc:
+            report(f"run history disabled: {path}: {exc}")
+            return None
+        self.store.listeners.append(history.listen)
+        return history
+
+    def read(self, echo: Echo) -> int:
+        """Reads the source to its end or a stop signal; the wrapped command's exit code, else 0."""
+        s = self.settings
+        signal.signal(signal.SIGTERM, _raise(Stop))
+        try:
+            if s.command:
+                errors = Echo(None if s.quiet else sys.stderr.buffer, report)
+                return run_command(s.command, self.pipeline.feed, echo, errors, report)
+            if self.follower is not None:
+                follow(self.follower, self.store, s.exit_on_end)
+            else:
+                read_stdin(self.pipeline.feed, echo)
+        except (Stop, KeyboardInterrupt):
+            report("stopping: delivering the final state")
+        finally:
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # from here on, the end decides the exit code
+        return EXIT_OK
+
+    def finish(self, echo: Echo, strict_failed: bool = False) -> bool:
+        """Ends every part; True when everything was delivered within --flush-timeout."""
+        s = self.settings
+        if self.listen is not None:
+            self._linger()
+        if self.sampler is not None:
+            self.sampler.stop()
+        deadline = time.monotonic() + (0 if strict_failed else s.flush_timeout)
+        for writer in self.writers:
+            writer.stop(deadline)
+        delivered = self.push.close(max(0.0, deadline - time.monotonic())) if self.push else True
+        if self.follower is not None and self.follower.checkpoints is not None:
+            self.follower.checkpoints.close()
+        if self.history is not None:
+            self.history.close()
+        if self.push is None:
+            totals = self.sampler.totals if self.sampler else None
+            sys.stderr.write(("\n" if echo.mid_line else "") + summarize(self.store.all_runs(), totals))
+        if not delivered and self.push is not None and not strict_failed:
+            what = ", ".join(self.push.undelivered()) or "the sidecar's own metrics"
+            report(f"not delivered to the Pushgateway at {s.pushgateway} within {s.flush_timeout:g} s: {what} ({self.push.last_error})")
+        written = all([writer.join() for writer in self.writers])
+        return delivered and written
+
+    def _linger(self) -> None:
+        """Pipe mode: serve the final state a little longer, so that a last scrape can happen."""
+        assert self.listen is not None
+        try:
+            time.sleep(self.settings.linger)
+        except (Stop, KeyboardInterrupt):
+            pass
+        self.listen.close()
+
+
+def run(settings: Settings) -> int:
+    try:
+        sidecar = Sidecar(settings)
+    except ConfigError as exc:
+        report(str(exc))
+        return EXIT_USAGE
+    echo = Echo(None if settings.quiet else sys.stdout.buffer, report)
+    try:
+        sidecar.start()
+        code = sidecar.read(echo)
+    except Undelivered:
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        sidecar.finish(echo, strict_failed=True)
+        return EXIT_UNDELIVERED
+    delivered = sidecar.finish(echo)
+    if code:
+        return code
+    return EXIT_UNDELIVERED if settings.strict and not delivered else EXIT_OK
