@@ -14,9 +14,9 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from conftest import free_port, start_pushgateway  # noqa: E402
+from conftest import free_port, start_prometheus, start_pushgateway  # noqa: E402
 
-__all__ = ["free_port", "start_pushgateway", "per_call", "refused_address", "hung_address"]
+__all__ = ["free_port", "start_prometheus", "start_pushgateway", "per_call", "refused_address", "hung_address"]
 
 
 def per_call(fn: Callable[[], object], n: int, repeat: int = 3) -> float:

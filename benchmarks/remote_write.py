@@ -11,40 +11,18 @@ from __future__ import annotations
 
 import argparse
 import gc
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
-from _common import free_port
-from conftest import wait_http
+from _common import start_prometheus
 from prometheus_client import CollectorRegistry
 
 from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.sinks.remote_write import RemoteWriteSink, remote_write_sinks
 
 SAMPLES_PER_RECORD = 5
-
-
-def start_prometheus(data: Path) -> tuple[str, subprocess.Popen]:
-    config = data / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 1m\n", encoding="utf-8")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            "/usr/bin/prometheus",
-            f"--config.file={config}",
-            f"--storage.tsdb.path={data / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-remote-write-receiver",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/-/ready", timeout=30)
-    return url, process
 
 
 def fill(url: str, records: int, max_buffered: int) -> tuple[RemoteWriteSink, float]:
@@ -72,7 +50,8 @@ def fill(url: str, records: int, max_buffered: int) -> tuple[RemoteWriteSink, fl
 
 def throughput(records: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        url, prometheus = start_prometheus(Path(tmp))
+        prometheus = start_prometheus(Path(tmp), "global:\n  scrape_interval: 1m\n", "--web.enable-remote-write-receiver")
+        url = prometheus.url
         try:
             sink, per_record = fill(url + "/api/v1/write", records, max_buffered=records * SAMPLES_PER_RECORD)
             began = time.perf_counter()
@@ -80,8 +59,7 @@ def throughput(records: int) -> None:
             ok = sink.close(flush_timeout=600)
             took = time.perf_counter() - began
         finally:
-            prometheus.terminate()
-            prometheus.wait(20)
+            prometheus.stop()
     sent = sink.metrics.sent._value.get()
     assert ok and sent == records * SAMPLES_PER_RECORD, (ok, sent)
     print(f"reading path (store update + listener): {per_record * 1e6:.1f} us per step record of {SAMPLES_PER_RECORD} samples")

@@ -8,14 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import Counter
-
 from gangplank_sidecar import parsers
 from gangplank_sidecar.aggregation.interpret import Interpreter
 from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.checks import Thresholds
 from gangplank_sidecar.parsers.protocol import UnknownVersion
 from gangplank_sidecar.selfmetrics import SelfMetrics
+from gangplank_sidecar.sources.lines import OVERSIZED
 
 MAX_REPORTED_ERRORS = 10
 
@@ -23,8 +22,10 @@ MAX_REPORTED_ERRORS = 10
 @dataclass
 class _Stream:
     interpreter: Interpreter
+    parse: Callable[[bytes], parsers.Parsed]
     lineno: int = 0
     errors: int = 0
+    oversized: int = 0
 
 
 class Pipeline:
@@ -45,41 +46,52 @@ class Pipeline:
         self.job = job
         self._streams: dict[str, _Stream] = {}
         self._versions_reported: set[object] = set()
-        self._lines: dict[str, Counter] = {}
+        self._counts = selfmetrics.lines
 
     def _stream(self, name: str) -> _Stream:
-        stream = self._streams.get(name)
-        if stream is None:
-            interpreter = Interpreter(self.store, name, self.job, self.report, self.thresholds)
-            stream = self._streams[name] = _Stream(interpreter)
+        interpreter = Interpreter(self.store, name, self.job, self.report, self.thresholds)
+        stream = self._streams[name] = _Stream(interpreter, parsers.PARSERS[self.fmt])
         return stream
 
-    def _count(self, fmt: str) -> None:
-        counter = self._lines.get(fmt)
-        if counter is None:
-            counter = self._lines[fmt] = self.selfmetrics.lines.labels(fmt)
-        counter.inc()
-
     def feed(self, source: str, line: bytes) -> None:
-        stream = self._stream(source)
+        """Called for every line read: kept to a few dict lookups for the lines that are none of ours.
+
+        Once a stream has brought protocol records, ``auto`` looks for nothing else in it: the
+        interpreter would drop its text formats' values anyway (the emitter's are exact).
+        """
+        stream = self._streams.get(source) or self._stream(source)
         stream.lineno += 1
+        if line is OVERSIZED:
+            self._oversized(source, stream)
+            return
         try:
-            fmt, items = parsers.parse(line, self.fmt)
+            fmt, items = stream.parse(line)
         except UnknownVersion as exc:
-            self._count("gangplank")
-            self.selfmetrics.parse_errors.inc()
+            self._counts.by_format["gangplank"] += 1
+            self._counts.parse_errors += 1
             if str(exc) not in self._versions_reported:
                 self._versions_reported.add(str(exc))
                 self.report(f"{source}:{stream.lineno}: skipping records of {exc}")
             return
         except ValueError as exc:
-            self._count("error")
-            self.selfmetrics.parse_errors.inc()
+            self._counts.by_format["error"] += 1
+            self._counts.parse_errors += 1
             stream.errors += 1
             if stream.errors <= MAX_REPORTED_ERRORS:
                 more = " (further errors are only counted)" if stream.errors == MAX_REPORTED_ERRORS else ""
                 self.report(f"{source}:{stream.lineno}: {exc}{more}")
             return
-        self._count(fmt)
-        for item in items:
-            stream.interpreter.apply(item)
+        self._counts.by_format[fmt] += 1
+        if items:
+            apply = stream.interpreter.apply
+            for item in items:
+                apply(item)
+            if fmt == "gangplank" and stream.interpreter.protocol_seen:
+                stream.parse = parsers.PARSERS["gangplank"]
+
+    def _oversized(self, source: str, stream: _Stream) -> None:
+        """A line too long to parse was echoed whole and is counted; the first of a stream is reported."""
+        self._counts.oversized += 1
+        stream.oversized += 1
+        if stream.oversized == 1:
+            self.report(f"line {stream.lineno} of {source} is too long to parse: echoed, not parsed (further ones are only counted)")

@@ -3,14 +3,46 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+
+FORMATS = ("gangplank", "floydhub", "keras", "other", "error")
+
+
+class LineCounts:
+    """Lines by format, parse errors and oversized lines, as plain ints.
+
+    The reading path adds to these for every line: an int is far cheaper than
+    ``Counter.inc`` (a lock and a label lookup), and one reading thread at a time writes
+    them, so a scrape reads whole values. A format is exported once it has counted a line.
+    """
+
+    def __init__(self) -> None:
+        self.by_format = dict.fromkeys(FORMATS, 0)
+        self.parse_errors = 0
+        self.oversized = 0
+
+    def collect(self) -> list[CounterMetricFamily]:
+        lines = CounterMetricFamily("gangplank_sidecar_lines", "Lines read, by the format that recognised them", labels=["format"])
+        for fmt, count in list(self.by_format.items()):
+            if count:
+                lines.add_metric([fmt], count)
+        return [
+            lines,
+            CounterMetricFamily(
+                "gangplank_sidecar_parse_errors", "Lines that looked like a known format but could not be parsed", value=self.parse_errors
+            ),
+            CounterMetricFamily(
+                "gangplank_sidecar_oversized_lines", "Lines longer than the longest parsed line: echoed, not parsed", value=self.oversized
+            ),
+        ]
 
 
 class SelfMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.lines = Counter("gangplank_sidecar_lines", "Lines read, by the format that recognised them", ["format"], registry=r)
-        self.parse_errors = Counter("gangplank_sidecar_parse_errors", "Lines that looked like a known format but could not be parsed", registry=r)
+        self.lines = LineCounts()
+        r.register(self.lines)
         self.pushes = Counter("gangplank_sidecar_pushes", "Pushes to the Pushgateway, by result", ["result"], registry=r)
         self.push_duration = Histogram(
             "gangplank_sidecar_push_duration_seconds",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -122,3 +124,45 @@ def private_run_history(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Sidecars started by the tests keep their run history in a temporary directory, not in ~."""
     os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
     os.environ.pop("GANGPLANK_DB", None)
+
+
+@dataclass
+class Prometheus:
+    url: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(20)
+
+    def api(self, path: str, **params: str) -> dict:
+        """``/api/v1/<path>``'s data, asserting that Prometheus answered "success"."""
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        with urllib.request.urlopen(f"{self.url}/api/v1/{path}{query}", timeout=5) as response:
+            body = json.load(response)
+        assert body["status"] == "success"
+        return body["data"]
+
+
+def start_prometheus(workdir: Path, config: str, *flags: str) -> Prometheus:
+    """The Debian Prometheus on a free loopback port, with its config and storage in ``workdir``."""
+    (workdir / "prometheus.yml").write_text(config, encoding="utf-8")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            os.environ.get("PROMETHEUS_BIN") or "/usr/bin/prometheus",
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            *flags,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/-/ready", timeout=30)
+    except OSError:
+        process.kill()
+        raise
+    return Prometheus(url, process)

@@ -176,3 +176,16 @@ def test_a_quiet_run_is_stale_after_the_set_time(tmp_path: Path) -> None:
     assert db.mark_stale(conn, stale_after=50, now=151) == 1
     assert conn.execute("SELECT status, ended FROM runs").fetchall() == [("interrupted", 100.0)]
     conn.close()
+
+
+def test_a_floydhub_run_has_one_row_per_epoch_and_metric(tmp_path: Path) -> None:
+    """FloydHub brings an epoch one metric a line; the history keeps each epoch's last value of each."""
+    path = tmp_path / "runs.db"
+    values = {1: {"loss": 0.5, "accuracy": 0.75, "val_loss": 0.625}, 2: {"loss": 0.25, "accuracy": 0.875, "val_loss": 0.5}}
+    text = "".join(json.dumps({"metric": k, "value": v, "epoch": e}) + "\n" for e, metrics in values.items() for k, v in metrics.items())
+    done = feed(path, text, "--job", "floyd")
+    assert done.returncode == 0, done.stderr
+    assert rows(path, "SELECT r.phase, r.epochs, r.status FROM runs r") == [("train", 2, "ended")]
+    assert rows(path, "SELECT epoch, key, value FROM metrics ORDER BY epoch, key") == [
+        (e, k, v) for e, metrics in values.items() for k, v in sorted(metrics.items())
+    ]

@@ -19,11 +19,13 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import generate_latest
 
 from conftest import SIDECAR, Pushgateway, value
 from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.selfmetrics import SelfMetrics
+from gangplank_sidecar.sources.lines import LineSplitter
 from gangplank_sidecar.sources.stdin import Echo, pump
 
 MIB = 1 << 20
@@ -183,3 +185,27 @@ def test_any_bytes_are_echoed_unchanged_and_every_line_counted(parts: list[bytes
     assert out.getvalue() == data
     counted = sum(s.value for s in selfmetrics.lines.collect()[0].samples if s.name.endswith("_total"))
     assert counted == data.count(b"\n") + (not data.endswith(b"\n") and bool(data))
+
+
+def test_oversized_lines_are_counted_and_the_lines_after_them_numbered_right() -> None:
+    data = b"x" * 40 + b"\n" + b'{"metric": "loss", "value": 1}}\n' + b"y" * 20 + b"\n" + b"z" * 64
+    read, write = os.pipe()
+    os.write(write, data)
+    os.close(write)
+    selfmetrics, reports, out = SelfMetrics(), [], io.BytesIO()
+    pipeline = Pipeline(Store(), selfmetrics, report=reports.append)
+    pump(read, "stdin", pipeline.feed, Echo(out, report=reports.append), LineSplitter(max_line=32))
+    os.close(read)
+    assert out.getvalue() == data
+    assert reports == [
+        "line 1 of stdin is too long to parse: echoed, not parsed (further ones are only counted)",
+        "stdin:2: bad FloydHub line: Extra data: line 1 column 31 (char 30)",
+    ]
+    exposition = generate_latest(selfmetrics.registry).decode().splitlines()
+    assert [line for line in exposition if line.startswith("gangplank_sidecar_") and "_created" not in line and "push" not in line] == [
+        'gangplank_sidecar_lines_total{format="other"} 1.0',
+        'gangplank_sidecar_lines_total{format="error"} 1.0',
+        "gangplank_sidecar_parse_errors_total 1.0",
+        "gangplank_sidecar_oversized_lines_total 2.0",
+        "gangplank_sidecar_pending_snapshots 0.0",
+    ]

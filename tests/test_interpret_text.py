@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 from gangplank_sidecar import parsers
 from gangplank_sidecar.aggregation.interpret import Interpreter
 from gangplank_sidecar.aggregation.state import Series, Store
+from gangplank_sidecar.pipeline import Pipeline
+from gangplank_sidecar.selfmetrics import SelfMetrics
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -117,3 +121,37 @@ def test_forced_formats_only_read_their_own_lines() -> None:
     assert runs(feed(lines, "floydhub")[0]) == [("run1", "train", 1, None, None, {"loss": 0.9})]
     assert runs(feed(lines, "keras")[0]) == [("run1", "train", 1, None, "ok", {"loss": 0.5})]
     assert runs(feed(lines, "gangplank")[0]) == []
+
+
+def test_text_records_are_stamped_with_the_time_they_were_read() -> None:
+    before = time.time()
+    store, _ = feed([b'{"metric": "loss", "value": 0.5, "epoch": 1}', b"Epoch 1/1", b"7/7 - 0s - loss: 0.5"])
+    after = time.time()
+    floyd, keras = store.all_runs()
+    assert before <= floyd.started <= floyd.time <= keras.started <= keras.time <= after
+    assert floyd.time > floyd.started
+
+
+def test_floydhub_checks_see_each_epoch_whole() -> None:
+    """Checked when a later epoch begins (on the whole epoch before it) and whenever the state is looked at."""
+    lines = [
+        json.dumps({"metric": key, "value": value, "epoch": epoch}).encode()
+        for epoch, loss, val_loss in [(1, 1.0, "NaN"), (2, 0.5, 0.5), (3, 0.25, "Infinity")]
+        for key, value in (("loss", loss), ("val_loss", val_loss))
+    ]
+    store, _ = feed(lines[:3])  # epoch 2's val_loss is not in yet: NaN is epoch 1's
+    assert store.all_runs()[0].checks["non_finite"].message == "non-finite val_loss=NaN at epoch 2"
+    store, _ = feed(lines[:4])
+    assert "non_finite" not in store.all_runs()[0].failed_checks
+    store, _ = feed(lines)
+    (series,) = store.all_runs()
+    assert (series.failed_checks, series.checks["non_finite"].message) == ({"non_finite"}, "non-finite val_loss=Infinity at epoch 3")
+
+
+def test_after_protocol_records_a_stream_counts_its_text_as_other() -> None:
+    selfmetrics = SelfMetrics()
+    pipeline = Pipeline(Store(), selfmetrics, lambda message: None)
+    start = b'{"gangplank": 1, "event": "start", "run": "r1", "phase": "train", "time": 1.0, "params": {"total": 10}}'
+    for line in [b'{"metric": "loss", "value": 9}', b"Epoch 1/1", start, b'{"metric": "loss", "value": 9}', b"Epoch 1/1"]:
+        pipeline.feed("stdin", line)
+    assert selfmetrics.lines.by_format == {"gangplank": 1, "floydhub": 1, "keras": 1, "other": 2, "error": 0}

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,11 +40,27 @@ def sidecar_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_DATA_HOME": str(tmp_path / "data")}
 
 
+_started: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_sidecar_left() -> Iterator[None]:
+    """A failed test must not leave its sidecar running into the next one."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def start_sidecar(tmp_path: Path, *args: str, name: str = "sidecar") -> subprocess.Popen:
     with (tmp_path / f"{name}.err").open("ab") as err:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [*SIDECAR, "--system-interval", "0", "--no-history", *args], stderr=err, env=sidecar_env(tmp_path)
         )
+    _started.append(proc)
+    return proc
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, SIDECAR, Pushgateway, free_port, wait_http
+from conftest import ROOT, SIDECAR, Prometheus, Pushgateway, start_prometheus
 
-PROMETHEUS_BIN = "/usr/bin/prometheus"
 SHIPPED = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 EPOCHS = 5
 MARKER = '{"gangplank":'
@@ -39,42 +38,17 @@ def local_config(gateway_url: str) -> dict:
 
 
 @pytest.fixture
-def prometheus(pushgateway: Pushgateway, tmp_path: Path) -> Iterator[str]:
-    config = tmp_path / "prometheus.yml"
-    config.write_text(yaml.safe_dump(local_config(pushgateway.url)), encoding="utf-8")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            PROMETHEUS_BIN,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/-/ready", timeout=30)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(20)
+def prometheus(pushgateway: Pushgateway, tmp_path: Path) -> Iterator[Prometheus]:
+    server = start_prometheus(tmp_path, yaml.safe_dump(local_config(pushgateway.url)))
+    yield server
+    server.stop()
 
 
-def api(prometheus: str, path: str, **params: str) -> dict:
-    query = f"?{urllib.parse.urlencode(params)}" if params else ""
-    with urllib.request.urlopen(f"{prometheus}/api/v1/{path}{query}", timeout=5) as response:
-        body = json.load(response)
-    assert body["status"] == "success"
-    return body["data"]
-
-
-def wait_for_value(prometheus: str, query: str, expected: float, timeout: float = 30.0) -> list[dict]:
+def wait_for_value(prometheus: Prometheus, query: str, expected: float, timeout: float = 30.0) -> list[dict]:
     """The instant query's result once its one series shows ``expected`` (scrapes are 1 s apart)."""
     deadline = time.monotonic() + timeout
     while True:
-        result = api(prometheus, "query", query=query)["result"]
+        result = prometheus.api("query", query=query)["result"]
         if len(result) == 1 and float(result[0]["value"][1]) == expected:
             return result
         if time.monotonic() > deadline:
@@ -99,7 +73,7 @@ def train_through_sidecar(gateway: Pushgateway) -> list[dict]:
     return [json.loads(line) for line in sidecar.stdout.splitlines() if line.startswith(MARKER)]
 
 
-def test_prometheus_holds_the_final_epoch_of_a_real_run(pushgateway: Pushgateway, prometheus: str) -> None:
+def test_prometheus_holds_the_final_epoch_of_a_real_run(pushgateway: Pushgateway, prometheus: Prometheus) -> None:
     records = train_through_sidecar(pushgateway)
     epochs = [r for r in records if r["event"] == "epoch"]
     (evaluate,) = [r for r in records if r["event"] == "evaluate"]
@@ -115,12 +89,12 @@ def test_prometheus_holds_the_final_epoch_of_a_real_run(pushgateway: Pushgateway
     wait_for_value(prometheus, 'gangplank_train_model_weights_count{job="e2e"}', 650.0)
 
 
-def test_prometheus_loads_the_shipped_rules(prometheus: str) -> None:
+def test_prometheus_loads_the_shipped_rules(prometheus: Prometheus) -> None:
     shipped = sorted((SHIPPED.parent / "rules").glob("*.yml"))
     expected = sorted(
         group["name"] for path in shipped for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
     )
-    assert sorted(group["name"] for group in api(prometheus, "rules")["groups"]) == expected
+    assert sorted(group["name"] for group in prometheus.api("rules")["groups"]) == expected
 
 
 def test_local_config_is_valid(tmp_path: Path) -> None:

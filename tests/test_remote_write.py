@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,56 +12,33 @@ import cramjam
 import pytest
 from prometheus_client import CollectorRegistry
 
-from conftest import SIDECAR, Pushgateway, free_port, value, wait_http
+from conftest import SIDECAR, Prometheus, Pushgateway, start_prometheus, value
 from proxy import FaultProxy
 from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.sinks import remote_write_pb2 as pb
 from gangplank_sidecar.sinks.remote_write import Record, RemoteWriteMetrics, RemoteWriteSink, remote_write_sinks, encode
 
-PROMETHEUS_BIN = "/usr/bin/prometheus"
 EPOCHS = 30
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[str]:
+def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
     """The Debian Prometheus with the remote-write receiver and no scrape jobs at all."""
-    config = tmp_path / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 1m\n", encoding="utf-8")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            PROMETHEUS_BIN,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-remote-write-receiver",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/-/ready", timeout=30)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(20)
+    server = start_prometheus(tmp_path, "global:\n  scrape_interval: 1m\n", "--web.enable-remote-write-receiver")
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def rw_proxy(prometheus: str) -> Iterator[FaultProxy]:
+def rw_proxy(prometheus: Prometheus) -> Iterator[FaultProxy]:
     """The shared fault proxy (tests/proxy.py), in front of Prometheus instead of the gateway."""
-    fault = FaultProxy(prometheus.removeprefix("http://"))
+    fault = FaultProxy(prometheus.url.removeprefix("http://"))
     yield fault
     fault.stop()
 
 
-def query(prometheus: str, promql: str) -> list[dict]:
-    params = urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(f"{prometheus}/api/v1/query?{params}", timeout=5) as response:
-        body = json.load(response)
-    assert body["status"] == "success"
-    return body["data"]["result"]
+def query(prometheus: Prometheus, promql: str) -> list[dict]:
+    return prometheus.api("query", query=promql)["result"]
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -109,17 +84,17 @@ def start_sidecar() -> Iterator[Callable[..., subprocess.Popen]]:
         process.communicate()
 
 
-def assert_exact(prometheus: str, job: str, times: list[float], values: list[float]) -> None:
+def assert_exact(prometheus: Prometheus, job: str, times: list[float], values: list[float]) -> None:
     (series,) = query(prometheus, f'gangplank_train_loss{{job="{job}"}}[1h]')
     assert [round(float(t) * 1000) for t, _ in series["values"]] == [round(t * 1000) for t in times]
     assert [float(v) for _, v in series["values"]] == values
 
 
-def test_thirty_epochs_land_with_their_own_timestamps(prometheus: str, start_sidecar: Callable[..., subprocess.Popen]) -> None:
+def test_thirty_epochs_land_with_their_own_timestamps(prometheus: Prometheus, start_sidecar: Callable[..., subprocess.Popen]) -> None:
     start = round(time.time() - 120, 3) + 0.0004  # sub-millisecond part: rounded, never truncated
     times = [start + i for i in range(EPOCHS)]
     values = losses(EPOCHS)
-    sidecar = start_sidecar(prometheus, "rw-exact", "--label", "team=vision")
+    sidecar = start_sidecar(prometheus.url, "rw-exact", "--label", "team=vision")
     out, err = sidecar.communicate("".join(epoch_line("run-a", t, i + 1, v) for i, (t, v) in enumerate(zip(times, values))), timeout=60)
     assert sidecar.returncode == 0, err
     assert_exact(prometheus, "rw-exact", times, values)
@@ -134,7 +109,7 @@ def test_thirty_epochs_land_with_their_own_timestamps(prometheus: str, start_sid
 
 
 def test_a_receiver_that_fails_for_a_while_loses_nothing(
-    rw_proxy: FaultProxy, prometheus: str, start_sidecar: Callable[..., subprocess.Popen]
+    rw_proxy: FaultProxy, prometheus: Prometheus, start_sidecar: Callable[..., subprocess.Popen]
 ) -> None:
     proxy = rw_proxy
     start = round(time.time() - 120, 3)
@@ -159,7 +134,7 @@ def test_a_receiver_that_fails_for_a_while_loses_nothing(
 
 
 def test_a_400_answer_is_reported_once_and_not_retried(
-    rw_proxy: FaultProxy, prometheus: str, start_sidecar: Callable[..., subprocess.Popen]
+    rw_proxy: FaultProxy, prometheus: Prometheus, start_sidecar: Callable[..., subprocess.Popen]
 ) -> None:
     proxy = rw_proxy
     now = time.time()
@@ -249,11 +224,11 @@ def test_records_become_time_ordered_series_with_the_push_path_names() -> None:
 
 
 def test_with_the_gateway_both_get_the_run(
-    prometheus: str, pushgateway: Pushgateway, start_sidecar: Callable[..., subprocess.Popen]
+    prometheus: Prometheus, pushgateway: Pushgateway, start_sidecar: Callable[..., subprocess.Popen]
 ) -> None:
     start = round(time.time() - 60, 3)
     times, values = [start + i for i in range(3)], losses(3)
-    sidecar = start_sidecar(prometheus, "rw-both", "--pushgateway", pushgateway.url)
+    sidecar = start_sidecar(prometheus.url, "rw-both", "--pushgateway", pushgateway.url)
     out, err = sidecar.communicate("".join(epoch_line("run-c", t, i + 1, v) for i, (t, v) in enumerate(zip(times, values))), timeout=60)
     assert sidecar.returncode == 0, err
     assert_exact(prometheus, "rw-both", times, values)

@@ -26,13 +26,17 @@ from gangplank_emitter.writer import Writer, finite_or_token
 
 PROTOCOL = 1
 _PROCESS_RUN = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-_runs_started: dict[str, int] = {}
+_fits_started = 0
+_current_run = _PROCESS_RUN
 
 
 def _next_run_id(phase: str) -> str:
-    """One id per process, shared by its fit and its evaluate; a second fit gets ``-2``."""
-    n = _runs_started[phase] = _runs_started.get(phase, 0) + 1
-    return _PROCESS_RUN if n == 1 else f"{_PROCESS_RUN}-{n}"
+    """One id per process, shared by a fit and the evaluates after it; a second fit gets ``-2``."""
+    global _fits_started, _current_run
+    if phase == "train":
+        _fits_started += 1
+        _current_run = _PROCESS_RUN if _fits_started == 1 else f"{_PROCESS_RUN}-{_fits_started}"
+    return _current_run
 
 
 def _numbers(metrics: Mapping[str, object], keep: Sequence[str] | None) -> dict[str, float | str]:

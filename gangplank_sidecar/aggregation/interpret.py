@@ -6,6 +6,11 @@ it has produced protocol records) lives here, one ``Interpreter`` per stream.
 Text formats (FloydHub, Keras logs) carry no run id: a stream's text run starts with its
 first such line and a new one when the numbering starts over (a Keras ``Epoch`` header
 after training ended or back at epoch 1 again, a FloydHub epoch or step going backwards).
+They carry no time either: their records are stamped with the time they were read.
+
+The training checks run once per epoch: at each protocol epoch record and Keras result,
+and for FloydHub, whose epoch comes one metric a line, once the epoch is complete (a later
+epoch begins) or when its state is looked at (``Series.settle``), whichever comes first.
 """
 
 from __future__ import annotations
@@ -78,6 +83,10 @@ class Interpreter:
 
         self.store.update(series, "start", change)
 
+    def _check_epoch(self, series: Series) -> None:
+        if series.epoch is not None:
+            self.checks.epoch(series)
+
     def _record(self, rec: protocol.Step | protocol.Epoch | protocol.Evaluate | protocol.End) -> None:
         self.protocol_seen = True
         series = self._series(rec)
@@ -103,17 +112,19 @@ class Interpreter:
 
         self._update(series, rec.event, change)
 
-    def _update(self, series: Series, event: str, change: Callable[[Series], None]) -> None:
+    def _update(self, series: Series, event: str, change: Callable[[Series], None], check: bool = True) -> None:
+        """``change`` under the store's lock, then the checks of a start or an epoch (unless ``check`` is off)."""
         seen = len(series.names.collisions)
 
         def checked(s: Series) -> None:
+            s.settled()
             change(s)
             if event == "start":
                 self.checks.start(s)
-            elif event == "epoch" and s.epoch is not None:
-                self.checks.epoch(s)
+            elif event == "epoch":
+                self._check_epoch(s)
 
-        self.store.update(series, event, checked)
+        self.store.update(series, event, checked if check else change)
         for key, name in series.names.collisions[seen:]:
             self.report(f"metric key {key!r} collides with another key; exported as gangplank_{series.phase}_{name}")
 
@@ -129,6 +140,7 @@ class Interpreter:
 
             def start(s: Series) -> None:
                 s.planned_epochs = planned_epochs
+                s.time = time.time()
 
             self._update(series, "start", start)
         return series
@@ -141,14 +153,20 @@ class Interpreter:
         ):
             series = self._text_series("train", new_run=True)
 
+        now = time.time()
+
         def change(s: Series) -> None:
+            if point.epoch is not None and s.epoch is not None and point.epoch != s.epoch:
+                s.settled()  # the previous epoch is complete: its checks see all its values
             if point.epoch is not None:
                 s.epoch = point.epoch
+                s.settle = self._check_epoch
             if point.step is not None:
                 s.step = point.step
             s.observe({point.metric: point.value}, s.epoch)
+            s.time = now
 
-        self._update(series, "epoch" if point.epoch is not None else "step", change)
+        self._update(series, "epoch" if point.epoch is not None else "step", change, check=False)
 
     def _header(self, header: keras_log.EpochHeader) -> None:
         """``Epoch i/N``: training goes on, or starts over if it ended or is back at an earlier epoch."""
@@ -160,9 +178,15 @@ class Interpreter:
     def _result(self, result: keras_log.Result) -> None:
         """An epoch's result after its header or with val_* keys; otherwise, after training, an evaluate."""
         epoch, self._keras_epoch = self._keras_epoch, None
+        now = time.time()
         if epoch is None and self._trained and not any(key.startswith("val_") for key in result.metrics):
             series = self._text_series("test")
-            self._update(series, "evaluate", lambda s: s.observe(result.metrics, None))
+
+            def evaluate(s: Series) -> None:
+                s.observe(result.metrics, None)
+                s.time = now
+
+            self._update(series, "evaluate", evaluate)
             self._update(series, "end", _ended)
             return
         series = self._text_series("train", new_run=epoch is None)
@@ -170,6 +194,7 @@ class Interpreter:
         def change(s: Series) -> None:
             s.epoch = epoch or 1
             s.observe(result.metrics, s.epoch)
+            s.time = now
 
         self._update(series, "epoch", change)
         if epoch is None or epoch >= (series.planned_epochs or 0):

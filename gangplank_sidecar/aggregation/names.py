@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 _VALID = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
@@ -60,6 +61,12 @@ class Names:
                 self.collisions.append((key, name))
             self._assign(key, name)
         return {k: self._names[k] for k in keys}
+
+    def learn(self, keys: Iterable[str]) -> None:
+        """Names the keys not seen yet: ``map`` without building its answer, for every record."""
+        new = [k for k in keys if k not in self._names]
+        if new:
+            self.map(new)
 
     def _assign(self, key: str, name: str) -> None:
         self._names[key] = name

@@ -8,18 +8,22 @@ snapshots, so a slow sink never holds up the reading path.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gangplank_sidecar.aggregation.names import Names
 from gangplank_sidecar.parsers.protocol import Check, Weights
 
+FINISHED_KEPT = 100  # finished runs kept for the summary; older ones are only counted
 _LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "msle", "crossentropy", "hinge", "divergence", "perplexity")
 
 
+@functools.lru_cache(maxsize=4096)
 def lower_is_better(key: str) -> bool:
     """Whether a smaller value of this metric is the better one (losses and errors)."""
     key = key.lower()
@@ -48,6 +52,9 @@ class Series:
     status: str | None = None
     time: float = 0.0
     version: int = 0
+    # Work put off until someone looks (the checks of an epoch that FloydHub brings point by point);
+    # run under the store's lock, and always before the series is copied.
+    settle: Callable[[Series], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -55,14 +62,15 @@ class Series:
 
     def observe(self, metrics: dict[str, float], epoch: int | None) -> None:
         """Takes one record's metric values; keeps the best finite value of each key."""
-        self.names.map(list(metrics))
+        self.names.learn(metrics)
         self.metrics.update(metrics)
+        bests = self.best
         for key, value in metrics.items():
             if not math.isfinite(value):
                 continue
-            best = self.best.get(key)
+            best = bests.get(key)
             if best is None or (value < best[0] if lower_is_better(key) else value > best[0]):
-                self.best[key] = (value, epoch)
+                bests[key] = (value, epoch)
 
     def set_checks(self, checks: list[Check], fired: bool = True) -> None:
         for check in checks:
@@ -72,8 +80,15 @@ class Series:
             else:
                 self.failed_checks.discard(check.name)
 
+    def settled(self) -> Series:
+        """This series with any work put off done (call under the store's lock)."""
+        if self.settle is not None:
+            settle, self.settle = self.settle, None
+            settle(self)
+        return self
+
     def snapshot(self) -> Series:
-        return copy.deepcopy(self)
+        return copy.deepcopy(self.settled())
 
 
 Listener = Callable[[str, Series], None]
@@ -83,14 +98,16 @@ class Store:
     """All series, keyed by (job, phase), with change notification for the sinks.
 
     ``listeners`` are called in the reading thread with (event, series) after each update;
-    they must only hand the work on (a queue), never do I/O there.
+    they must only hand the work on (a queue), never do I/O there. Of the finished runs,
+    the last ``FINISHED_KEPT`` are kept for the summary and the others counted in ``dropped``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, kept: int = FINISHED_KEPT) -> None:
         self.changed = threading.Condition()
         self.version = 0
         self._series: dict[tuple[str, str], Series] = {}
-        self.finished: list[Series] = []
+        self.finished: deque[Series] = deque(maxlen=kept)
+        self.dropped = 0
         self.listeners: list[Listener] = []
 
     def begin(self, job: str, phase: str, run: str, when: float | None = None, **fields: object) -> Series:
@@ -100,27 +117,27 @@ class Store:
             if old is not None and old.run == run:
                 return old
             if old is not None:
-                self.finished.append(old)
+                if len(self.finished) == self.finished.maxlen:
+                    self.dropped += 1
+                self.finished.append(old.settled())
             series = Series(job=job, phase=phase, run=run, started=when or time.time(), **fields)  # type: ignore[arg-type]
             series.time = series.started
             self._series[(job, phase)] = series
-        self.touch(series, "start")
+        self.update(series, "start", _unchanged)
         return series
 
     def get(self, job: str, phase: str) -> Series | None:
         return self._series.get((job, phase))
 
     def update(self, series: Series, event: str, change: Callable[[Series], None]) -> None:
-        """Applies ``change`` under the lock, then tells the sinks."""
+        """Applies ``change`` under the lock, then tells the sinks (one lock round for both)."""
         with self.changed:
             change(series)
-        self.touch(series, event)
-
-    def touch(self, series: Series, event: str) -> None:
-        with self.changed:
             self.version += 1
             series.version = self.version
             self.changed.notify_all()
+            if self.listeners:
+                series.settled()
         for listener in self.listeners:
             listener(event, series)
 
@@ -132,3 +149,7 @@ class Store:
         """Every run seen, oldest first (for the end-of-stream summary)."""
         with self.changed:
             return [s.snapshot() for s in [*self.finished, *self._series.values()]]
+
+
+def _unchanged(series: Series) -> None:
+    """A new run's first update: nothing changes but the sinks hear of it."""

@@ -55,7 +55,7 @@ def parse(line: bytes) -> list[EpochHeader | Result]:
 
     Text before an embedded protocol record is a bar still in progress: it yields no result.
     """
-    if (b" - " not in line or b": " not in line) and b"Epoch " not in line:
+    if not candidate(line):
         return []
     marker = line.find(MARKER)
     finished = marker < 0
@@ -70,6 +70,11 @@ def parse(line: bytes) -> list[EpochHeader | Result]:
         return []
     metrics = {key.decode("utf-8", "replace"): float(number) for key, number in _METRIC.findall(segment)}
     return [Result(metrics)] if metrics else []
+
+
+def candidate(line: bytes) -> bool:
+    """Whether ``line`` may hold a header or a result: a few byte tests, no regex."""
+    return b"Epoch " in line or (b" - " in line and b": " in line)
 
 
 def _final_segment(line: bytes) -> bytes:

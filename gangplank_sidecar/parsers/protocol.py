@@ -73,7 +73,7 @@ class Start(_Record):
     job: str | None = Field(default=None, max_length=256)
     epochs: int | None = None
     framework: str | None = None
-    checks: list[Check] = []
+    checks: list[Check] = Field(default_factory=list, json_schema_extra={"default": []})  # a factory: a default is copied per record
 
 
 class Step(_Record):
@@ -89,7 +89,7 @@ class Epoch(_Record):
     metrics: Metrics
     params: Params
     weights: Weights | None = None
-    checks: list[Check] = []
+    checks: list[Check] = Field(default_factory=list, json_schema_extra={"default": []})  # a factory: a default is copied per record
 
 
 class Evaluate(_Record):

@@ -101,9 +101,17 @@ class HistorySink:
                 self.report(f"run history {self.path}: {exc} (further errors are not reported)")
 
     def _write(self, records: list[_Record]) -> None:
+        """One transaction; an epoch's metrics are written once however many records it took.
+
+        FloydHub brings an epoch one metric a line, each an ``epoch`` record: the next record
+        of the same epoch holds every key of this one (a series' metrics only grow), newer.
+        """
         with db.transaction(self._conn):
-            for record in records:
-                self._write_one(record)
+            for record, later in zip(records, [*records[1:], None]):
+                superseded = later is not None and later.event == record.event == "epoch" and (
+                    (later.run, later.phase, later.epoch) == (record.run, record.phase, record.epoch)
+                )
+                self._write_one(record, metrics=not superseded)
 
     def _project(self, job: str) -> int:
         if job not in self._projects:
@@ -111,7 +119,7 @@ class HistorySink:
             self._projects[job] = self._conn.execute("SELECT id FROM projects WHERE name = ?", (job,)).fetchone()[0]
         return self._projects[job]
 
-    def _write_one(self, r: _Record) -> None:
+    def _write_one(self, r: _Record, metrics: bool = True) -> None:
         key = (r.run, r.phase)
         status = r.status or "running"
         (run_id,) = self._conn.execute(
@@ -133,7 +141,7 @@ class HistorySink:
             self._open.pop(key, None)
         else:
             self._open[key] = r.params is not None
-        if r.metrics is not None and (r.epoch is not None or r.event == "evaluate"):
+        if metrics and r.metrics is not None and (r.epoch is not None or r.event == "evaluate"):
             epoch = r.epoch if r.event == "epoch" and r.epoch is not None else db.EVALUATE_EPOCH
             self._conn.executemany(
                 "INSERT INTO metrics VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value",

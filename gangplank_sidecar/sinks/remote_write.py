@@ -93,9 +93,10 @@ class Recorder:
     """The store listener: turns sample-bearing records into ``Record``s and hands them to the sinks.
 
     Runs in the reading thread, after the update, so the series is stable while it is read here.
-    A record whose time is not after the previous one of its run (text formats stamped with the
-    read time, or a clock step back) is stamped 1 ms after it: Prometheus only accepts a series'
-    samples in increasing time order, and the latest state must not be lost.
+    Each record is stamped with the series' time (text formats: the time the line was read). A
+    record whose time is not after the previous one of its run (two in one millisecond, or a clock
+    step back) is stamped 1 ms after it: Prometheus only accepts a series' samples in increasing
+    time order, and the latest state must not be lost.
     """
 
     def __init__(self, labels: dict[str, str], sinks: Iterable[RemoteWriteSink]) -> None:
@@ -103,7 +104,7 @@ class Recorder:
         self.sinks = list(sinks)
         self._interned: dict[object, object] = {}
         self._keys: dict[tuple[str, tuple[tuple[str, str], ...]], LabelSet] = {}
-        self._last: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self._last: dict[tuple[str, str, str], int] = {}
 
     def __call__(self, event: str, series: Series) -> None:
         if event not in SAMPLE_EVENTS:
@@ -114,11 +115,8 @@ class Recorder:
 
     def record(self, event: str, series: Series) -> Record:
         group = (series.job, series.phase, series.run)
-        seen_time, last_ms = self._last.get(group, (None, -1))
-        # Text formats carry no time (their series keeps its start time): they get the read time.
-        when = time.time() if series.time == seen_time == series.started else series.time
-        time_ms = max(round(when * 1000), last_ms + 1)
-        self._last[group] = (series.time, time_ms)
+        time_ms = max(round(series.time * 1000), self._last.get(group, -1) + 1)
+        self._last[group] = time_ms
         labels = {"job": series.job, "phase": series.phase, **self.labels, "run": series.run}
         if event == "step":
             # Steps are the frequent records: only the metric gauges and the step, without families().

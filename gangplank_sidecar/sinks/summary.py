@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gangplank_sidecar.aggregation.state import Series, lower_is_better
+from gangplank_sidecar.aggregation.state import FINISHED_KEPT, Series, lower_is_better
 from gangplank_sidecar.system.sampler import Totals
 
 
@@ -22,12 +22,17 @@ def _system(totals: Totals) -> str:
     return f"gangplank-sidecar: system ({totals.samples} samples): {', '.join(parts) or 'no CPU, memory or GPU measured'}"
 
 
-def summarize(runs: list[Series], system: Totals | None = None) -> str:
-    """Per run: epochs, elapsed time, status, and the last and best value of each metric; then the system."""
+def summarize(runs: list[Series], system: Totals | None = None, dropped: int = 0) -> str:
+    """Per run: epochs, elapsed time, status, and the last and best value of each metric; then the system.
+
+    ``dropped``: the earliest finished runs that the store no longer keeps (``Store.dropped``).
+    """
     tail = [_system(system)] if system is not None else []
     if not runs:
         return "\n".join(["gangplank-sidecar: no training or evaluation records seen", *tail]) + "\n"
     lines: list[str] = []
+    if dropped:
+        lines.append(f"gangplank-sidecar: {dropped} earlier run{'s' if dropped != 1 else ''} not shown (only the last {FINISHED_KEPT} finished runs are kept)")
     for s in runs:
         what = f"{s.epoch} epoch{'s' if s.epoch != 1 else ''}" if s.epoch is not None else "evaluate"
         took = f" in {s.elapsed:.1f} s" if s.elapsed is not None else ""

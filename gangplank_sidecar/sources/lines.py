@@ -2,7 +2,8 @@
 
 Every source shares it: stdin, a wrapped command's pipes and followed files. The echo is
 the source's business and sees every byte; the parser only sees lines, and a line longer
-than ``MAX_LINE`` is dropped (and counted) rather than kept whole.
+than ``MAX_LINE`` is dropped rather than kept whole: ``OVERSIZED`` takes its place, so that
+whoever is fed the lines counts it (and numbers the lines after it right).
 """
 
 from __future__ import annotations
@@ -10,6 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 MAX_LINE = 1 << 20
+
+
+class _Oversized(bytes):
+    """An empty bytes that is told apart by identity: consumers that pass lines on need no change."""
+
+
+OVERSIZED: bytes = _Oversized()
 
 
 class LineSplitter:
@@ -23,25 +31,20 @@ class LineSplitter:
 
     def feed(self, chunk: bytes) -> Iterator[bytes]:
         """The complete lines in ``chunk`` (without their ``\\n``)."""
-        start = 0
-        while True:
-            end = chunk.find(b"\n", start)
-            if end < 0:
-                break
-            line = chunk[start:end]
-            start = end + 1
-            if self._pending or self._overflow:
-                line = self._pending + line
-                self._pending = b""
-                if self._overflow or len(line) > self.max_line:
-                    self._overflow = False
-                    self.oversized += 1
-                    continue
-            elif len(line) > self.max_line:
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        if lines and (self._pending or self._overflow):
+            line, self._pending = self._pending + lines[0], b""
+            if self._overflow or len(line) > self.max_line:
+                self._overflow = False
                 self.oversized += 1
-                continue
+                line = OVERSIZED
+            lines[0] = line
+        for line in lines:
+            if len(line) > self.max_line:
+                self.oversized += 1
+                line = OVERSIZED
             yield line
-        rest = chunk[start:]
         if rest and not self._overflow:
             self._pending += rest
             if len(self._pending) > self.max_line:
@@ -52,6 +55,7 @@ class LineSplitter:
         """The unfinished last line, at the end of the stream."""
         if self._overflow:
             self.oversized += 1
+            yield OVERSIZED
         elif self._pending:
             yield self._pending
         self._pending = b""
