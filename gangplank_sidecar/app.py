@@ -189,7 +189,7 @@ class Sidecar:
             self.history.close()
         if self.push is None:
             totals = self.sampler.totals if self.sampler else None
-            sys.stderr.write(("\n" if echo.mid_line else "") + summarize(self.store.all_runs(), totals))
+            sys.stderr.write(("\n" if echo.mid_line else "") + summarize(self.store.all_runs(), totals, dropped=self.store.dropped))
         if not delivered and self.push is not None and not strict_failed:
             what = ", ".join(self.push.undelivered()) or "the sidecar's own metrics"
             report(f"not delivered to the Pushgateway at {s.pushgateway} within {s.flush_timeout:g} s: {what} ({self.push.last_error})")
