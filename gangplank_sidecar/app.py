@@ -152,6 +152,8 @@ class Sidecar:
             report(f"run history disabled: {path}: {exc}")
             return None
         self.store.listeners.append(history.listen)
+        if self.sampler is not None:
+            self.sampler.listeners.append(lambda reading: history.system(self.job(), reading))
         return history
 
     def read(self, echo: Echo) -> int:

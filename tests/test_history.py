@@ -189,3 +189,36 @@ def test_a_floydhub_run_has_one_row_per_epoch_and_metric(tmp_path: Path) -> None
     assert rows(path, "SELECT epoch, key, value FROM metrics ORDER BY epoch, key") == [
         (e, k, v) for e, metrics in values.items() for k, v in sorted(metrics.items())
     ]
+
+
+HOLDER = """
+import json, sys, time
+block = bytearray(200 * 2**20)
+block[:: 4096] = b"x" * len(block[:: 4096])  # touch every page: 200 MiB resident
+start = time.time()
+def rec(event, **f):
+    print(json.dumps({"gangplank": 1, "event": event, "run": "sys", "phase": "train", "time": time.time(), **f}), flush=True)
+rec("start", job="sysjob", params={"total": 1})
+time.sleep(2.5)
+rec("epoch", epoch=1, elapsed_seconds=time.time() - start, metrics={"loss": 0.5}, params={"total": 1})
+rec("end", status="ok", elapsed_seconds=time.time() - start)
+"""
+
+
+def test_system_samples_of_a_wrapped_job_go_into_its_run(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    done = subprocess.run(
+        [*SIDECAR, "--quiet", "--system-interval", "0.5", "--db", str(path), "--", sys.executable, "-c", HOLDER],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ((samples,),) = rows(path, "SELECT COUNT(*) FROM system JOIN projects p ON p.id = project_id WHERE p.name = 'sysjob'")
+    assert 3 <= samples <= 8
+    shown = subprocess.run([sys.executable, "-m", "gangplank_sidecar.runs", "show", "--json", "--db", str(path)], capture_output=True, timeout=60)
+    (run,) = json.loads(shown.stdout)
+    system = run["system"]
+    assert 3 <= system["samples"] <= samples
+    assert 200 * 2**20 <= system["peak_memory_bytes"] <= 300 * 2**20  # the 200 MiB block plus the interpreter
+    assert 0 <= system["mean_cpu_ratio"] < 0.5 and system["mean_gpu_ratio"] is None
+    text = subprocess.run([sys.executable, "-m", "gangplank_sidecar.runs", "show", "--db", str(path)], capture_output=True, text=True, timeout=60)
+    assert f"  system   {system['samples']} samples, peak memory {system['peak_memory_bytes'] / 2**20:.1f} MiB, mean CPU" in text.stdout

@@ -99,7 +99,7 @@ class Interpreter:
                 return
             if isinstance(rec, protocol.Step):
                 s.step = rec.step
-                s.observe(rec.metrics, s.epoch)
+                s.observe(rec.metrics, s.epoch, best=False)
                 return
             if isinstance(rec, protocol.Epoch):
                 s.epoch = rec.epoch

@@ -60,10 +60,15 @@ class Series:
     def key(self) -> tuple[str, str]:
         return (self.job, self.phase)
 
-    def observe(self, metrics: dict[str, float], epoch: int | None) -> None:
-        """Takes one record's metric values; keeps the best finite value of each key."""
+    def observe(self, metrics: dict[str, float], epoch: int | None, best: bool = True) -> None:
+        """Takes one record's metric values; keeps the best finite value of each key if ``best``.
+
+        A step's values are running means within an epoch: no best is taken from them.
+        """
         self.names.learn(metrics)
         self.metrics.update(metrics)
+        if not best:
+            return
         bests = self.best
         for key, value in metrics.items():
             if not math.isfinite(value):

@@ -114,6 +114,16 @@ def _epoch_label(r: RunRow, epoch: int) -> str:
     return "-" if r.phase != "train" and epoch == db.EVALUATE_EPOCH else str(epoch)
 
 
+def system_text(system: dict) -> str:
+    parts = [f"{system['samples']} samples"]
+    if system["peak_memory_bytes"] is not None:
+        parts.append(f"peak memory {system['peak_memory_bytes'] / 2**20:.1f} MiB")
+    for key, name in (("mean_cpu_ratio", "mean CPU"), ("mean_gpu_ratio", "mean GPU")):
+        if system[key] is not None:
+            parts.append(f"{name} {system[key] * 100:.1f}%")
+    return ", ".join(parts)
+
+
 def show_text(r: RunRow) -> str:
     facts = [
         ("job", r.job), ("status", r.status), ("started", when(r.started)), ("ended", when(r.ended)),
@@ -132,6 +142,9 @@ def show_text(r: RunRow) -> str:
             rows.append(["at epoch", *(str(b[1]) if b else "" for b in best)])
         out.append("")
         out.extend("  " + line for line in table(["epoch", *keys], rows, [True] * (len(keys) + 1)).splitlines())
+    if r.system:
+        out.append("")
+        out.append("  system   " + system_text(r.system))
     out.append("")
     if not r.checks:
         out.append("  checks: none fired")
@@ -300,7 +313,7 @@ def execute(args: argparse.Namespace, out: io.TextIOBase) -> None:
         elif args.command == "show":
             runs = _resolve(conn, args.run, args.phase)
             if as_json:
-                out.write(json.dumps([summary(r) | {"rows": json.loads(export(r, "json")), "checks": r.checks} for r in runs], indent=2) + "\n")
+                out.write(json.dumps([summary(r) | {"rows": json.loads(export(r, "json")), "checks": r.checks, "system": r.system} for r in runs], indent=2) + "\n")
             else:
                 out.write("\n".join(show_text(r) for r in runs))
         elif args.command == "compare":

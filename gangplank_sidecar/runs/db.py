@@ -66,6 +66,18 @@ CREATE TABLE IF NOT EXISTS checks (
     fired INTEGER NOT NULL,
     PRIMARY KEY (run_id, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS system (
+    project_id INTEGER NOT NULL REFERENCES projects(id),
+    time REAL NOT NULL,
+    cpu_ratio REAL,
+    memory_used REAL,
+    memory_ratio REAL,
+    disk_used REAL,
+    disk_ratio REAL,
+    gpu_ratio REAL,
+    gpu_memory_used REAL
+);
+CREATE INDEX IF NOT EXISTS system_time ON system (project_id, time);
 """
 
 EVALUATE_EPOCH = 0  # the metrics row of an evaluate (test phase); training epochs count from 1
@@ -156,6 +168,7 @@ class RunRow:
     source: str
     rows: dict[int, dict[str, float]] = field(default_factory=dict)
     checks: list[dict] = field(default_factory=list)
+    system: dict[str, float | int | None] | None = None
 
     @property
     def keys(self) -> list[str]:
@@ -197,4 +210,18 @@ def load_runs(conn: sqlite3.Connection, where: str = "", args: tuple = (), detai
                     (r.id,),
                 )
             ]
+            r.system = system_summary(conn, r)
     return runs
+
+
+def system_summary(conn: sqlite3.Connection, r: RunRow) -> dict[str, float | int | None] | None:
+    """The job's system samples while the run lasted: count, peak memory, mean CPU and GPU."""
+    samples, peak, cpu, gpu = conn.execute(
+        """SELECT COUNT(*), MAX(s.memory_used), AVG(s.cpu_ratio), AVG(s.gpu_ratio)
+           FROM system s JOIN projects p ON p.id = s.project_id
+           WHERE p.name = ? AND s.time BETWEEN ? AND COALESCE(?, (SELECT updated FROM runs WHERE id = ?))""",
+        (r.job, r.started, r.ended, r.id),
+    ).fetchone()
+    if not samples:
+        return None
+    return {"samples": samples, "peak_memory_bytes": peak, "mean_cpu_ratio": cpu, "mean_gpu_ratio": gpu}

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from gangplank_sidecar.aggregation.state import Series
 from gangplank_sidecar.runs import db
+from gangplank_sidecar.system.sampler import Reading
 
 _WRITTEN = ("start", "epoch", "evaluate", "end")
 
@@ -45,6 +46,24 @@ class _Record:
     checks: tuple[tuple[str, str, str, str, bool], ...]
 
 
+@dataclass(frozen=True)
+class _System:
+    """One system sample of a job (see gangplank_sidecar/system)."""
+
+    job: str
+    time: float
+    values: tuple[float | None, ...]
+
+
+def _system_values(reading: Reading) -> tuple[float | None, ...]:
+    gpus = list(reading.gpus.values())
+    return (
+        reading.cpu_ratio, reading.memory_used, reading.memory_ratio, reading.disk_used, reading.disk_ratio,
+        sum(g.utilization_ratio for g in gpus) / len(gpus) if gpus else None,
+        sum(g.memory_used for g in gpus) if gpus else None,
+    )  # fmt: skip
+
+
 class HistorySink:
     def __init__(self, path: Path, labels: dict[str, str], report: Callable[[str], None]) -> None:
         self.path = path
@@ -52,7 +71,7 @@ class HistorySink:
         self._labels = json.dumps(labels, sort_keys=True)
         self._conn = db.connect(path)
         db.mark_stale(self._conn)
-        self._queue: queue.SimpleQueue[_Record | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Record | _System | None] = queue.SimpleQueue()
         self._projects: dict[str, int] = {}
         self._ids: dict[tuple[str, str], int] = {}
         self._open: dict[tuple[str, str], bool] = {}  # runs without an end record -> from the protocol
@@ -71,6 +90,10 @@ class HistorySink:
                     s.framework, s.planned_epochs, s.elapsed, s.source, checks)  # fmt: skip
         )
 
+    def system(self, job: str, reading: Reading) -> None:
+        """A sampler listener: one row per sample, under the job, so each run can sum up its own."""
+        self._queue.put(_System(job, time.time(), _system_values(reading)))
+
     def close(self, timeout: float = 30.0) -> None:
         """Writes what is queued, closes the runs left open, and waits at most ``timeout``."""
         self._queue.put(None)
@@ -84,10 +107,13 @@ class HistorySink:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            records = [r for r in batch if r is not None]
+            records = [r for r in batch if isinstance(r, _Record)]
+            samples = [r for r in batch if isinstance(r, _System)]
             if records:
                 self._guarded(lambda: self._write(records))
-            if len(records) != len(batch):
+            if samples:
+                self._guarded(lambda: self._write_system(samples))
+            if None in batch:
                 self._guarded(self._close_open)
                 self._conn.close()
                 return
@@ -112,6 +138,13 @@ class HistorySink:
                     (later.run, later.phase, later.epoch) == (record.run, record.phase, record.epoch)
                 )
                 self._write_one(record, metrics=not superseded)
+
+    def _write_system(self, samples: list[_System]) -> None:
+        with db.transaction(self._conn):
+            self._conn.executemany(
+                "INSERT INTO system VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(self._project(s.job), s.time, *s.values) for s in samples],
+            )
 
     def _project(self, job: str) -> int:
         if job not in self._projects:
