@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import SIDECAR, Pushgateway, value
 from gangplank_emitter import HISTOGRAM_WEIGHT_BUCKETS_0_3, HISTOGRAM_WEIGHT_BUCKETS_1_0
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -59,6 +60,43 @@ def test_floydhub_print_writes_one_metric_per_line() -> None:
         (metric, epoch) for epoch in range(1, 5) for metric in ("loss", "val_loss")
     ]
     assert all(sorted(line) == ["epoch", "metric", "value"] and isinstance(line["value"], float) for line in lines)
+
+
+def floydhub_through_sidecar(*args: str) -> tuple[list[dict], str]:
+    """``python examples/floydhub_print.py 4 | gangplank-sidecar --job floydhub ...``: the echoed lines and stderr."""
+    training = subprocess.Popen([sys.executable, str(EXAMPLES / "floydhub_print.py"), "4"], stdout=subprocess.PIPE)
+    sidecar = subprocess.run(
+        [*SIDECAR, "--job", "floydhub", "--no-history", "--system-interval", "0", *args],
+        stdin=training.stdout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert training.stdout is not None
+    training.stdout.close()
+    assert (training.wait(30), sidecar.returncode) == (0, 0), sidecar.stderr
+    return [json.loads(line) for line in sidecar.stdout.splitlines()], sidecar.stderr
+
+
+def test_floydhub_print_shows_in_the_summary() -> None:
+    lines, summary = floydhub_through_sidecar()
+    last = {line["metric"]: line["value"] for line in lines if line["epoch"] == 4}
+    first = {line["metric"]: line["value"] for line in lines if line["epoch"] == 1}
+    assert first["val_loss"] > last["val_loss"]  # the best is the last epoch's: gradient descent converges
+    run_line, header, loss, val_loss = summary.splitlines()
+    assert re.fullmatch(r"gangplank-sidecar: run \S+ \(job floydhub, train\): 4 epochs, no end record", run_line)
+    assert header.split() == ["metric", "last", "best"]
+    assert loss.split() == ["loss", f"{last['loss']:.6g}", f"{last['loss']:.6g}", "(epoch", "4)", "[min]"]
+    assert val_loss.split() == ["val_loss", f"{last['val_loss']:.6g}", f"{last['val_loss']:.6g}", "(epoch", "4)", "[min]"]
+
+
+def test_floydhub_print_reaches_the_gateway(pushgateway: Pushgateway) -> None:
+    lines, _ = floydhub_through_sidecar("--pushgateway", pushgateway.url)
+    samples = pushgateway.gangplank()
+    train = {"job": "floydhub", "phase": "train"}
+    for line in lines[-2:]:
+        assert value(samples, f"gangplank_train_{line['metric']}", **train) == line["value"]
+    assert value(samples, "gangplank_train_epochs_count", **train) == 4
 
 
 def test_digits_demo_prints_records_that_match_the_keras_log() -> None:

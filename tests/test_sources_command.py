@@ -6,10 +6,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 
-from conftest import SIDECAR, Pushgateway, value
+from conftest import SIDECAR, Pushgateway, free_port, value
 from gangplank_sidecar.sources.command import exit_code
 
 CHILD = r"""
@@ -78,3 +80,23 @@ def test_a_command_that_does_not_exist(tmp_path) -> None:
     done = wrap("--", str(tmp_path / "no-such-command"), tmp_path=tmp_path)
     assert done.returncode == 127
     assert done.stderr.decode().splitlines()[0] == f"gangplank-sidecar: cannot run {tmp_path / 'no-such-command'}: No such file or directory"
+
+
+def test_strict_with_an_unreachable_gateway_stops_the_command(tmp_path) -> None:
+    """--strict: an undeliverable push ends the sidecar at once, and the command with it."""
+    child = CHILD.replace("sys.exit(code)", "print(os.getpid(), flush=True); import time; time.sleep(60)")
+    refused = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    done = wrap(
+        "--strict", "--pushgateway", refused, "--job", "wrapped", "--push-retries", "0", "--retry-backoff", "0.05",
+        "--flush-timeout", "0.3", "--", sys.executable, "-c", child, "0",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    assert (done.returncode, took < 10), (done.returncode, took, done.stderr)
+    assert done.returncode == 1, done.stderr
+    pid = int(done.stdout.splitlines()[-1].removeprefix(b"no newline at the end"))
+    alive = psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    if alive:
+        os.kill(pid, signal.SIGKILL)  # the test fails, and leaves nothing behind
+    assert not alive
