@@ -51,7 +51,7 @@ def gangplank_epoch(model: keras.Model, address: str, n: int) -> float:
         return median_call(lambda: exporter.on_epoch_end(0, dict(LOGS)), n)
 
 
-def gangplank_histogram(model: keras.Model, weights: np.ndarray) -> float:
+def gangplank_histogram(weights: np.ndarray) -> float:
     exporter = TrainTestExporter("127.0.0.1:1", "bench", histogram_buckets=HISTOGRAM_WEIGHT_BUCKETS_1_0)
 
     class Layer:
@@ -98,7 +98,7 @@ def main() -> None:
     for size in sizes:
         weights = rng.normal(0, 0.3, size).astype(np.float32)
         ours = per_call(lambda: histogram([weights], HISTOGRAM_WEIGHT_BUCKETS_1_0), 5)
-        theirs = gangplank_histogram(model, weights)
+        theirs = gangplank_histogram(weights)
         print(f"{size:<12,}{fmt(theirs):>14}{fmt(ours):>12}{theirs / ours:>9.0f}x")
     sys.stdout.flush()
 

@@ -6,17 +6,18 @@ is read. End: stop reading, stop the sampler, then give every sink the same flus
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import disable_created_metrics
 
-from gangplank_sidecar.aggregation.interpret import DEFAULT_JOB
 from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.checks import thresholds_from
 from gangplank_sidecar.pipeline import Pipeline
@@ -54,7 +55,9 @@ def report(message: str) -> None:
     sys.stderr.flush()
 
 
-def _raise(exception: type[Exception]):  # type: ignore[no-untyped-def]
+def _raise(exception: type[Exception]) -> Callable[[int, object], None]:
+    """A signal handler that raises ``exception`` in the main thread, ending its blocking read."""
+
     def handler(signum: int, frame: object) -> None:
         raise exception
 
@@ -94,7 +97,7 @@ class Sidecar:
 
     def job(self) -> str:
         """The job the sidecar's own series go under: --job, else the first record's job."""
-        return self.settings.job or next((series.job for series in self.store.snapshot()), DEFAULT_JOB)
+        return self.store.job(self.settings.job)
 
     def _sampler(self) -> Sampler | None:
         s = self.settings
@@ -201,10 +204,8 @@ class Sidecar:
     def _linger(self) -> None:
         """Pipe mode: serve the final state a little longer, so that a last scrape can happen."""
         assert self.listen is not None
-        try:
+        with contextlib.suppress(Stop, KeyboardInterrupt):
             time.sleep(self.settings.linger)
-        except (Stop, KeyboardInterrupt):
-            pass
         self.listen.close()
 
 

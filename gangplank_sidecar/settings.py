@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -25,6 +26,12 @@ class ConfigError(ValueError):
 def env(name: str) -> str | None:
     """An environment variable, where an empty value counts as unset."""
     return os.environ.get(name) or None
+
+
+def xdg_dir(variable: str, fallback: str) -> Path:
+    """An XDG base directory: ``$variable``, else ``~/fallback``; a relative value is ignored, as the spec says."""
+    base = env(variable)
+    return Path(base) if base and os.path.isabs(base) else Path.home() / fallback
 
 
 def parse_labels(pairs: list[str]) -> dict[str, str]:

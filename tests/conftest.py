@@ -126,6 +126,32 @@ def private_run_history(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.pop("GANGPLANK_DB", None)
 
 
+@pytest.fixture(scope="module")
+def digits() -> tuple:
+    """Healthy digits for the checks' tests: (x, y, x_val, y_val, raw x, raw x_val).
+
+    Shuffled, stratified, standardised with the training set's statistics; sklearn is only
+    imported by the modules that ask for it.
+    """
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_digits()
+    x_train, x_val, y_train, y_val = train_test_split(
+        data.data.astype(np.float32), data.target, test_size=0.2, stratify=data.target, random_state=0
+    )
+    scaler = StandardScaler().fit(x_train)
+    return (scaler.transform(x_train).astype(np.float32), y_train,
+            scaler.transform(x_val).astype(np.float32), y_val, x_train, x_val)  # fmt: skip
+
+
+def codes(findings: list[dict]) -> list[str]:
+    """The codes of a checks' findings, in order."""
+    return [f["code"] for f in findings]
+
+
 @dataclass
 class Prometheus:
     url: str

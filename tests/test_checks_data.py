@@ -4,28 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from conftest import codes
 from gangplank_emitter.checks import inspect, take_inspected
 from gangplank_emitter.checks.catalogue import CATALOGUE
-
-
-@pytest.fixture(scope="module")
-def digits():
-    """Healthy digits: shuffled, stratified, standardised with the training set's statistics."""
-    data = load_digits()
-    x_train, x_val, y_train, y_val = train_test_split(
-        data.data.astype(np.float32), data.target, test_size=0.2, stratify=data.target, random_state=0
-    )
-    scaler = StandardScaler().fit(x_train)
-    return (scaler.transform(x_train).astype(np.float32), y_train,
-            scaler.transform(x_val).astype(np.float32), y_val, x_train, x_val)
-
-
-def codes(findings):
-    return [f["code"] for f in findings]
 
 
 def test_healthy_digits_raise_nothing(digits):

@@ -12,9 +12,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from keras import initializers, layers, losses  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from conftest import codes  # noqa: E402
 from gangplank_emitter.checks import inspect, model_checks, take_inspected  # noqa: E402
 
 
@@ -23,16 +22,6 @@ def forget_inspected():
     take_inspected()
     yield
     take_inspected()
-
-
-@pytest.fixture(scope="module")
-def digits():
-    data = load_digits()
-    x_train, x_val, y_train, y_val = train_test_split(
-        data.data.astype(np.float32), data.target, test_size=0.2, stratify=data.target, random_state=0
-    )
-    scaler = StandardScaler().fit(x_train)
-    return scaler.transform(x_train).astype(np.float32), y_train, scaler.transform(x_val).astype(np.float32), y_val
 
 
 def model(*stack, loss="sparse_categorical_crossentropy", inputs=64):
@@ -46,12 +35,8 @@ def healthy():
                  layers.Dense(10, activation="softmax", name="out"))
 
 
-def codes(findings):
-    return [f["code"] for f in findings]
-
-
 def test_healthy_digits_model_raises_nothing(digits):
-    x, y, xv, yv = digits
+    x, y, xv, yv, _, _ = digits
     assert inspect(x, y, batch_size=32, validation_data=(xv, yv)) == []
     net = healthy()
     assert model_checks(net) == []
@@ -82,7 +67,7 @@ def test_fixed_range_uniform_initialiser():
 
 
 def test_raw_inputs_do_not_fit_the_initialiser(digits):
-    _, y, _, _ = digits
+    _, y, _, _, _, _ = digits
     raw = load_digits().data.astype(np.float32)[: len(y)]
     assert codes(inspect(raw, y)) == ["K303"]
     found = model_checks(healthy())
@@ -92,7 +77,7 @@ def test_raw_inputs_do_not_fit_the_initialiser(digits):
 
 
 def test_rescaling_layer_makes_raw_inputs_fit(digits):
-    _, y, _, _ = digits
+    _, y, _, _, _, _ = digits
     inspect(load_digits().data.astype(np.float32)[: len(y)], y)
     net = model(layers.Rescaling(1 / 16), layers.Dense(16, activation="relu", name="hidden"),
                 layers.Dense(8, activation="relu"), layers.Dense(10, activation="softmax"))
@@ -209,7 +194,7 @@ def records(path):
 def test_emitter_puts_model_and_data_findings_into_start(digits, tmp_path):
     from gangplank_emitter import Emitter, inspect as inspect_data
 
-    x, y, _, _ = digits
+    x, y, _, _, _, _ = digits
     order = np.argsort(y, kind="stable")
     inspect_data(x[order], y[order], batch_size=32)
     net = model(layers.Dense(16, activation="sigmoid", name="hidden"), layers.Dense(8, activation="relu"),
@@ -231,7 +216,7 @@ def test_emitter_puts_model_and_data_findings_into_start(digits, tmp_path):
 def test_emitter_on_healthy_digits_reports_no_checks(digits, tmp_path):
     from gangplank_emitter import Emitter, inspect as inspect_data
 
-    x, y, xv, yv = digits
+    x, y, xv, yv, _, _ = digits
     assert inspect_data(x, y, batch_size=32, validation_data=(xv, yv)) == []
     healthy().fit(x, y, batch_size=32, epochs=2, validation_data=(xv, yv), verbose=0,
                   callbacks=[Emitter(file=tmp_path / "h.jsonl", checks={"updates": True})])

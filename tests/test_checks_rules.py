@@ -212,7 +212,7 @@ def test_a_real_keras_run_that_diverges_is_flagged_within_a_few_epochs(tmp_path:
     assert f"check - divergence: loss {losses[3]:.4g} at epoch 4 is above its first value" in done.stderr.decode()
 
 
-def test_thresholds_are_set_on_the_command_line(tmp_path: Path) -> None:
+def test_thresholds_are_set_on_the_command_line() -> None:
     lines = _line("start", params={"total": 1}) + b"\n" + b"".join(
         _line("epoch", epoch=e, elapsed_seconds=1.0, params={"total": 1}, metrics={"loss": 1.0}) + b"\n" for e in (1, 2, 3)
     )

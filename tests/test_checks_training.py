@@ -13,6 +13,7 @@ from keras import layers  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from conftest import codes  # noqa: E402
 from gangplank_emitter.checks import UpdateTracker, trainable_by_layer  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -22,10 +23,6 @@ BIAS = RNG.standard_normal(10)
 
 def weights(scale=1.0, step=0.0):
     return {"dense": [KERNEL * scale + step, BIAS * scale + step]}
-
-
-def codes(findings):
-    return [f["code"] for f in findings]
 
 
 def test_first_epoch_has_nothing_to_compare():

@@ -8,7 +8,6 @@ through tests/proxy.py to the real Pushgateway. The producer writes each record 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -240,7 +239,7 @@ print("trained", epoch + 1, file=sys.stderr)
 
 
 @pytest.mark.parametrize("ignore_exceptions", [False, True])
-def test_strict_breaks_the_pipe_and_the_emitter_follows_ignore_exceptions(ignore_exceptions: bool, proxy: FaultProxy, tmp_path: Path) -> None:
+def test_strict_breaks_the_pipe_and_the_emitter_follows_ignore_exceptions(ignore_exceptions: bool, proxy: FaultProxy) -> None:
     """Like Gangplank's ignore_exceptions=False: a gateway that stays down stops the training."""
     proxy.set("refuse")
     sidecar = subprocess.Popen(

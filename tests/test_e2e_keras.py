@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, SIDECAR, Pushgateway, keras_env, value
+from conftest import ROOT, SIDECAR, keras_env, value
 from gangplank_emitter import HISTOGRAM_WEIGHT_BUCKETS_0_3
 
 

@@ -105,7 +105,7 @@ BAR = "\x1b[1m75/75\x1b[0m \x1b[32m" + "━" * 20 + "\x1b[0m\x1b[37m\x1b[0m \x1b
         (f"{BAR} - loss: 0.5 - acc: 0.25      \r".encode(), [Result({"loss": 0.5, "acc": 0.25})]),
         (f"{BAR} - loss: 0.5\x08\x08\x08\r{BAR} - loss: 0.25".encode(), [Result({"loss": 0.25})]),
         # a bar still running, or cut short by a protocol record, is no result
-        (f"\x1b[1m74/75\x1b[0m ━━━ \x1b[1m0s\x1b[0m 1ms/step - loss: 0.5".encode(), []),
+        ("\x1b[1m74/75\x1b[0m ━━━ \x1b[1m0s\x1b[0m 1ms/step - loss: 0.5".encode(), []),
         (f'{BAR} - loss: 0.5{{"gangplank": 1, "event": "epoch"}}'.encode(), []),
         (b"    12/Unknown 2s 3ms/step - loss: 0.5", []),
         (b" 32/800 [>.....] - ETA: 5s - loss: 2.3019", []),

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import numbers
 import os
 import secrets
@@ -161,10 +162,8 @@ class Run:
     def _at_exit(self) -> None:
         """A process that exits mid-run (Ctrl-C, an error) says so instead of going silent."""
         for phase in list(self._open):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self.end(phase, "interrupted")
-            except (OSError, ValueError):
-                pass
 
     def close(self, status: str = "ok") -> None:
         for phase in list(self._open):

@@ -20,10 +20,8 @@ import time
 from collections.abc import Callable
 
 from gangplank_sidecar import checks
-from gangplank_sidecar.aggregation.state import Series, Store
+from gangplank_sidecar.aggregation.state import DEFAULT_JOB, Series, Store
 from gangplank_sidecar.parsers import floydhub, keras_log, protocol
-
-DEFAULT_JOB = "gangplank"
 
 Report = Callable[[str], None]
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from gangplank_sidecar.aggregation.names import Names
 from gangplank_sidecar.parsers.protocol import Check, Weights
 
+DEFAULT_JOB = "gangplank"  # the job of records that name none, when --job is not given
 FINISHED_KEPT = 100  # finished runs kept for the summary; older ones are only counted
 _LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "msle", "crossentropy", "hinge", "divergence", "perplexity")
 
@@ -130,6 +131,11 @@ class Store:
             self._series[(job, phase)] = series
         self.update(series, "start", _unchanged)
         return series
+
+    def job(self, named: str | None = None) -> str:
+        """The job the sidecar's own series go under: ``named`` (--job), else the first series' job."""
+        with self.changed:
+            return named or next((s.job for s in self._series.values()), DEFAULT_JOB)
 
     def get(self, job: str, phase: str) -> Series | None:
         return self._series.get((job, phase))

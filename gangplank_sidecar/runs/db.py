@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gangplank_sidecar.aggregation.state import lower_is_better
+from gangplank_sidecar.settings import xdg_dir
 
 STALE_AFTER = 24 * 3600.0  # a running run with no write for this long (or whose writer is gone) is interrupted
 BUSY_TIMEOUT_MS = 30_000
@@ -85,8 +86,7 @@ EVALUATE_EPOCH = 0  # the metrics row of an evaluate (test phase); training epoc
 
 def default_path() -> Path:
     """$XDG_DATA_HOME/gangplank/runs.db, else ~/.local/share/gangplank/runs.db."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "gangplank" / "runs.db"
+    return xdg_dir("XDG_DATA_HOME", ".local/share") / "gangplank" / "runs.db"
 
 
 def connect(path: Path, create: bool = True) -> sqlite3.Connection:

@@ -110,17 +110,18 @@ class HistorySink:
             records = [r for r in batch if isinstance(r, _Record)]
             samples = [r for r in batch if isinstance(r, _System)]
             if records:
-                self._guarded(lambda: self._write(records))
+                self._guarded(self._write, records)
             if samples:
-                self._guarded(lambda: self._write_system(samples))
+                self._guarded(self._write_system, samples)
             if None in batch:
                 self._guarded(self._close_open)
                 self._conn.close()
                 return
 
-    def _guarded(self, write: Callable[[], None]) -> None:
+    def _guarded(self, write: Callable[..., None], *args: object) -> None:
+        """A failed write is reported once; the sidecar goes on without its history."""
         try:
-            write()
+            write(*args)
         except sqlite3.Error as exc:
             if not self._failed:
                 self._failed = True

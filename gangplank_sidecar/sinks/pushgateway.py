@@ -162,7 +162,7 @@ class PushgatewaySink:
             for s in series
             if s.version > self._delivered.get(s.key, 0)
         ]
-        job = self.job or next((s.job for s in series), None) or "gangplank"
+        job = self.store.job(self.job)
         items += [_Item(("", g.phase), g.version, job, g.phase, g.registry) for g in self.groups if g.version > self._delivered.get(("", g.phase), 0)]
         return items
 
@@ -229,8 +229,7 @@ class PushgatewaySink:
 
     def _push_self(self, timeout: float) -> bool:
         self._last_self_push = time.monotonic()
-        job = self.job or next((s.job for s in self.store.snapshot()), None) or "gangplank"
-        return self._send(job, {"phase": "sidecar", **self.labels}, self.selfmetrics.registry, timeout)
+        return self._send(self.store.job(self.job), {"phase": "sidecar", **self.labels}, self.selfmetrics.registry, timeout)
 
     def _send(self, job: str, grouping_key: dict[str, str], registry: Collector, timeout: float) -> bool:
         url = self.url + group_path(job, grouping_key)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import http.client
 import re
-import socket
 import ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -138,7 +137,7 @@ class Transport:
             conn.request(method, path, body=data, headers=dict([*headers, *self._headers, ("Connection", "close")]))
             response = conn.getresponse()
             body = response.read(_MAX_BODY)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:  # socket.timeout is its alias
             waited = connect_timeout if stage == "connect" else read_timeout
             raise PushError(f"no {'connection' if stage == 'connect' else 'answer'} within {waited:g} s") from None
         except ssl.SSLCertVerificationError as exc:

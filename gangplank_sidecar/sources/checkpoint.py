@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gangplank_sidecar.settings import env
+from gangplank_sidecar.settings import xdg_dir
 
 HEAD = 256
 MAX_MARKS = 4096
@@ -66,10 +66,8 @@ class Saved:
 
 def default_path(patterns: Sequence[str]) -> Path:
     """Under $XDG_STATE_HOME/gangplank (or ~/.local/state/gangplank), one file per set of paths."""
-    base = env("XDG_STATE_HOME")
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".local" / "state"
     key = "\0".join(sorted(os.path.abspath(os.path.expanduser(p)) for p in patterns))
-    return root / "gangplank" / f"follow-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    return xdg_dir("XDG_STATE_HOME", ".local/state") / "gangplank" / f"follow-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 class Checkpoints:

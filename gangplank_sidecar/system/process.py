@@ -6,6 +6,7 @@ samples, so the first sample of a target has memory but no CPU ratio.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -76,11 +77,9 @@ class ProcessTree:
 
     def _children(self, pid: int) -> list[int]:
         pids: list[int] = []
-        try:
+        with contextlib.suppress(OSError):  # the process or one of its threads has just exited
             for task in (self.proc / str(pid) / "task").iterdir():
                 pids += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:  # the process or one of its threads has just exited
-            pass
         return pids
 
     def _members(self) -> list[psutil.Process]:

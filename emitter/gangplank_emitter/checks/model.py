@@ -41,7 +41,7 @@ def model_checks(model: Any, samples: int | None = None) -> list[dict]:
     found += _sigmoid_hidden(layers, outputs)
     if len(outputs) == 1:
         found += _last_activation(model, outputs[0], facts.labels if facts is not None else None)
-    found += _batchnorm(model, layers, outputs)
+    found += _batchnorm(layers, outputs)
     if samples:
         found += _parameters(model, samples)
     return found
@@ -224,7 +224,7 @@ def _tanh_labels(labels: LabelInfo) -> str:
     return ""
 
 
-def _batchnorm(model: Any, layers: list, outputs: list) -> list[dict]:
+def _batchnorm(layers: list, outputs: list) -> list[dict]:
     """K503: batch normalisation that undoes or repeats work instead of helping."""
     problems = []
     for layer in layers:
