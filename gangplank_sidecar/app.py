@@ -85,7 +85,7 @@ class Sidecar:
             self.transport = Transport(s.transport)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self.listen = ListenSink(s.listen, self.store, s.labels, self.selfmetrics.registry) if s.listen else None
+        self.listen = ListenSink(s.listen, self.store, s.labels, self.selfmetrics.registry, self.job) if s.listen else None
         self.sampler = self._sampler()
         if self.listen is not None and self.sampler is not None:
             labels = lambda: {"job": self.job(), "phase": SYSTEM_PHASE, **s.labels}  # noqa: E731

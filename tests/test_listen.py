@@ -71,7 +71,8 @@ def test_scrape_has_the_exact_values() -> None:
         assert [value(samples, "gangplank_train_model_weights_bucket", le=le, **train) for le in ("-0.5", "0", "0.5", "+Inf")] == [1, 5, 9, 10]
         assert value(samples, "gangplank_train_model_weights_sum", **train) == -0.75
         assert value(samples, "gangplank_test_loss", job="pull", phase="test", team="ml") == 0.25
-        assert value(samples, "gangplank_sidecar_lines_total", format="gangplank", team="ml") == 2
+        # the sidecar's own series carry the labels of the push path's group {job, phase="sidecar"}
+        assert value(samples, "gangplank_sidecar_lines_total", format="gangplank", job="pull", phase="sidecar", team="ml") == 2
     finally:
         finish(proc)
 

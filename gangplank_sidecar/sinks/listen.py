@@ -78,11 +78,13 @@ class ListenSink:
         store: Store,
         labels: dict[str, str],
         self_registry: CollectorRegistry,
+        job: Callable[[], str],
     ) -> None:
+        """``job`` names the job of the sidecar's own series (known once the first record came)."""
         host, port = parse_address(address)
         self.registry = registry = CollectorRegistry()
         registry.register(StoreCollector(store, labels))
-        registry.register(_Labelled(self_registry, labels))
+        registry.register(_Labelled(self_registry, lambda: {"job": job(), "phase": "sidecar", **labels}))
         server_class = type("Server", (_Server,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})
         try:
             self.server = make_server(host, port, _app(make_wsgi_app(registry)), server_class, handler_class=_Quiet)
@@ -100,13 +102,14 @@ class ListenSink:
 
 
 class _Labelled(Collector):
-    """The sidecar's self-metrics with the user's labels, as the push path groups them."""
+    """The sidecar's self-metrics with the labels of the push path's group {job, phase="sidecar"}."""
 
-    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
+    def __init__(self, registry: CollectorRegistry, labels: Callable[[], dict[str, str]]) -> None:
         self.registry = registry
         self.labels = labels
 
     def collect(self) -> Iterator[Metric]:
+        labels = self.labels()
         for family in self.registry.collect():
-            family.samples = [s._replace(labels={**self.labels, **s.labels}) for s in family.samples]
+            family.samples = [s._replace(labels={**labels, **s.labels}) for s in family.samples]
             yield family
