@@ -44,6 +44,10 @@ def test_fit_with_validation_then_evaluate(tmp_path, data) -> None:
     ]
     start, e1, e2, _, _, evaluate, _ = recs
     assert start["job"] == "unit" and start["epochs"] == 2 and start["framework"].endswith("/jax")
+    # Kepler's model checks that always run are all there; those that passed are marked fired: false.
+    assert {c["code"]: c.get("fired", True) for c in start["checks"]} == {
+        "K201": False, "K202": False, "K203": False, "K401": False, "K503": False,
+    }
     assert start["params"] == {"total": m.count_params(), "trainable": m.count_params()}
     assert [e1["epoch"], e2["epoch"]] == [1, 2]
     assert e2["metrics"] == {k: v[-1] for k, v in history.history.items()}

@@ -14,7 +14,16 @@ from collections.abc import Callable, Mapping, Sequence
 import keras
 import numpy as np
 
-from gangplank_emitter.checks import UpdateTracker, model_checks, take_inspected, trainable_by_layer
+from gangplank_emitter.checks import (
+    ALWAYS_IN_INSPECT,
+    ALWAYS_IN_MODEL,
+    UpdateTracker,
+    inspected,
+    model_checks,
+    passed,
+    take_inspected,
+    trainable_by_layer,
+)
 from gangplank_emitter.run import Run
 
 
@@ -74,7 +83,9 @@ class Emitter(keras.callbacks.Callback):
         self._step = 0
         found = None
         if self._checks:
+            ran = ALWAYS_IN_MODEL + (ALWAYS_IN_INSPECT if inspected() else ())
             found = self._kept(lambda: model_checks(self.model) + take_inspected())
+            found += passed((code for code in ran if code not in self._ignore), found)
         self.run.start("train", self._params(), epochs=self.params.get("epochs"), checks=found)
         if self._tracker is not None:
             self._kept(lambda: self._tracker.update(trainable_by_layer(self.model)))

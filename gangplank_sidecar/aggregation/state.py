@@ -79,9 +79,10 @@ class Series:
                 bests[key] = (value, epoch)
 
     def set_checks(self, checks: list[Check], fired: bool = True) -> None:
+        """Known checks, as fired (1) or passed (0): a healthy run shows zeros, not nothing."""
         for check in checks:
             self.checks[check.name] = check
-            if fired:
+            if fired and check.fired:
                 self.failed_checks.add(check.name)
             else:
                 self.failed_checks.discard(check.name)

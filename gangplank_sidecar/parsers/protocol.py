@@ -54,10 +54,13 @@ class Weights(_Model):
 
 
 class Check(_Model):
+    """A sanity check that fired; ``fired: false`` marks one that ran and passed (exported as 0)."""
+
     code: str = ""
     name: str
     severity: Literal["info", "warning", "error"] = "warning"
     message: str = ""
+    fired: bool = True
 
 
 class _Record(_Model):

@@ -4,9 +4,12 @@ A finding is a plain dict {"code", "name", "severity", "message"}, the shape of 
 protocol's `checks` field. The thresholds live in `catalogue`.
 """
 
-from .catalogue import CATALOGUE
-from .data import inspect, take_inspected
+from .catalogue import ALWAYS_IN_INSPECT, ALWAYS_IN_MODEL, CATALOGUE, passed
+from .data import inspect, inspected, take_inspected
 from .model import model_checks
 from .training import UpdateTracker, trainable_by_layer
 
-__all__ = ["CATALOGUE", "UpdateTracker", "inspect", "model_checks", "take_inspected", "trainable_by_layer"]
+__all__ = [
+    "ALWAYS_IN_INSPECT", "ALWAYS_IN_MODEL", "CATALOGUE", "UpdateTracker", "inspect", "inspected", "model_checks", "passed",
+    "take_inspected", "trainable_by_layer",
+]

@@ -8,6 +8,7 @@ each row; keep both in step.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 
@@ -104,3 +105,22 @@ def finding(code: str, message: str) -> dict:
     """One fired check, in the protocol's `checks` shape."""
     check = CATALOGUE[code]
     return {"code": code, "name": check.name, "severity": check.severity, "message": message}
+
+
+def passed(codes: Iterable[str], findings: list[dict]) -> list[dict]:
+    """The checks among ``codes`` that ran without a finding, marked ``fired: false``.
+
+    The sidecar exports them as gangplank_check_failed 0, so that a healthy run shows zeros.
+    """
+    fired = {f["code"] for f in findings}
+    return [
+        {"code": code, "name": CATALOGUE[code].name, "severity": CATALOGUE[code].severity, "message": "", "fired": False}
+        for code in codes
+        if code not in fired
+    ]
+
+
+# The checks that run whenever their step runs; the others need a batch size, validation data or
+# what inspect() kept, and are only ever reported when they fire.
+ALWAYS_IN_MODEL = ("K201", "K202", "K203", "K401", "K503")
+ALWAYS_IN_INSPECT = ("K102", "K301", "K302", "K303")

@@ -73,6 +73,11 @@ def kept() -> Kept | None:
     return _kept
 
 
+def inspected() -> bool:
+    """Whether inspect() ran since the last take_inspected()."""
+    return _kept is not None
+
+
 def take_inspected() -> list[dict]:
     """Return the findings the last inspect() kept, and forget everything it kept."""
     global _kept
