@@ -22,6 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+# tests/proxy.py's fault-injecting proxy fixture, for every test module that asks for `proxy`.
+pytest_plugins = ["proxy"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SIDECAR = [sys.executable, "-m", "gangplank_sidecar"]
 

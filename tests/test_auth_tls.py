@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import SIDECAR, free_port, pushgateway_binary
-from proxy import FaultProxy, proxy  # noqa: F401 - proxy is a fixture
+from proxy import FaultProxy
 
 PASSWORD = "s3cret-Passw0rd-never-printed"
 TOKEN = "tok-6f1d9c-never-printed"

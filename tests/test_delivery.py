@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SIDECAR, Pushgateway, value
-from proxy import FAULTS, FaultProxy, proxy  # noqa: F401 - proxy is a fixture
+from proxy import FAULTS, FaultProxy
 
 JOB = "faults"
 TRAIN = {"job": JOB, "phase": "train"}

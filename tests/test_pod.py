@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import SIDECAR, Pushgateway, value
 from gangplank_emitter import Run
-from proxy import FaultProxy, proxy  # noqa: F401 - proxy is a fixture
+from proxy import FaultProxy
 
 TRAINER = r"""
 import sys, time
