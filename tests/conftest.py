@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 from pathlib import Path
 
 import pytest
@@ -76,14 +77,34 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 @dataclass
-class Pushgateway:
+class Server:
+    """A real server (Debian's binary) on a free loopback port, until the test stops it."""
+
     url: str
     process: subprocess.Popen
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(10)
+        self.process.wait(20)
 
+
+ServerT = TypeVar("ServerT", bound=Server)
+
+
+def serve(kind: type[ServerT], argv: list[str], port: int) -> ServerT:
+    """Starts ``argv`` (listening on ``port``) and returns once it answers /-/ready."""
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/-/ready", timeout=30)
+    except OSError:
+        process.kill()
+        process.wait(10)
+        raise
+    return kind(url, process)
+
+
+class Pushgateway(Server):
     def samples(self) -> Samples:
         return scrape(self.url + "/metrics")
 
@@ -100,19 +121,9 @@ def pushgateway_binary() -> str:
 
 def start_pushgateway(*args: str) -> Pushgateway:
     port = free_port()
-    process = subprocess.Popen(
-        # Debian's build persists to /var/lib/prometheus by default: every test gateway would share it.
-        [pushgateway_binary(), f"--web.listen-address=127.0.0.1:{port}", "--persistence.file=", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/-/ready")
-    except OSError:
-        process.kill()
-        raise
-    return Pushgateway(url, process)
+    # Debian's build persists to /var/lib/prometheus by default: every test gateway would share it.
+    argv = [pushgateway_binary(), f"--web.listen-address=127.0.0.1:{port}", "--persistence.file=", *args]
+    return serve(Pushgateway, argv, port)
 
 
 @pytest.fixture
@@ -155,15 +166,7 @@ def codes(findings: list[dict]) -> list[str]:
     return [f["code"] for f in findings]
 
 
-@dataclass
-class Prometheus:
-    url: str
-    process: subprocess.Popen
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(20)
-
+class Prometheus(Server):
     def api(self, path: str, **params: str) -> dict:
         """``/api/v1/<path>``'s data, asserting that Prometheus answered "success"."""
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
@@ -177,21 +180,11 @@ def start_prometheus(workdir: Path, config: str, *flags: str) -> Prometheus:
     """The Debian Prometheus on a free loopback port, with its config and storage in ``workdir``."""
     (workdir / "prometheus.yml").write_text(config, encoding="utf-8")
     port = free_port()
-    process = subprocess.Popen(
-        [
-            os.environ.get("PROMETHEUS_BIN") or "/usr/bin/prometheus",
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            *flags,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/-/ready", timeout=30)
-    except OSError:
-        process.kill()
-        raise
-    return Prometheus(url, process)
+    argv = [
+        os.environ.get("PROMETHEUS_BIN") or "/usr/bin/prometheus",
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        *flags,
+    ]
+    return serve(Prometheus, argv, port)
