@@ -151,8 +151,13 @@ def settings_from(argv: Sequence[str]) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "prune":
+        from gangplank_sidecar import prune  # imports this module: loaded only for the subcommand
+
+        return prune.main(argv[1:])
     try:
-        settings = settings_from(sys.argv[1:] if argv is None else argv)
+        settings = settings_from(argv)
     except ConfigError as exc:
         report(str(exc))
         return EXIT_USAGE

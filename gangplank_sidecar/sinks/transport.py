@@ -119,6 +119,12 @@ class Transport:
         return lambda: self.send(url, method, data, headers, timeout)
 
     def send(self, url: str, method: str, data: bytes, headers: Sequence[tuple[str, str]], timeout: float | None = None) -> None:
+        self.request(url, method, data, headers, timeout)
+
+    def request(
+        self, url: str, method: str, data: bytes, headers: Sequence[tuple[str, str]], timeout: float | None = None, max_body: int | None = None
+    ) -> bytes:
+        """One request; the answer's body: its start (for an error message), or all of it up to ``max_body`` bytes."""
         parts = urlsplit(url)
         connect_timeout = min(self.config.connect_timeout, timeout or self.config.connect_timeout)
         read_timeout = min(self.config.push_timeout, timeout or self.config.push_timeout)
@@ -136,7 +142,7 @@ class Transport:
             path = parts.path + (f"?{parts.query}" if parts.query else "")
             conn.request(method, path, body=data, headers=dict([*headers, *self._headers, ("Connection", "close")]))
             response = conn.getresponse()
-            body = response.read(_MAX_BODY)
+            body = response.read(_MAX_BODY if max_body is None else max_body + 1)
         except TimeoutError:  # socket.timeout is its alias
             waited = connect_timeout if stage == "connect" else read_timeout
             raise PushError(f"no {'connection' if stage == 'connect' else 'answer'} within {waited:g} s") from None
@@ -160,3 +166,6 @@ class Transport:
         if response.status >= 400:
             detail = body.decode("utf-8", "replace").strip().splitlines()
             raise PushError(f"HTTP {response.status} {response.reason}" + (f": {detail[0][:200]}" if detail else ""))
+        if max_body is not None and len(body) > max_body:
+            raise PushError(f"the answer is longer than {max_body} bytes")
+        return body
