@@ -30,6 +30,7 @@ from gangplank_sidecar.sinks.pushgateway import PushgatewaySink
 from gangplank_sidecar.sinks.remote_write import RemoteWriteSink, remote_write_sinks
 from gangplank_sidecar.sinks.summary import summarize
 from gangplank_sidecar.sinks.transport import Transport, check
+from gangplank_sidecar.sparkline import levels_for
 from gangplank_sidecar.sources.checkpoint import Checkpoints, default_path
 from gangplank_sidecar.sources.command import run_command
 from gangplank_sidecar.sources.files import Follower, follow
@@ -194,7 +195,7 @@ class Sidecar:
             self.history.close()
         if self.push is None:
             totals = self.sampler.totals if self.sampler else None
-            sys.stderr.write(("\n" if echo.mid_line else "") + summarize(self.store.all_runs(), totals, dropped=self.store.dropped))
+            sys.stderr.write(("\n" if echo.mid_line else "") + summarize(self.store.all_runs(), totals, dropped=self.store.dropped, levels=levels_for(sys.stderr.encoding)))
         if not delivered and self.push is not None and not strict_failed:
             what = ", ".join(self.push.undelivered()) or "the sidecar's own metrics"
             report(f"not delivered to the Pushgateway at {s.pushgateway} within {s.flush_timeout:g} s: {what} ({self.push.last_error})")

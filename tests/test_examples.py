@@ -83,11 +83,14 @@ def test_floydhub_print_shows_in_the_summary() -> None:
     last = {line["metric"]: line["value"] for line in lines if line["epoch"] == 4}
     first = {line["metric"]: line["value"] for line in lines if line["epoch"] == 1}
     assert first["val_loss"] > last["val_loss"]  # the best is the last epoch's: gradient descent converges
-    run_line, header, loss, val_loss = summary.splitlines()
+    run_line, header, loss, val_loss, curves, loss_curve, val_loss_curve = summary.splitlines()
     assert re.fullmatch(r"gangplank-sidecar: run \S+ \(job floydhub, train\): 4 epochs, no end record", run_line)
     assert header.split() == ["metric", "last", "best"]
     assert loss.split() == ["loss", f"{last['loss']:.6g}", f"{last['loss']:.6g}", "(epoch", "4)", "[min]"]
     assert val_loss.split() == ["val_loss", f"{last['val_loss']:.6g}", f"{last['val_loss']:.6g}", "(epoch", "4)", "[min]"]
+    assert curves == "  curves over epochs 1-4"
+    assert loss_curve.split()[0] == "loss" and loss_curve.endswith(f"min {last['loss']:.4g}  max {first['loss']:.4g}  best @4")
+    assert val_loss_curve.split()[0] == "val_loss" and len(val_loss_curve.split()[1]) == 4 and val_loss_curve.split()[1][-1] == "●"
 
 
 def test_floydhub_print_reaches_the_gateway(pushgateway: Pushgateway) -> None:

@@ -16,11 +16,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gangplank_sidecar.aggregation.curve import Curve
 from gangplank_sidecar.aggregation.names import Names
 from gangplank_sidecar.parsers.protocol import Check, Weights
 
 DEFAULT_JOB = "gangplank"  # the job of records that name none, when --job is not given
 FINISHED_KEPT = 100  # finished runs kept for the summary; older ones are only counted
+MAX_CURVES = 64  # metrics per run whose values over the epochs are kept for the summary's sparklines
 _LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "msle", "crossentropy", "hinge", "divergence", "perplexity")
 
 
@@ -51,6 +53,7 @@ class Series:
     checks: dict[str, Check] = field(default_factory=dict)
     failed_checks: set[str] = field(default_factory=set)
     status: str | None = None
+    curves: dict[str, Curve] = field(default_factory=dict)
     time: float = 0.0
     version: int = 0
     # Work put off until someone looks (the checks of an epoch that FloydHub brings point by point);
@@ -72,6 +75,8 @@ class Series:
             return
         bests = self.best
         for key, value in metrics.items():
+            if epoch is not None and (key in self.curves or len(self.curves) < MAX_CURVES):
+                self.curves.setdefault(key, Curve()).add(epoch, value)
             if not math.isfinite(value):
                 continue
             best = bests.get(key)

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import shutil
 import sqlite3
 import sys
 import time
@@ -19,9 +20,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from gangplank_sidecar.aggregation.curve import Curve
 from gangplank_sidecar.aggregation.state import lower_is_better
-from gangplank_sidecar.runs import db, search
+from gangplank_sidecar.runs import db, plot, search
 from gangplank_sidecar.runs.db import RunRow
+from gangplank_sidecar.runs.style import PLAIN, SEVERITY, Cell, Painter, best, status
+from gangplank_sidecar.sparkline import UNICODE, curve_lines, levels_for
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
 
@@ -59,11 +63,12 @@ def when(timestamp: float | None) -> str:
     return "" if timestamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool], paint: Painter = PLAIN) -> str:
+    """Columns padded to their plain text; a ``Cell``'s text is painted, its padding is not."""
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
     lines = []
     for row in [header, *rows]:
-        cells = [str(c).rjust(w) if r else str(c).ljust(w) for c, w, r in zip(row, widths, right)]
+        cells = [" " * (w - len(c)) + paint(c) if r else paint(c) + " " * (w - len(c)) for c, w, r in zip(row, widths, right)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines) + "\n"
 
@@ -88,7 +93,7 @@ def _elapsed(r: RunRow) -> str:
     return "" if r.elapsed is None else f"{r.elapsed:.1f} s"
 
 
-def list_table(runs: list[RunRow], sort: str | None) -> str:
+def list_table(runs: list[RunRow], sort: str | None, paint: Painter = PLAIN) -> str:
     if not runs:
         return "no runs\n"
     header = ["RUN", "PHASE", "JOB", "STATUS", "STARTED", "EPOCHS", "ELAPSED"]
@@ -99,7 +104,7 @@ def list_table(runs: list[RunRow], sort: str | None) -> str:
         header.append(f"BEST {sort}")
     rows = []
     for r in runs:
-        row = [r.run, r.phase, r.job, r.status, when(r.started), "" if r.epochs is None else str(r.epochs), _elapsed(r)]
+        row = [r.run, r.phase, r.job, status(r.status), when(r.started), "" if r.epochs is None else str(r.epochs), _elapsed(r)]
         if with_labels:
             row.append(",".join(f"{k}={v}" for k, v in sorted(r.labels.items())))
         if sort:
@@ -107,7 +112,7 @@ def list_table(runs: list[RunRow], sort: str | None) -> str:
             row.append(number(best[0]) if best else "")
         rows.append(row)
     right = [False] * 5 + [True, True] + [False] * with_labels + [True] * bool(sort)
-    return table(header, rows, right)
+    return table(header, rows, right, paint)
 
 
 def _epoch_label(r: RunRow, epoch: int) -> str:
@@ -124,24 +129,42 @@ def system_text(system: dict) -> str:
     return ", ".join(parts)
 
 
-def show_text(r: RunRow) -> str:
+def curves_text(r: RunRow, levels: str = UNICODE, paint: Painter = PLAIN) -> list[str]:
+    """A sparkline per metric over the training epochs, the best epoch marked (``sparkline``)."""
+    if r.phase != "train":
+        return []
+    curves = {k: Curve.of([(e, v[k]) for e, v in sorted(r.rows.items()) if k in v]) for k in r.keys}
+    bests = {k: b[1] for k in r.keys if (b := r.best(k)) is not None}
+    lines = curve_lines(curves, bests, levels, mark=lambda text: paint(best(text)))
+    if not lines:
+        return []
+    epochs = sorted(r.rows)
+    return ["", f"  curves over epochs {epochs[0]}-{epochs[-1]}"] + ["  " + line for line in lines]
+
+
+def show_text(r: RunRow, levels: str = UNICODE, paint: Painter = PLAIN) -> str:
     facts = [
-        ("job", r.job), ("status", r.status), ("started", when(r.started)), ("ended", when(r.ended)),
+        ("job", r.job), ("status", status(r.status)), ("started", when(r.started)), ("ended", when(r.ended)),
         ("elapsed", _elapsed(r)),
         ("epochs", "" if r.epochs is None else f"{r.epochs}" + (f" of {r.planned_epochs}" if r.planned_epochs else "")),
         ("params", "" if r.params is None else str(r.params)), ("framework", r.framework or ""), ("source", r.source),
         ("labels", ",".join(f"{k}={v}" for k, v in sorted(r.labels.items()))),
     ]  # fmt: skip
-    out = [f"run {r.run} ({r.phase})"] + [f"  {name:<9}  {value}" for name, value in facts if value]
+    out = [f"run {r.run} ({r.phase})"] + [f"  {name:<9}  {paint(value)}" for name, value in facts if value]
     keys = r.keys
     if keys:
-        rows = [[_epoch_label(r, e), *(number(v.get(k)) for k in keys)] for e, v in sorted(r.rows.items())]
+        found = [r.best(k) for k in keys]
+        at = [b[1] if b and r.phase == "train" else None for b in found]
+        rows: list[list[str]] = [
+            [_epoch_label(r, e), *(best(number(v.get(k))) if e == a else number(v.get(k)) for k, a in zip(keys, at))]
+            for e, v in sorted(r.rows.items())
+        ]
         if r.phase == "train":
-            best = [r.best(k) for k in keys]
-            rows.append(["best", *(number(b[0]) if b else "" for b in best)])
-            rows.append(["at epoch", *(str(b[1]) if b else "" for b in best)])
+            rows.append(["best", *(best(number(b[0])) if b else "" for b in found)])
+            rows.append(["at epoch", *(str(b[1]) if b else "" for b in found)])
         out.append("")
-        out.extend("  " + line for line in table(["epoch", *keys], rows, [True] * (len(keys) + 1)).splitlines())
+        out.extend("  " + line for line in table(["epoch", *keys], rows, [True] * (len(keys) + 1), paint).splitlines())
+        out.extend(curves_text(r, levels, paint))
     if r.system:
         out.append("")
         out.append("  system   " + system_text(r.system))
@@ -152,27 +175,31 @@ def show_text(r: RunRow) -> str:
         span = "" if c["first_epoch"] is None else f", epoch {c['first_epoch']}" + (
             f"-{c['last_epoch']}" if c["last_epoch"] not in (None, c["first_epoch"]) else "")  # fmt: skip
         state = "firing" if c["fired"] else "cleared"
-        out.append(f"  check {c['name']} ({c['code'] or '-'}, {c['severity']}{span}, {state}): {c['message']}")
+        line = f"  check {c['name']} ({c['code'] or '-'}, {c['severity']}{span}, {state}): {c['message']}"
+        out.append(paint(Cell(line, SEVERITY.get(c["severity"], "red")) if c["fired"] else Cell(line, None, "dark")))
     return "\n".join(out) + "\n"
 
 
-def compare_table(runs: list[RunRow]) -> str:
+def compare_table(runs: list[RunRow], paint: Painter = PLAIN) -> str:
     keys = sorted({k for r in runs for k in r.keys})
     header = ["", *(r.run for r in runs)]
     rows = [
-        ["phase", *(r.phase for r in runs)], ["job", *(r.job for r in runs)], ["status", *(r.status for r in runs)],
+        ["phase", *(r.phase for r in runs)], ["job", *(r.job for r in runs)], ["status", *(status(r.status) for r in runs)],
         ["epochs", *("" if r.epochs is None else str(r.epochs) for r in runs)], ["elapsed", *(_elapsed(r) for r in runs)],
         ["params", *("" if r.params is None else str(r.params) for r in runs)],
     ]  # fmt: skip
     for key in keys:
         rows.append([f"{key} last", *(number(r.last(key)) for r in runs)])
-        cells = []
-        for r in runs:
-            best = r.best(key)
-            cells.append("" if best is None else number(best[0]) + (f" @{best[1]}" if r.phase == "train" else ""))
+        cells: list[str] = []
+        found = [r.best(key) for r in runs]
+        values = [b[0] for b in found if b is not None]
+        winner = (min if lower_is_better(key) else max)(values) if len(values) > 1 else None
+        for r, b in zip(runs, found):
+            text = "" if b is None else number(b[0]) + (f" @{b[1]}" if r.phase == "train" else "")
+            cells.append(best(text) if b is not None and b[0] == winner else text)
         rows.append([f"{key} best ({'min' if lower_is_better(key) else 'max'})", *cells])
-    rows.append(["checks", *(",".join(c["name"] for c in r.checks if c["fired"]) or "-" for r in runs)])
-    return table(header, rows, [False] + [True] * len(runs))
+    rows.append(["checks", *(Cell(names, "red") if (names := ",".join(c["name"] for c in r.checks if c["fired"])) else "-" for r in runs)])
+    return table(header, rows, [False] + [True] * len(runs), paint)
 
 
 def export(r: RunRow, fmt: str) -> str:
@@ -214,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--db", default=argparse.SUPPRESS, metavar="PATH", help="the run history (default: $XDG_DATA_HOME/gangplank/runs.db) [GANGPLANK_DB]")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for a script")
+    common.add_argument("--no-color", action="store_true", default=argparse.SUPPRESS, help="no colours (also NO_COLOR=1; off anyway when not a terminal)")
     common.add_argument(
         "--stale-after", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
         help=f"a running run with no write for this long is interrupted (default {db.STALE_AFTER:g})",
@@ -241,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--phase", choices=("train", "test"), help="which phase (default: train, else test)")
     se = sub.add_parser("search", parents=[common], help='runs matching a query such as "val_loss<0.1 job=mnist"')
     se.add_argument("query", nargs="+", help="terms, quoted together or not")
+    pl = sub.add_parser("plot", parents=[common], help="the runs' curves over the epochs, in the terminal or as an image")
+    pl.add_argument("runs", nargs="+", metavar="RUN")
+    pl.add_argument("--metric", action="append", metavar="NAME", help="a metric to draw (repeatable; default: the losses, else every metric)")
+    pl.add_argument("--output", metavar="FILE", type=Path, help=f"write a .png or .svg instead (needs matplotlib: {plot.INSTALL})")
+    pl.add_argument("--width", type=int, metavar="COLUMNS", help="chart width (default: the terminal's, at most 100)")
+    pl.add_argument("--height", type=int, metavar="ROWS", help="chart height (default: the terminal's, at most 25)")
     return p
 
 
@@ -293,6 +327,23 @@ def _list(conn: sqlite3.Connection, args: argparse.Namespace) -> list[RunRow]:
     return runs[-args.limit :] if args.limit else runs
 
 
+def _plot(conn: sqlite3.Connection, args: argparse.Namespace, unicode: bool, paint: Painter) -> str:
+    """The chart as text, or a line saying where the image went (``--output``)."""
+    runs = [_resolve(conn, run, "train")[0] for run in args.runs]
+    try:
+        chart = plot.lines(runs, args.metric or plot.default_metrics(runs))
+        if args.output is not None:
+            plot.image(chart, plot.title(runs), args.output)
+            return f"wrote {args.output}\n"
+    except plot.PlotError as exc:
+        raise UsageError(str(exc)) from None
+    size = shutil.get_terminal_size((80, 24))
+    width, height = args.width or min(size.columns, 100), args.height or min(size.lines - 2, 25)
+    if width < 20 or height < 8:
+        raise UsageError(f"a chart needs at least 20 columns and 8 rows, not {width}x{height} (--width, --height)")
+    return plot.terminal(chart, plot.title(runs), width, height, unicode, paint)
+
+
 def execute(args: argparse.Namespace, out: io.TextIOBase) -> None:
     path = Path(getattr(args, "db", None) or db.default_path())
     try:
@@ -300,6 +351,8 @@ def execute(args: argparse.Namespace, out: io.TextIOBase) -> None:
     except FileNotFoundError as exc:
         raise NotFound(str(exc)) from None
     as_json = getattr(args, "json", False)
+    paint = Painter(getattr(args, "no_color", False))
+    levels = levels_for(getattr(out, "encoding", None))
     try:
         db.mark_stale(conn, getattr(args, "stale_after", db.STALE_AFTER))
         if args.command in ("list", "search"):
@@ -309,16 +362,18 @@ def execute(args: argparse.Namespace, out: io.TextIOBase) -> None:
             else:
                 runs = _list(conn, args)
             sort = getattr(args, "sort", None)
-            out.write(json.dumps([summary(r) for r in runs], indent=2) + "\n" if as_json else list_table(runs, sort))
+            out.write(json.dumps([summary(r) for r in runs], indent=2) + "\n" if as_json else list_table(runs, sort, paint))
         elif args.command == "show":
             runs = _resolve(conn, args.run, args.phase)
             if as_json:
                 out.write(json.dumps([summary(r) | {"rows": json.loads(export(r, "json")), "checks": r.checks, "system": r.system} for r in runs], indent=2) + "\n")
             else:
-                out.write("\n".join(show_text(r) for r in runs))
+                out.write("\n".join(show_text(r, levels, paint) for r in runs))
         elif args.command == "compare":
             runs = [_resolve(conn, run, args.phase)[0] for run in args.runs]
-            out.write(json.dumps([summary(r) for r in runs], indent=2) + "\n" if as_json else compare_table(runs))
+            out.write(json.dumps([summary(r) for r in runs], indent=2) + "\n" if as_json else compare_table(runs, paint))
+        elif args.command == "plot":
+            out.write(_plot(conn, args, levels == UNICODE, paint))
         else:
             runs = _resolve(conn, args.run, args.phase)
             out.write(export(runs[0], args.format))

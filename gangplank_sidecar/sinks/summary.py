@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gangplank_sidecar.aggregation.state import FINISHED_KEPT, Series, lower_is_better
+from gangplank_sidecar.sparkline import UNICODE, curve_lines
 from gangplank_sidecar.system.sampler import Totals
 
 
@@ -22,10 +23,11 @@ def _system(totals: Totals) -> str:
     return f"gangplank-sidecar: system ({totals.samples} samples): {', '.join(parts) or 'no CPU, memory or GPU measured'}"
 
 
-def summarize(runs: list[Series], system: Totals | None = None, dropped: int = 0) -> str:
-    """Per run: epochs, elapsed time, status, and the last and best value of each metric; then the system.
+def summarize(runs: list[Series], system: Totals | None = None, dropped: int = 0, levels: str = UNICODE) -> str:
+    """Per run: epochs, elapsed time, status, the last and best value and the curve of each metric; then the system.
 
-    ``dropped``: the earliest finished runs that the store no longer keeps (``Store.dropped``).
+    ``dropped``: the earliest finished runs that the store no longer keeps (``Store.dropped``);
+    ``levels``: the sparklines' characters (``sparkline.levels_for`` the output's encoding).
     """
     tail = [_system(system)] if system is not None else []
     if not runs:
@@ -45,6 +47,12 @@ def summarize(runs: list[Series], system: Totals | None = None, dropped: int = 0
                 at = f" (epoch {epoch})" if epoch is not None and s.phase == "train" else ""
                 direction = "min" if lower_is_better(key) else "max"
                 lines.append(f"  {key:<{width}}  {_number(value):>12}  {_number(best)}{at} [{direction}]")
+            curves = curve_lines(s.curves, {k: s.best[k][1] for k in s.curves if k in s.best}, levels)
+            if curves:
+                first = min(c.buckets[0].first for c in s.curves.values())
+                last = max(c.buckets[-1].last for c in s.curves.values())
+                lines.append(f"  curves over epochs {first}-{last}")
+                lines.extend("  " + line for line in curves)
         for name in sorted(s.failed_checks):
             check = s.checks[name]
             lines.append(f"  check {check.code or '-'} {name}: {check.message}")

@@ -1,0 +1,102 @@
+"""A metric's values over the epochs, in a bounded number of buckets, for the sparklines.
+
+A run may last thousands of epochs and a sidecar keeps up to ``FINISHED_KEPT`` runs for its
+summary, so a curve never holds more than ``MAX_BUCKETS`` buckets: when it is full, each two
+neighbours merge into one (their epoch range, sum, count, min and max), which keeps the shape,
+the true extremes and the epoch of every value's bucket.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+MAX_BUCKETS = 128  # even: a full curve merges in pairs
+
+
+class Bucket(NamedTuple):
+    first: int
+    last: int
+    total: float
+    count: int
+    low: float  # over the finite values; NaN when there are none
+    high: float
+    nonfinite: int
+
+    @staticmethod
+    def of(epoch: int, value: float) -> Bucket:
+        finite = math.isfinite(value)
+        return Bucket(epoch, epoch, value if finite else 0.0, 1, value if finite else math.nan, value if finite else math.nan, int(not finite))
+
+    def merge(self, other: Bucket) -> Bucket:
+        return Bucket(
+            self.first, other.last, self.total + other.total, self.count + other.count,
+            _pick(min, self.low, other.low), _pick(max, self.high, other.high), self.nonfinite + other.nonfinite,
+        )  # fmt: skip
+
+    @property
+    def mean(self) -> float:
+        """The mean of the finite values, NaN when any value was not finite (a divergence shows)."""
+        finite = self.count - self.nonfinite
+        return self.total / finite if finite and not self.nonfinite else math.nan
+
+
+def _pick(choose: type[min] | type[max], a: float, b: float) -> float:
+    if math.isnan(a):
+        return b
+    return a if math.isnan(b) else choose(a, b)
+
+
+class Curve:
+    """The (epoch, value) points of the epochs that measured a metric, appended in epoch order."""
+
+    __slots__ = ("buckets", "span")
+
+    def __init__(self) -> None:
+        self.buckets: list[Bucket] = []
+        self.span = 1  # values per bucket; doubles at each merge
+
+    @classmethod
+    def of(cls, points: list[tuple[int, float]]) -> Curve:
+        curve = cls()
+        for epoch, value in points:
+            curve.add(epoch, value)
+        return curve
+
+    def add(self, epoch: int, value: float) -> None:
+        """A value of ``epoch``; the same epoch again replaces its value if it is alone in its bucket."""
+        point = Bucket.of(epoch, value)
+        last = self.buckets[-1] if self.buckets else None
+        if last is not None and last.count == 1 and last.last == epoch:
+            self.buckets[-1] = point
+        elif last is not None and last.count < self.span:
+            self.buckets[-1] = last.merge(point)
+        else:
+            if len(self.buckets) == MAX_BUCKETS:  # every bucket is full: merge them in pairs
+                self.buckets = [a.merge(b) for a, b in zip(self.buckets[::2], self.buckets[1::2])]
+                self.span *= 2
+            self.buckets.append(point)
+
+    def columns(self, width: int) -> list[Bucket]:
+        """At most ``width`` buckets, each the merge of consecutive ones."""
+        return self.buckets if len(self.buckets) <= width else merged(self.buckets, width)
+
+    def __deepcopy__(self, memo: dict) -> Curve:
+        """Buckets are immutable: a snapshot copies one list, not every number."""
+        copy = Curve()
+        copy.buckets, copy.span = list(self.buckets), self.span
+        return copy
+
+
+def merged(buckets: list[Bucket], width: int) -> list[Bucket]:
+    """``width`` buckets of consecutive ones, as even as the counts allow."""
+    n = len(buckets)
+    out = []
+    for i in range(width):
+        group = buckets[i * n // width : (i + 1) * n // width]
+        if group:
+            bucket = group[0]
+            for other in group[1:]:
+                bucket = bucket.merge(other)
+            out.append(bucket)
+    return out
