@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from prometheus_client import disable_created_metrics
 
@@ -166,7 +167,7 @@ class Sidecar:
         signal.signal(signal.SIGTERM, _raise(Stop))
         try:
             if s.command:
-                errors = Echo(None if s.quiet else sys.stderr.buffer, report)
+                errors = Echo(None if s.quiet else sys.stderr.buffer, report, records=echo_records(s, sys.stderr, notice=False))
                 return run_command(s.command, self.pipeline.feed, echo, errors, report)
             if self.follower is not None:
                 follow(self.follower, self.store, s.exit_on_end)
@@ -210,13 +211,24 @@ class Sidecar:
         self.listen.close()
 
 
+def echo_records(settings: Settings, out: TextIO, notice: bool = True) -> bool:
+    """Whether the echo to ``out`` shows protocol records: --echo, else all to a pipe or file, none to a terminal."""
+    if settings.echo != "auto" or settings.quiet or settings.files:
+        return settings.echo != "text"
+    if not out.isatty():
+        return True
+    if notice:
+        report("stdout is a terminal: protocol records are not echoed (--echo all shows them)")
+    return False
+
+
 def run(settings: Settings) -> int:
     try:
         sidecar = Sidecar(settings)
     except ConfigError as exc:
         report(str(exc))
         return EXIT_USAGE
-    echo = Echo(None if settings.quiet else sys.stdout.buffer, report)
+    echo = Echo(None if settings.quiet else sys.stdout.buffer, report, records=echo_records(settings, sys.stdout))
     try:
         sidecar.start()
         code = sidecar.read(echo)

@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job", metavar="NAME", help="job label [GANGPLANK_JOB]")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="extra grouping label [GANGPLANK_LABELS]")
     p.add_argument("--quiet", action="store_true", help="do not echo stdin")
+    p.add_argument(
+        "--echo", choices=("all", "text"),
+        help="all: echo every byte; text: leave the protocol records out (default: text to a terminal, all to a pipe or file)",
+    )  # fmt: skip
     p.add_argument("--strict", action="store_true", help="exit 1 if anything could not be delivered")
     p.add_argument("--flush-timeout", type=float, metavar="SECONDS", help="time to deliver the final state [GANGPLANK_FLUSH_TIMEOUT]")
     add_delivery_options(p)
@@ -129,6 +133,7 @@ def settings_from(argv: Sequence[str]) -> Settings:
             job=args.job or env("GANGPLANK_JOB"),
             labels=parse_labels(label_pairs),
             quiet=args.quiet,
+            echo=args.echo or "auto",
             strict=args.strict,
             flush_timeout=10.0 if flush is None else flush,
             format=args.format,

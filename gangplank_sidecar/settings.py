@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -67,6 +68,7 @@ class Settings(BaseModel):
     job: str | None = None
     labels: dict[str, str] = {}
     quiet: bool = False
+    echo: Literal["auto", "all", "text"] = "auto"
     strict: bool = False
     flush_timeout: float = Field(default=10.0, ge=0)
     transport: TransportConfig = TransportConfig()

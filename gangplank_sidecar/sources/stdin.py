@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from gangplank_sidecar.sources.lines import LineSplitter
+from gangplank_sidecar.sources.records import RecordFilter
 
 CHUNK = 1 << 16
 
@@ -15,15 +16,24 @@ Feed = Callable[[str, bytes], None]
 
 
 class Echo:
-    """Copies bytes to an output; a closed output stops the echo, never the reading."""
+    """Copies bytes to an output; a closed output stops the echo, never the reading.
 
-    def __init__(self, out: BinaryIO | None, report: Callable[[str], None]) -> None:
+    ``records=False`` (``--echo text``) leaves the protocol records out; an empty chunk is the
+    end of the stream, which lets out what the filter held back.
+    """
+
+    def __init__(self, out: BinaryIO | None, report: Callable[[str], None], records: bool = True) -> None:
         self.out = out
         self.report = report
         self.mid_line = False
+        self.filter = None if records else RecordFilter()
 
     def __call__(self, chunk: bytes) -> None:
-        if self.out is None or not chunk:
+        if self.out is None:
+            return
+        if self.filter is not None:
+            chunk = self.filter(chunk) if chunk else self.filter.end()
+        if not chunk:
             return
         self.mid_line = not chunk.endswith(b"\n")
         try:
@@ -41,6 +51,7 @@ def pump(fd: int, name: str, feed: Feed, echo: Callable[[bytes], None], splitter
         echo(chunk)
         for line in splitter.feed(chunk):
             feed(name, line)
+    echo(b"")
     for line in splitter.flush():
         feed(name, line)
     return splitter
