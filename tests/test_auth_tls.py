@@ -233,3 +233,21 @@ def test_configuration_mistakes_exit_2_without_secrets(args: list[str], env: dic
     assert done.returncode == 2
     assert done.stderr.decode() == f"gangplank-sidecar: {message}\n"
     assert PASSWORD.encode() not in done.stderr and TOKEN.encode() not in done.stderr
+
+
+def test_prune_uses_the_same_tls_and_auth_options_as_the_push(gateway: str, certs: Path) -> None:
+    done, _ = run_sidecar(gateway, *tls(certs), "--basic-auth-user", "alice", "--basic-auth-password-file", str(certs / "password"))
+    assert done.returncode == 0, done.stderr
+    prune = [*SIDECAR, "prune", "--pushgateway", gateway, *tls(certs), "--older-than", "1ms", "--job", "secure", "--basic-auth-user", "alice"]
+    wrong = subprocess.run([*prune, "--basic-auth-password-file", str(certs / "wrong"), "--yes"], capture_output=True, text=True, timeout=30)
+    assert (wrong.returncode, wrong.stdout) == (1, "")
+    assert wrong.stderr == (
+        f"gangplank-sidecar prune: cannot list the groups of the Pushgateway at {gateway}: HTTP 401 Unauthorized: "
+        "the gateway rejected the credentials (check --basic-auth-user and its password, or --bearer-token-file)\n"
+    )
+    right = subprocess.run([*prune, "--basic-auth-password-file", str(certs / "password"), "--yes"], capture_output=True, text=True, timeout=30)
+    assert right.returncode == 0, right.stderr
+    assert sorted(line.split("  ")[-1] for line in right.stdout.splitlines()) == ["job=secure phase=sidecar", "job=secure phase=train"]
+    assert "deleted 2" in right.stderr
+    assert scrape_tls(gateway, certs) == {}
+    assert PASSWORD not in right.stdout + right.stderr + wrong.stdout + wrong.stderr
