@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import pty
 import subprocess
 import sys
+import tty
 from pathlib import Path
 
 import pytest
 
 from conftest import SIDECAR
 from gangplank_sidecar.aggregation.curve import MAX_BUCKETS, Curve
+from gangplank_sidecar.aggregation.state import MAX_CURVES, Series
 from gangplank_sidecar.sparkline import ASCII, UNICODE, curve_lines, sparkline
 
 RUNS = [sys.executable, "-m", "gangplank_sidecar.runs"]
@@ -145,6 +148,38 @@ def test_colours_follow_the_terminal_no_color_and_the_option(history: Path) -> N
     assert runs(history, "unicode", "show", A).stdout == runs(history, "unicode", "show", A, FORCE_COLOR="1", NO_COLOR="1").stdout
     assert runs(history, "unicode", "show", A, "--no-color", FORCE_COLOR="1").stdout == runs(history, "unicode", "show", A).stdout
     assert "\x1b[" not in runs(history, "unicode", "show", A).stdout
+
+
+def test_a_terminal_gets_colours_without_being_asked(history: Path) -> None:
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    argv = [*RUNS, "list", "--db", str(history)]
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, env=env("unicode"))
+    os.close(slave)
+    screen = b""
+    while chunk := _read(master):
+        screen += chunk
+    os.close(master)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert screen.count(b" \x1b[32mok\x1b[0m ") == 2
+    assert runs(history, "unicode", "list").stdout.count(" ok ") == 2
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 1 << 16)
+    except OSError:  # EIO: the writer is gone
+        return b""
+
+
+def test_a_series_keeps_curves_of_a_bounded_number_of_metrics() -> None:
+    series = Series(job="j", phase="train", run="r", started=0.0)
+    for epoch in (1, 2):
+        series.observe({f"m{i}": float(i * epoch) for i in range(MAX_CURVES + 10)}, epoch)
+    assert len(series.curves) == MAX_CURVES
+    assert [(b.first, b.total) for b in series.curves["m3"].buckets] == [(1, 3.0), (2, 6.0)]
+    assert series.snapshot().curves["m3"].buckets == series.curves["m3"].buckets
 
 
 def test_a_curve_stays_bounded_and_keeps_its_extremes() -> None:
