@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="gangplank-sidecar",
         description="Read a training job's output and push its metrics to Prometheus.",
-        usage="gangplank-sidecar [OPTIONS] [FILE ...]\n       gangplank-sidecar [OPTIONS] -- COMMAND [ARG ...]",
+        usage="gangplank-sidecar [OPTIONS] [FILE ...]\n       gangplank-sidecar [OPTIONS] -- COMMAND [ARG ...]"
+        "\n       gangplank-sidecar prune --pushgateway URL --older-than DURATION [--job REGEX] [--yes]",
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="log files to follow (default: read stdin)")
     p.add_argument("--pushgateway", metavar="URL", help="Pushgateway to push to [GANGPLANK_PUSHGATEWAY]")

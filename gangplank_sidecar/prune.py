@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from gangplank_sidecar.cli import _Parser, add_delivery_options, delivery_from
 from gangplank_sidecar.settings import ConfigError, env, gateway_url
-from gangplank_sidecar.sinks.pushgateway import group_path
+from gangplank_sidecar.sinks.pushgateway import Retry, group_path
 from gangplank_sidecar.sinks.transport import PushError, Transport, TransportConfig, check
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -107,15 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _retried(retry: Retry, request: Callable[[], bytes]) -> bytes:
+    """``request()``, tried again ``--push-retries`` times after a failure, with the push's backoff."""
+    for failures in range(1, retry.push_retries + 1):
+        try:
+            return request()
+        except PushError:
+            time.sleep(retry.delay(failures))
+    return request()
+
+
 def prune(
     url: str, transport: Transport, older_than: float, job: re.Pattern[str] | None, delete: bool,
-    out: Callable[[str], None], report: Callable[[str], None], now: float | None = None,
+    out: Callable[[str], None], report: Callable[[str], None], retry: Retry = Retry(), now: float | None = None,
 ) -> int:  # fmt: skip
     """Lists (and with ``delete``, deletes) the stale groups; returns the exit code."""
     now = time.time() if now is None else now
     try:
-        body = transport.request(url + "/api/v1/metrics", "GET", b"", [("Accept", "application/json")], max_body=MAX_LISTING)
-        groups = parse_groups(body)
+        listing = lambda: transport.request(url + "/api/v1/metrics", "GET", b"", [("Accept", "application/json")], max_body=MAX_LISTING)  # noqa: E731
+        groups = parse_groups(_retried(retry, listing))
     except PushError as exc:
         report(f"cannot list the groups of the Pushgateway at {url}: {exc}")
         return EXIT_FAILED
@@ -127,7 +137,7 @@ def prune(
     if delete:
         for g in old:
             try:
-                transport.send(url + g.path, "DELETE", b"", [])
+                _retried(retry, lambda: transport.request(url + g.path, "DELETE", b"", []))  # noqa: B023 - called at once
             except PushError as exc:
                 failed += 1
                 report(f"cannot delete {g}: {exc}")
@@ -157,7 +167,9 @@ def main(argv: Sequence[str]) -> int:
             job = re.compile(args.job) if args.job is not None else None
         except re.error as exc:
             raise ConfigError(f"--job: bad regular expression {args.job!r}: {exc}") from None
-        config = TransportConfig(**delivery_from(args)["transport"])
+        delivery = delivery_from(args)
+        config = TransportConfig(**delivery["transport"])
+        retry = Retry(**delivery["retry"])
         check(url, config)
         transport = Transport(config)
     except ValidationError as exc:
@@ -172,4 +184,4 @@ def main(argv: Sequence[str]) -> int:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
-    return prune(url, transport, older_than, job, args.yes, out, report)
+    return prune(url, transport, older_than, job, args.yes, out, report, retry)

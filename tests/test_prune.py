@@ -112,7 +112,7 @@ def test_usage_errors_exit_2(args: list[str], message: str) -> None:
 
 def test_an_unreachable_gateway_exits_1() -> None:
     port = free_port()
-    done = run("--pushgateway", f"127.0.0.1:{port}", "--older-than", "1d", "--yes")
+    done = run("--pushgateway", f"127.0.0.1:{port}", "--older-than", "1d", "--yes", "--push-retries", "2", "--retry-backoff", "0.05")
     assert done.returncode == 1
     assert done.stderr == f"gangplank-sidecar prune: cannot list the groups of the Pushgateway at http://127.0.0.1:{port}: connection refused\n"
 
