@@ -104,6 +104,12 @@ def test_plot_draws_one_line_per_run_and_metric(history: Path, renderer: str) ->
     golden(f"plot-two-runs-{renderer}.txt", two.stdout)
 
 
+def test_plot_json_gives_a_script_the_same_lines(history: Path) -> None:
+    lines = json.loads(runs(history, "unicode", "plot", A, B, "--metric", "val_loss", "--json").stdout)
+    assert [(line["run"], line["metric"], line["epochs"]) for line in lines] == [(A, "val_loss", list(range(1, 13))), (B, "val_loss", list(range(1, 9)))]
+    assert lines[0]["values"][8:10] == [0.2451, "NaN"]
+
+
 def test_plot_output_writes_a_png_and_an_svg(history: Path, tmp_path: Path) -> None:
     png, svg = tmp_path / "curves.png", tmp_path / "curves.svg"
     for path in (png, svg):

@@ -332,6 +332,8 @@ def _plot(conn: sqlite3.Connection, args: argparse.Namespace, unicode: bool, pai
     runs = [_resolve(conn, run, "train")[0] for run in args.runs]
     try:
         chart = plot.lines(runs, args.metric or plot.default_metrics(runs))
+        if getattr(args, "json", False):
+            return json.dumps([{"run": ln.run, "metric": ln.metric, "epochs": ln.epochs, "values": [exact(v) for v in ln.values]} for ln in chart], indent=2) + "\n"
         if args.output is not None:
             plot.image(chart, plot.title(runs), args.output)
             return f"wrote {args.output}\n"

@@ -31,6 +31,8 @@ class PlotError(ValueError):
 class Line:
     """One run's metric: the epochs that measured it, a non-finite value as NaN."""
 
+    run: str
+    metric: str
     label: str
     epochs: list[int]
     values: list[float]
@@ -51,7 +53,7 @@ def lines(runs: list[RunRow], metrics: list[str]) -> list[Line]:
             points = [(e, v[key] if math.isfinite(v[key]) else math.nan) for e, v in sorted(r.rows.items()) if key in v]
             if any(not math.isnan(v) for _, v in points):
                 label = f"{r.run} {key}" if len(runs) > 1 else key
-                out.append(Line(label, [e for e, _ in points], [v for _, v in points]))
+                out.append(Line(r.run, key, label, [e for e, _ in points], [v for _, v in points]))
     if not out:
         raise PlotError(f"no finite values of {', '.join(metrics)} in run{'s' if len(runs) > 1 else ''} {', '.join(r.run for r in runs)}")
     if len(out) > len(MARKERS):
@@ -62,6 +64,12 @@ def lines(runs: list[RunRow], metrics: list[str]) -> list[Line]:
 def _ticks(first: int, last: int, most: int = 8) -> list[int]:
     step = max(1, math.ceil((last - first) / (most - 1)))
     return list(range(first, last + 1, step))
+
+
+def y_label(chart: list[Line]) -> str:
+    """The metric's name when the chart has one, else ``value``."""
+    metrics = {line.metric for line in chart}
+    return metrics.pop() if len(metrics) == 1 else "value"
 
 
 def title(runs: list[RunRow]) -> str:
@@ -88,7 +96,7 @@ def terminal(chart: list[Line], heading: str, width: int, height: int, unicode: 
     figure.ruler("x").ticks(_ticks(epochs[0], epochs[-1]))
     figure.title(heading)
     figure.label("epoch", axis="x")
-    figure.label(chart[0].label.rsplit(" ", 1)[-1] if len({ln.label.rsplit(' ', 1)[-1] for ln in chart}) == 1 else "value", axis="y")
+    figure.label(y_label(chart), axis="y")
     text = figure.build().string(colorless=not paint.on)
     figure.clear()
     if not unicode:
@@ -111,8 +119,7 @@ def image(chart: list[Line], heading: str, path: Path) -> None:
     for i, line in enumerate(chart):
         axes.plot(line.epochs, line.values, marker="o", markersize=3, label=line.label)
     axes.set_xlabel("epoch")
-    names = {ln.label.rsplit(" ", 1)[-1] for ln in chart}
-    axes.set_ylabel(names.pop() if len(names) == 1 else "value")
+    axes.set_ylabel(y_label(chart))
     axes.set_title(heading)
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.grid(alpha=0.3)
