@@ -167,7 +167,7 @@ class Sidecar:
         signal.signal(signal.SIGTERM, _raise(Stop))
         try:
             if s.command:
-                errors = Echo(None if s.quiet else sys.stderr.buffer, report, records=echo_records(s, sys.stderr, notice=False))
+                errors = Echo(None if s.quiet else sys.stderr.buffer, report, records=echo_records(s, sys.stderr, "stderr", notice=not sys.stdout.isatty()))
                 return run_command(s.command, self.pipeline.feed, echo, errors, report)
             if self.follower is not None:
                 follow(self.follower, self.store, s.exit_on_end)
@@ -211,14 +211,17 @@ class Sidecar:
         self.listen.close()
 
 
-def echo_records(settings: Settings, out: TextIO, notice: bool = True) -> bool:
-    """Whether the echo to ``out`` shows protocol records: --echo, else all to a pipe or file, none to a terminal."""
+def echo_records(settings: Settings, out: TextIO, name: str = "stdout", notice: bool = True) -> bool:
+    """Whether the echo to ``out`` shows protocol records: --echo, else all to a pipe or file, none to a terminal.
+
+    The first echo that leaves them out says so once (``notice``).
+    """
     if settings.echo != "auto" or settings.quiet or settings.files:
         return settings.echo != "text"
     if not out.isatty():
         return True
     if notice:
-        report("stdout is a terminal: protocol records are not echoed (--echo all shows them)")
+        report(f"{name} is a terminal: protocol records are not echoed (--echo all shows them)")
     return False
 
 
