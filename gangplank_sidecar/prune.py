@@ -33,6 +33,7 @@ MAX_LISTING = 256 << 20  # bytes of /api/v1/metrics we read; a bigger answer is 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 _DURATION = re.compile(r"(?:(\d+)(ms|[smhdwy]))+\Z")
 _PART = re.compile(r"(\d+)(ms|[smhdwy])")
+_SHOWN = re.compile(r"[A-Za-z0-9_.:/@+=-]+\Z")
 
 
 def duration(text: str) -> float:
@@ -69,7 +70,8 @@ class Group:
         return group_path(self.job, {k: v for k, v in self.labels.items() if k != "job"})
 
     def __str__(self) -> str:
-        return " ".join(f"{k}={v!r}" if not v or " " in v else f"{k}={v}" for k, v in self.labels.items())
+        """``job=mnist phase=train``; a value that is empty or not plain is quoted (no escape reaches the terminal)."""
+        return " ".join(f"{k}={v}" if _SHOWN.match(v) else f"{k}={v!r}" for k, v in self.labels.items())
 
 
 def parse_groups(body: bytes) -> list[Group]:
@@ -133,20 +135,18 @@ def prune(
     for g in old:
         pushed = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(g.pushed)) if g.pushed else "never"
         out(f"{age(now - g.pushed) if g.pushed else '-':>8}  {pushed:<19}  {g}")
-    failed = 0
-    if delete:
-        for g in old:
-            try:
-                _retried(retry, lambda: transport.request(url + g.path, "DELETE", b"", []))  # noqa: B023 - called at once
-            except PushError as exc:
-                failed += 1
-                report(f"cannot delete {g}: {exc}")
     what = f"{len(old)} of {len(groups)} group{'s' if len(groups) != 1 else ''} last pushed more than {age(older_than)} ago"
     if not delete:
         report(f"{what}; dry run, nothing deleted" + (" (add --yes to delete them)" if old else ""))
-    else:
-        report(f"{what}; deleted {len(old) - failed}" + (f", {failed} failed" if failed else ""))
-    return EXIT_FAILED if failed else EXIT_OK
+        return EXIT_OK
+    for deleted, g in enumerate(old):
+        try:
+            _retried(retry, lambda: transport.request(url + g.path, "DELETE", b"", []))  # noqa: B023 - called at once
+        except PushError as exc:  # the gateway is likely gone for the others too: stop, the next run goes on
+            report(f"{what}; deleted {deleted}, then cannot delete {g}: {exc}; stopped")
+            return EXIT_FAILED
+    report(f"{what}; deleted {len(old)}")
+    return EXIT_OK
 
 
 def report(message: str) -> None:

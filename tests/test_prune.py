@@ -12,7 +12,9 @@ import pytest
 
 from conftest import SIDECAR, Pushgateway, free_port
 from gangplank_sidecar import cli
-from gangplank_sidecar.prune import age, duration
+from gangplank_sidecar.prune import age, duration, prune
+from gangplank_sidecar.sinks.pushgateway import Retry
+from gangplank_sidecar.sinks.transport import Transport, TransportConfig
 
 SLASH = "/metrics/job/cifar/path@base64/" + base64.urlsafe_b64encode(b"runs/a b").decode()
 EMPTY = "/metrics/job/mnist/phase/train/team@base64/="
@@ -31,7 +33,7 @@ def groups(gateway: Pushgateway) -> dict[frozenset, float]:
     return {frozenset(g["labels"].items()): float(g["push_time_seconds"]["metrics"][0]["value"]) for g in data}
 
 
-def prune(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+def prune_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = cli.main(["prune", *args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
@@ -43,21 +45,23 @@ NEW = frozenset({("job", "mnist"), ("phase", "test")})
 
 def test_only_the_older_of_two_groups_is_pruned_and_the_dry_run_deletes_nothing(pushgateway: Pushgateway, capsys) -> None:
     push(pushgateway, "/metrics/job/mnist/phase/train")
-    time.sleep(2.0)
+    time.sleep(3.0)
     push(pushgateway, "/metrics/job/mnist/phase/test")
     pushed = groups(pushgateway)
     assert set(pushed) == {OLD, NEW}
-    # A cutoff halfway between the two pushes (the gateway's own times), as a duration from now.
-    older_than = f"{round((time.time() - (pushed[OLD] + pushed[NEW]) / 2) * 1000)}ms"
 
-    code, out, err = prune(capsys, "--pushgateway", pushgateway.url, "--older-than", older_than)
+    def halfway() -> str:
+        """A cutoff halfway between the two pushes (the gateway's own times), as a duration from now."""
+        return f"{round((time.time() - (pushed[OLD] + pushed[NEW]) / 2) * 1000)}ms"
+
+    code, out, err = prune_cli(capsys, "--pushgateway", pushgateway.url, "--older-than", halfway())
     assert code == 0
     assert out.splitlines()[0].endswith(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(pushed[OLD])) + "  job=mnist phase=train")
     assert len(out.splitlines()) == 1
     assert "1 of 2 groups" in err and "dry run, nothing deleted (add --yes to delete them)" in err
     assert groups(pushgateway) == pushed
 
-    code, out, err = prune(capsys, "--pushgateway", pushgateway.url, "--older-than", older_than, "--yes")
+    code, out, err = prune_cli(capsys, "--pushgateway", pushgateway.url, "--older-than", halfway(), "--yes")
     assert (code, len(out.splitlines())) == (0, 1)
     assert "1 of 2 groups" in err and "deleted 1" in err
     assert groups(pushgateway) == {NEW: pushed[NEW]}
@@ -73,7 +77,7 @@ def test_grouping_keys_with_a_slash_or_an_empty_value_are_deleted(pushgateway: P
         frozenset({("job", "keep"), ("phase", "train")}),
     }
     time.sleep(0.05)
-    code, out, err = prune(capsys, "--pushgateway", pushgateway.url, "--older-than", "1ms", "--job", "cifar|mnist", "--yes")
+    code, out, err = prune_cli(capsys, "--pushgateway", pushgateway.url, "--older-than", "1ms", "--job", "cifar|mnist", "--yes")
     assert code == 0, err
     assert sorted(line.split("  ")[-1] for line in out.splitlines()) == ["job=cifar path='runs/a b'", "job=mnist phase=train team=''"]
     assert "2 of 3 groups" in err and "deleted 2" in err
@@ -82,7 +86,7 @@ def test_grouping_keys_with_a_slash_or_an_empty_value_are_deleted(pushgateway: P
 
 def test_nothing_older_than_the_cutoff(pushgateway: Pushgateway, capsys) -> None:
     push(pushgateway, "/metrics/job/mnist/phase/train")
-    code, out, err = prune(capsys, "--pushgateway", pushgateway.url, "--older-than", "7d", "--yes")
+    code, out, err = prune_cli(capsys, "--pushgateway", pushgateway.url, "--older-than", "7d", "--yes")
     assert (code, out) == (0, "")
     assert "0 of 1 group last pushed more than 7d ago; deleted 0" in err
     assert len(groups(pushgateway)) == 1
@@ -120,3 +124,24 @@ def test_an_unreachable_gateway_exits_1() -> None:
 def test_durations() -> None:
     assert [duration(t) for t in ("90s", "12h", "7d", "1h30m", "2w", "500ms")] == [90, 43200, 604800, 5400, 1209600, 0.5]
     assert [age(s) for s in (0, 40, 3725, 273600, 90061)] == ["0s", "40s", "1h 2m", "3d 4h", "1d 1h"]
+
+
+def test_it_stops_at_the_first_group_that_cannot_be_deleted(pushgateway: Pushgateway, proxy) -> None:
+    """The gateway (behind the fault proxy) lists three stale groups, then answers 503 from the first DELETE on."""
+    for phase in ("train", "test", "sidecar"):
+        push(pushgateway, f"/metrics/job/mnist/phase/{phase}")
+    listed: list[str] = []
+    reports: list[str] = []
+
+    def out(line: str) -> None:
+        listed.append(line)
+        proxy.set("503")
+
+    transport = Transport(TransportConfig())
+    code = prune(proxy.url, transport, 0.001, None, True, out, reports.append, Retry(push_retries=0), now=time.time() + 1)
+    assert code == 1
+    assert len(listed) == 3
+    first = listed[0].split("  ")[-1]
+    assert reports == [f"3 of 3 groups last pushed more than 0s ago; deleted 0, then cannot delete {first}: HTTP 503 Service Unavailable: injected 503; stopped"]
+    assert [(r.method, r.outcome) for r in proxy.requests] == [("GET", "forwarded"), ("DELETE", "503")]
+    assert len(groups(pushgateway)) == 3
