@@ -58,7 +58,7 @@ def golden(name: str, actual: str) -> None:
 
 
 def env(renderer: str, **extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES")}
+    base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "ANSI_COLORS_DISABLED", "TERM", "COLUMNS", "LINES")}
     return {**base, "PYTHONIOENCODING": ENCODINGS[renderer], "TZ": "UTC", **extra}
 
 
@@ -160,7 +160,7 @@ def test_a_terminal_gets_colours_without_being_asked(history: Path) -> None:
     master, slave = pty.openpty()
     tty.setraw(slave)
     argv = [*RUNS, "list", "--db", str(history)]
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, env=env("unicode"))
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, env=env("unicode", TERM="xterm-256color"))
     os.close(slave)
     screen = b""
     while chunk := _read(master):
