@@ -116,7 +116,7 @@ def image(chart: list[Line], heading: str, path: Path) -> None:
         raise PlotError(f"--output needs matplotlib, an optional extra: {INSTALL}") from None
     figure = Figure(figsize=(8, 4.5), layout="constrained")
     axes = figure.subplots()
-    for i, line in enumerate(chart):
+    for line in chart:
         axes.plot(line.epochs, line.values, marker="o", markersize=3, label=line.label)
     axes.set_xlabel("epoch")
     axes.set_ylabel(y_label(chart))
