@@ -119,6 +119,10 @@ def test_plot_output_writes_a_png_and_an_svg(history: Path, tmp_path: Path) -> N
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert data[12:16] == b"IHDR" and (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (800, 450)
     assert len(data) > 20_000
+    from matplotlib.image import imread  # the PNG decodes: 450 rows of 800 RGBA pixels, not all one colour
+
+    pixels = imread(png)
+    assert pixels.shape == (450, 800, 4) and pixels.min() < pixels.max()
     text = svg.read_text(encoding="utf-8")
     assert text.startswith("<?xml") and "<svg" in text and f"{A} val_loss" in text and f"{B} loss" in text
 
