@@ -9,9 +9,10 @@ import os
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from gangplank_sidecar.checks import thresholds_from
+from gangplank_sidecar.parsers import patterns as user_patterns
 from gangplank_sidecar.sinks.pushgateway import Retry
 from gangplank_sidecar.sinks.transport import TransportConfig
 
@@ -82,6 +83,8 @@ class Settings(BaseModel):
     system_interval: float = Field(default=15.0, ge=0)
     pid: int | None = Field(default=None, gt=0)
     disk_path: str | None = None
+    patterns: str | None = None
+    pattern: list[str] = []
 
     @field_validator("pushgateway")
     @classmethod
@@ -109,6 +112,16 @@ class Settings(BaseModel):
     def _thresholds(cls, values: list[str]) -> list[str]:
         try:
             thresholds_from(values)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return values
+
+    @field_validator("pattern")
+    @classmethod
+    def _patterns(cls, values: list[str], info: ValidationInfo) -> list[str]:
+        """Every user pattern compiles, the file's and the command line's, before anything is read."""
+        try:
+            user_patterns.from_options(info.data.get("patterns"), values)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         return values

@@ -122,6 +122,11 @@ def load(path: str) -> list[Pattern]:
     return patterns
 
 
+def from_options(path: str | None, regexes: Sequence[str]) -> Patterns:
+    """``--patterns FILE``'s entries, then each ``--pattern REGEX`` (train phase); ValueError if one is bad."""
+    return Patterns([*(load(path) if path else ()), *(compile_pattern(text) for text in regexes)])
+
+
 def _combined(patterns: Sequence[Pattern]) -> re.Pattern[bytes] | None:
     """One regex that matches where any pattern does (their groups renamed apart), or None if it cannot be built."""
     if len(patterns) < 2:
