@@ -7,7 +7,7 @@
     0,7,,,0.1184
 
 The header row names the keys, so the parser of a file keeps it: one ``CsvLog`` per stream.
-A row whose cells are all names is a header (a logger that rewrites its file with new keys
+A row of two or more cells that are all names is a header (a logger that rewrites its file with new keys
 writes a new one); a row with another number of cells than its header is a bad row.
 """
 
@@ -50,9 +50,12 @@ class CsvLog:
         if not line or len(line) > MAX_LINE:
             return []
         text = line.decode("utf-8", "replace")
-        cells = next(csv.reader([text])) if '"' in text else text.split(",")
+        try:
+            cells = next(csv.reader([text])) if '"' in text else text.split(",")
+        except csv.Error as exc:
+            raise ValueError(f"bad CSV row: {exc}") from None
         cells = [cell.strip() for cell in cells]
-        if all(cell and not _is_number(cell) for cell in cells):
+        if len(cells) >= 2 and all(_is_name(cell) for cell in cells):
             self.keys = tuple(cells)
             return [Header(self.keys)]
         if self.keys is None:
@@ -67,6 +70,11 @@ class CsvLog:
         if not values and places["epoch"] is None:
             return []
         return [Row(values, places["epoch"], places["step"])]
+
+
+def _is_name(cell: str) -> bool:
+    """A header cell: a key, not a number, no blanks (which no logger's keys hold, and noise does)."""
+    return bool(cell) and not any(c.isspace() for c in cell) and not _is_number(cell)
 
 
 def _is_number(cell: str) -> bool:

@@ -70,8 +70,8 @@ def _match(found: re.Match[bytes], pattern: Pattern, number: int) -> Match:
     metrics: dict[str, float] = {}
     places: dict[str, int | None] = dict.fromkeys(PLACES)
     for name, text in found.groupdict().items():
-        if text is None:
-            continue
+        if not text:
+            continue  # a group that took part in no match, or matched nothing
         try:
             value = float(text)
         except ValueError:

@@ -26,6 +26,7 @@ _PAIR = rb"'([A-Za-z0-9_./-]{1,200})': (?:" + _VALUE + rb")"
 # The common shape, all values numbers or number strings: read by one regex, no eval.
 _FLAT = re.compile(rb"\{" + _PAIR + rb"(?:, " + _PAIR + rb")*\}")
 _PAIRS = re.compile(_PAIR)
+_BARE = re.compile(rb"(?<=: )([-+]?(?:nan|inf))(?=[,}])")
 MAX_DICT = 1 << 16
 _SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "+inf": math.inf, "+nan": math.nan, "-nan": math.nan}
 
@@ -62,6 +63,7 @@ def _fast(text: bytes) -> dict[str, float] | None:
 
 def _full(text: bytes) -> dict[str, float] | None:
     """Any dict literal: its number values and number strings; None if it is no dict literal."""
+    text = _BARE.sub(rb"'\1'", text)  # Python prints nan and inf bare, which are no literals
     try:
         value = ast.literal_eval(text.decode("utf-8"))
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, UnicodeDecodeError):
