@@ -231,6 +231,8 @@ def test_lightning_table_interrupted_or_wrapped() -> None:
     assert [r for line in plain for r in tables.parse(line.encode())] == [Results("test", {"test_loss": 0.25, "acc": 0.5})]
     cut = ["     Validate metric           DataLoader 0", "─" * 40, "        val_loss           0.25", "Traceback (most recent call last):"]
     assert [r for line in cut for r in tables.parse(line.encode())] == [] and not tables.open
+    endless = [b"     Test metric           DataLoader 0", *(b"k%d 1.0" % i for i in range(lightning_log.MAX_ROWS + 5))]
+    assert [r for line in endless for r in tables.parse(line)] == [] and not tables.open and tables.rows == {}
     # the stream parser reads the line that broke the table as any other line
     parse = parsers.stream_parser("auto", "stdin")
     assert [parse(line.encode())[0] for line in [*cut[:3], "[3]\tvalid_0-auc:0.5"]] == ["lightning", "lightning", "lightning", "xgboost"]

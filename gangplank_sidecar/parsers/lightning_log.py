@@ -32,6 +32,7 @@ _CELL = rb"[\s\xe2\x94\x82|]"  # blanks and rich's │ (UTF-8 e2 94 82) between 
 _ROW = re.compile(_CELL + rb"*([^\s\xe2\x94\x82|]{1,512})" + _CELL + rb"+(" + _NUMBER + rb")(?:" + _CELL + rb"+(?:" + _NUMBER + rb"))*" + _CELL + rb"*")
 _BORDER = set("─━┏┓┗┛┡┩└┘┳┻╇┴┼┬├┤═╞╡ \r".encode())  # rich's and plain boxes: UTF-8 bytes of the drawing characters
 MAX_LINE = 1 << 20
+MAX_ROWS = 1000  # a results table has a row per logged value: more is no table, and memory stays bounded
 NOT_METRICS = frozenset({"v_num"})
 
 
@@ -102,7 +103,7 @@ class Tables:
             self.stage, self.rows = None, {}
             return [results]
         row = _ROW.fullmatch(line) if len(line) <= 4096 else None
-        if row is None:
+        if row is None or len(self.rows) >= MAX_ROWS:
             self.stage, self.rows = None, {}  # not a table after all: whatever came is dropped
             return []
         self.rows[row[1].decode("utf-8", "replace")] = float(row[2])
