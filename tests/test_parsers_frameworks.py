@@ -403,3 +403,54 @@ def test_long_lines_take_bounded_time(line: bytes) -> None:
         except ValueError:
             pass
     assert time.perf_counter() - started < 5.0
+
+
+segments = st.lists(
+    st.sampled_from([b"Epoch ", b"1", b"12", b": ", b"100%", b"50%", b"|", b"##", b" 8/8", b"8/?", b" 4/8", b" [", b"00:00", b", ", b"loss=0.5",
+                     b"v_num=0", b"]", b"x", b" "]),
+    max_size=24,
+).map(b"".join)
+
+
+@given(st.lists(segments, max_size=5))
+@settings(max_examples=500, deadline=None)
+def test_lightning_byte_test_loses_no_bar(parts: list[bytes]) -> None:
+    """The byte test that skips segments short of their total keeps every segment the regex alone would take."""
+    line = b"\r".join(parts)
+    reference: dict[int, Bar] = {}
+    for segment in reversed(line.split(b"\r")):
+        start = segment.find(b"Epoch ")
+        bar = lightning_log._BAR.match(segment, start) if start >= 0 else None
+        if bar is not None and (bar[3] == b"?" or bar[2] == bar[3]) and int(bar[1]) not in reference:
+            reference[int(bar[1])] = Bar(int(bar[1]), lightning_log._postfix(bar[4]))
+    assert lightning_log.parse_bar(line) == [reference[epoch] for epoch in sorted(reference)]
+
+
+rounds = st.lists(st.sampled_from([b"[", b"3", b"]", b"\t", b"valid_0", b"-", b"'s ", b"auc", b":", b": ", b"0.5", b"+", b" + ", b"nan", b"x"]), max_size=20).map(b"".join)
+
+
+@given(rounds)
+@settings(max_examples=500, deadline=None)
+def test_boosting_byte_test_loses_no_round(line: bytes) -> None:
+    for parse, whole, pair, first in ((boosting.parse_xgboost, boosting._XGB_LINE, boosting._XGB, 1), (boosting.parse_lightgbm, boosting._LGB_LINE, boosting._LGB, 0)):
+        assert repr(parse(line)) == repr(boosting._parse(line, whole, pair, first))
+
+
+cells = st.lists(st.sampled_from(["epoch", "loss", "0", "1", "0.5", "", "nan", " 2 ", "x y", "a'b", "1e-3"]), min_size=1, max_size=6).map(",".join)
+
+
+@given(cells, cells)
+@settings(max_examples=500, deadline=None)
+def test_csv_split_equals_the_csv_module_without_quotes(header: str, row: str) -> None:
+    fast, full = CsvLog(), CsvLog()
+    for line in (header, row):
+        try:
+            got = fast.parse(line.encode())
+        except ValueError as exc:
+            got = str(exc)
+        full_line = '"' + line.replace(",", '","') + '"'  # the same cells, quoted: read by the csv module
+        try:
+            expected = full.parse(full_line.encode())
+        except ValueError as exc:
+            expected = str(exc)
+        assert repr(got) == repr(expected)
