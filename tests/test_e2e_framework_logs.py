@@ -179,3 +179,26 @@ def wait_for(gateway: Pushgateway, job: str, name: str, expected: float, timeout
             return True
         time.sleep(0.2)
     return False
+
+
+def test_a_metric_measured_some_epochs_is_only_recorded_for_those(tmp_path: Path) -> None:
+    """Validation every 2 epochs is 2 values in 4 epochs in the history, never carried into the others."""
+    import sqlite3
+
+    data = b"epoch,step,train_loss,val_loss\n0,9,0.9,\n1,19,0.8,0.85\n2,29,0.7,\n3,39,0.6,0.65\n"
+    path = tmp_path / "runs.db"
+    done = subprocess.run(
+        [*SIDECAR, "--quiet", "--system-interval", "0", "--db", str(path), "--format", "csv"], input=data, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    conn = sqlite3.connect(path)
+    try:
+        found = conn.execute("SELECT epoch, key, value FROM metrics ORDER BY epoch, key").fetchall()
+    finally:
+        conn.close()
+    assert found == [
+        (1, "train_loss", 0.9),
+        (2, "train_loss", 0.8), (2, "val_loss", 0.85),
+        (3, "train_loss", 0.7),
+        (4, "train_loss", 0.6), (4, "val_loss", 0.65),
+    ]  # fmt: skip

@@ -36,7 +36,11 @@ def _auto(line: bytes) -> Parsed:
         points = floydhub.parse(line)
         if points:
             return "floydhub", points
-    if keras_log.candidate(line):
+    if b"%|" in line:  # a tqdm bar, which Keras never draws: Lightning's, or a bar before a Trainer dict
+        bars = lightning_log.parse_bar(line)
+        if bars:
+            return "lightning", bars
+    elif keras_log.candidate(line):
         items = keras_log.parse(line)
         if items:
             return "keras", items
@@ -44,7 +48,7 @@ def _auto(line: bytes) -> Parsed:
         logs = transformers_log.parse(line)
         if logs:
             return "transformers", logs
-    if b"Epoch " in line:
+    if b"/? [" in line:  # a tqdm bar of unknown total
         bars = lightning_log.parse_bar(line)
         if bars:
             return "lightning", bars
