@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gangplank_sidecar.checks import thresholds_from
 from gangplank_sidecar.parsers import patterns as user_patterns
@@ -116,12 +116,21 @@ class Settings(BaseModel):
             raise ConfigError(str(exc)) from None
         return values
 
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_file(cls, path: str | None) -> str | None:
+        """The user patterns' file is read and each of its patterns compiled before anything is read."""
+        try:
+            user_patterns.from_options(path, [])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return path
+
     @field_validator("pattern")
     @classmethod
-    def _patterns(cls, values: list[str], info: ValidationInfo) -> list[str]:
-        """Every user pattern compiles, the file's and the command line's, before anything is read."""
+    def _patterns(cls, values: list[str]) -> list[str]:
         try:
-            user_patterns.from_options(info.data.get("patterns"), values)
+            user_patterns.from_options(None, values)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         return values

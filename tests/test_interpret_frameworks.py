@@ -131,3 +131,17 @@ def test_protocol_records_win_over_every_framework_text() -> None:
         b"[1]\ttraining's auc: 0.9",
     ]
     assert runs(feed([start, *text])) == [("run1", "train", None, None, None, {})]
+
+
+def test_a_csv_row_that_does_not_fit_is_counted_and_the_file_goes_on() -> None:
+    from gangplank_sidecar.pipeline import Pipeline
+    from gangplank_sidecar.selfmetrics import SelfMetrics
+
+    store, selfmetrics, reports = Store(), SelfMetrics(), []
+    pipeline = Pipeline(store, selfmetrics, reports.append)
+    for line in [b"epoch,loss", b"0,0.5", b"1,0.4,9", b"2", b"2,0.3"]:
+        pipeline.feed("/x/metrics.csv", line)
+    assert {fmt: n for fmt, n in selfmetrics.lines.by_format.items() if n} == {"csv": 3, "error": 2}
+    assert selfmetrics.lines.parse_errors == 2
+    assert reports == ["/x/metrics.csv:3: CSV row has 3 cells, its header 2", "/x/metrics.csv:4: CSV row has 1 cells, its header 2"]
+    assert runs(store) == [("run1", "train", 3, None, None, {"loss": 0.3})]
