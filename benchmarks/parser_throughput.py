@@ -5,8 +5,8 @@ progress lines, noise; three mixes, as one stream each) in the same run, in 64 K
 and echo to /dev/null. A third loop runs only the splitter and the parsers, to tell how the
 sidecar's time per line splits between parsing and the run state when a mix misses 2/3.
 Then one stream per framework format (transformers, Lightning, XGBoost, LightGBM, CSV, ``kv``,
-user patterns), each beside the bare loop. Then the real ``gangplank-sidecar`` command reads 100k and 1M lines, and its peak RSS is
-taken from the kernel (``wait4``). Run: ``.venv/bin/python benchmarks/parser_throughput.py``.
+user patterns), each beside the bare loop. Then the real ``gangplank-sidecar`` command reads
+100k and 1M lines, and its peak RSS is taken from the kernel (``wait4``). Run: ``.venv/bin/python benchmarks/parser_throughput.py``.
 """
 
 from __future__ import annotations
