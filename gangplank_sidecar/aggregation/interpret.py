@@ -222,7 +222,9 @@ class Interpreter:
         series = self.store.get(self._job(self._text_run), "train")
         return series if series is not None and series.run == self._text_run else None
 
-    def _placed(self, metrics: dict[str, float], epoch: int | None, step: int | None = None, new_run: bool = False, complete: bool = False) -> None:
+    def _placed(
+        self, metrics: dict[str, float], epoch: int | None, step: int | None = None, new_run: bool = False, complete: bool = False
+    ) -> None:
         """Values of epoch ``epoch`` (or of no epoch yet) in the training run; ``complete``: the epoch has all of them."""
         series = self._text_series("train", new_run=new_run)
         now = time.time()

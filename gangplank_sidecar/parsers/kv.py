@@ -31,17 +31,15 @@ def parse(line: bytes) -> list[Pairs]:
         return []
     metrics: dict[str, float] = {}
     for key, number in _PAIR.findall(line):
-        if number.lstrip(b"+-") in (b"", b"."):
-            continue
         try:
             value = float(number)
-        except ValueError:  # "1e5" fails the filter's own grouping only in forms float() refuses: none
+        except ValueError:  # the filter also takes "", "-" and "-e5": no numbers
             continue
         metrics[key.decode("ascii", "replace")] = value
     if not metrics:
         return []
     epoch, step = _index(metrics, "epoch"), _index(metrics, "step")
-    return [Pairs(metrics, epoch, step)] if metrics or epoch is not None or step is not None else []
+    return [Pairs(metrics, epoch, step)]
 
 
 def _index(metrics: dict[str, float], key: str) -> int | None:
