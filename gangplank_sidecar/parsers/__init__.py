@@ -20,7 +20,10 @@ OTHER: Parsed = ("other", ())
 
 
 def parse(line: bytes, fmt: str = "auto") -> Parsed:
-    """(format that recognised the line or "other", its items); ValueError for a bad record."""
+    """(format that recognised the line or "other", its items); ValueError for a bad record.
+
+    Line by line, without a stream's state: ``stream_parser`` also reads CSV files and Lightning's tables.
+    """
     return PARSERS[fmt](line)
 
 
@@ -92,11 +95,12 @@ PARSERS: dict[str, Callable[[bytes], Parsed]] = {
     "floydhub": _floydhub,
     "keras": _keras,
     "transformers": _one("transformers", transformers_log.parse),
+    "lightning": _one("lightning", lightning_log.parse_bar),
     "xgboost": _one("xgboost", boosting.parse_xgboost),
     "lightgbm": _one("lightgbm", boosting.parse_lightgbm),
     "kv": _one("kv", kv.parse),
 }
-"""The formats whose lines stand alone; ``stream_parser`` adds those that keep a stream's state."""
+"""Each format line by line; ``stream_parser`` adds the state a stream's lines share."""
 
 
 def stream_parser(fmt: str, source: str, patterns: Patterns | None = None) -> Callable[[bytes], Parsed]:
@@ -105,7 +109,7 @@ def stream_parser(fmt: str, source: str, patterns: Patterns | None = None) -> Ca
     if fmt == "csv" or (fmt == "auto" and source.endswith(".csv")):
         parse = _one("csv", csv_log.CsvLog().parse)
     elif fmt in ("auto", "lightning"):
-        parse = _with_tables(PARSERS["auto"] if fmt == "auto" else _one("lightning", lightning_log.parse_bar))
+        parse = _with_tables(PARSERS[fmt])
     else:
         parse = PARSERS[fmt]
     return parse if not patterns else _patterns_first(patterns, parse)
@@ -131,6 +135,8 @@ def _with_tables(parse: Callable[[bytes], Parsed]) -> Callable[[bytes], Parsed]:
 
 
 def _patterns_first(patterns: Patterns, parse: Callable[[bytes], Parsed]) -> Callable[[bytes], Parsed]:
+    """The user's patterns first, on every line: they describe the lines the formats do not read."""
+
     def parsed(line: bytes) -> Parsed:
         matches = patterns.parse(line)
         return ("patterns", matches) if matches else parse(line)
