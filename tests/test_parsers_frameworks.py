@@ -191,6 +191,7 @@ def test_csv_is_auto_only_for_files_named_csv_and_kv_never() -> None:
         (b"{'loss': 0.5, 'ep", []),
         (b"{'loss': 0.5, 'nested': {'a': 1}, 'tags': [1, 2], 'ok': True, 'name': 'bert', 'epoch': 2.0}", [Log({"loss": 0.5, "epoch": 2.0})]),
         (b"{'loss': 0.5}", []),  # no epoch, no eval_*: somebody's dict
+        (b"{'eval_acc': np.float64(0.75), 'eval_n': np.int64(3), 'epoch': 1.0}", [Log({"eval_acc": 0.75, "eval_n": 3.0, "epoch": 1.0})]),
         (b"{'eval_accuracy': 0.75}", [Log({"eval_accuracy": 0.75})]),
         (b"{'loss': __import__('os').system('true'), 'epoch': 1}", []),
         (b"{'epoch': 1e999999}", [Log({"epoch": INF})]),

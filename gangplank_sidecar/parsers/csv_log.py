@@ -64,8 +64,11 @@ class CsvLog:
             raise ValueError(f"CSV row has {len(cells)} cells, its header {len(self.keys)}")
         values: dict[str, float] = {}
         for key, cell in zip(self.keys, cells):
-            if cell and _is_number(cell):
-                values[key] = float(cell)
+            if cell:
+                try:
+                    values[key] = float(cell)
+                except ValueError:
+                    continue  # text in a metrics file: no metric
         places = {key: _index(values.pop(key, None)) for key in PLACES}
         if not values and places["epoch"] is None:
             return []

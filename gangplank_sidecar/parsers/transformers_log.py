@@ -27,6 +27,7 @@ _PAIR = rb"'([A-Za-z0-9_./-]{1,200})': (?:" + _VALUE + rb")"
 _FLAT = re.compile(rb"\{" + _PAIR + rb"(?:, " + _PAIR + rb")*\}")
 _PAIRS = re.compile(_PAIR)
 _BARE = re.compile(rb"(?<=: )([-+]?(?:nan|inf))(?=[,}])")
+_NUMPY = re.compile(rb"np\.(?:float|int|uint)(?:16|32|64)\(([^()]{0,64})\)")
 MAX_DICT = 1 << 16
 _SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "+inf": math.inf, "+nan": math.nan, "-nan": math.nan}
 
@@ -63,6 +64,7 @@ def _fast(text: bytes) -> dict[str, float] | None:
 
 def _full(text: bytes) -> dict[str, float] | None:
     """Any dict literal: its number values and number strings; None if it is no dict literal."""
+    text = _NUMPY.sub(rb"\1", text)  # NumPy 2 prints its scalars as np.float64(0.5)
     text = _BARE.sub(rb"'\1'", text)  # Python prints nan and inf bare, which are no literals
     try:
         value = ast.literal_eval(text.decode("utf-8"))
