@@ -4,8 +4,9 @@ Both read the same file of lines (emitter records, FloydHub lines, Keras 3 and K
 progress lines, noise; three mixes, as one stream each) in the same run, in 64 KiB chunks,
 and echo to /dev/null. A third loop runs only the splitter and the parsers, to tell how the
 sidecar's time per line splits between parsing and the run state when a mix misses 2/3.
-Then the real ``gangplank-sidecar`` command reads 100k and 1M lines, and its peak RSS is
-taken from the kernel (``wait4``). Run: ``.venv/bin/python benchmarks/parser_throughput.py``.
+Then one stream per framework format (transformers, Lightning, XGBoost, LightGBM, CSV, ``kv``,
+user patterns), each beside the bare loop. Then the real ``gangplank-sidecar`` command reads
+100k and 1M lines, and its peak RSS is taken from the kernel (``wait4``). Run: ``.venv/bin/python benchmarks/parser_throughput.py``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from gangplank_sidecar import parsers
 from gangplank_sidecar.aggregation.state import Store
+from gangplank_sidecar.parsers.patterns import from_options
 from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.selfmetrics import SelfMetrics
 from gangplank_sidecar.sources.stdin import CHUNK, Echo, pump
@@ -185,6 +187,66 @@ def peak_rss_mib(path: Path) -> float:
     return peak
 
 
+# One stream per framework format: half noise, one epoch per 1,000 lines, the lines in between
+# what the framework prints between epochs (logging steps, bar updates, near misses). A CSV
+# file holds no noise: its stream is step rows and one epoch row per 1,000.
+FRAMEWORK_STREAMS = {  # name -> (--format, stream name, --pattern regexes)
+    "transformers": ("auto", "bench", ()),
+    "lightning": ("auto", "bench", ()),
+    "xgboost": ("auto", "bench", ()),
+    "lightgbm": ("auto", "bench", ()),
+    "csv": ("auto", "bench/metrics.csv", ()),
+    "kv": ("kv", "bench", ()),
+    "patterns": ("auto", "bench", (r"^iter (?P<step>\d+) loss (?P<loss>\S+)$", r"^epoch (?P<epoch>\d+) val (?P<val_loss>\S+)$", r"^TEST (?P<acc>\S+)$")),
+}
+
+
+def framework_lines(kind: str, count: int, seed: int = 0) -> Iterator[str]:
+    rng = random.Random(seed)
+    tqdm = "\r 33%|███▎      | 4/12 [00:01<00:03,  2.46it/s]"
+    for i in range(count):
+        epoch, loss = i // 1000, rng.random()
+        end = i % 1000 == 999
+        if kind == "csv":
+            yield "epoch,step,train_loss_epoch,train_loss_step,val_loss" if i == 0 else (
+                f"{epoch},{i},{loss},,{loss}" if end else f"{epoch},{i},,{loss},"
+            )
+        elif i % 2 == 0 and not end:
+            yield f"2025-11-25 10:15:{i % 60:02d} INFO loader: batch {i} of shard {i % 7} prefetched in {loss:.3f} ms"
+        elif kind == "transformers":
+            yield (
+                f"{tqdm}\r                  \r{{'eval_loss': '{loss:.4g}', 'eval_runtime': '0.0976', 'epoch': '{epoch + 1}'}}" if end
+                else f"{tqdm}\r                  \r{{'loss': '{loss:.4g}', 'grad_norm': '0.2171', 'learning_rate': '0.00075', 'epoch': '{epoch + i % 1000 / 1000:.4g}'}}"
+                if i % 10 == 1 else tqdm
+            )
+        elif kind == "lightning":
+            bar = f"Epoch {epoch}: {{}}%|█████     | {{}}/500 [00:00<00:00, 717.17it/s, v_num=0, train_loss_step={loss:.3g}]"
+            yield "\r" + bar.format(100, 500)[:-1] + f", val_loss={loss:.3g}]" if end else "\r" + bar.format(50, 250) + "\r" + bar.format(51, 255)
+        elif kind == "xgboost":
+            yield f"[{epoch}]\tvalidation_0-logloss:{loss:.5f}\tvalidation_1-logloss:{loss:.5f}" if end else f"[10:15:{i % 60:02d}] WARNING: iteration {i} is slow"
+        elif kind == "lightgbm":
+            yield f"[{epoch + 1}]\ttraining's auc: {loss:g}\tvalid_1's binary_logloss: {loss:g}" if end else f"[LightGBM] [Info] Number of data points: {i}"
+        elif kind == "kv":
+            yield f"epoch={epoch + 1} loss={loss:.4f} val_loss={loss:.4f}" if end else f"step={i} loss={loss:.4f} lr=1e-3"
+        else:
+            yield f"epoch {epoch + 1} val {loss:.4f}" if end else f"iter {i} loss {loss:.4f}"
+
+
+def framework_loop(fmt: str, source: str, regexes: tuple[str, ...]) -> Callable[[Path], int]:
+    """``sidecar_loop`` for one framework stream: its format, stream name and user patterns."""
+
+    def loop(path: Path) -> int:
+        store, selfmetrics = Store(), SelfMetrics()
+        pipeline = Pipeline(store, selfmetrics, report=lambda message: None, fmt=fmt, patterns=from_options(None, regexes))
+        with open(os.devnull, "wb") as out:
+            fd = os.open(path, os.O_RDONLY)
+            pump(fd, source, pipeline.feed, Echo(out, report=lambda message: None))
+            os.close(fd)
+        return sum(selfmetrics.lines.by_format.values())
+
+    return loop
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=500_000)
@@ -200,6 +262,13 @@ def main() -> None:
             print(f"  gangplank-sidecar:         {sidecar:10,.0f} lines/s   ratio {sidecar / bare:.2f}")
             if sidecar / bare < TARGET:
                 print(shortfall(mix, bare, rate(parse_loop, path, args.repeat), sidecar))
+        for kind, (fmt, source, regexes) in FRAMEWORK_STREAMS.items():
+            path = Path(tmp) / f"{kind}.log"
+            path.write_text("".join(line + "\n" for line in framework_lines(kind, args.lines)), encoding="utf-8")
+            bare, sidecar = rate(bare_loop, path, args.repeat), rate(framework_loop(fmt, source, regexes), path, args.repeat)
+            print(f"{args.lines} lines ({kind} stream, {path.stat().st_size / 2**20:.0f} MiB): bare loop {bare:10,.0f} lines/s, "
+                  f"gangplank-sidecar {sidecar:10,.0f} lines/s, ratio {sidecar / bare:.2f}")
+            path.unlink()
         for count in (100_000, 1_000_000):
             path = Path(tmp) / f"rss{count}.log"
             write(path, count)

@@ -21,6 +21,7 @@ from prometheus_client import disable_created_metrics
 
 from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.checks import thresholds_from
+from gangplank_sidecar.parsers import patterns as user_patterns
 from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.runs import db as history_db
 from gangplank_sidecar.selfmetrics import SelfMetrics
@@ -79,7 +80,8 @@ class Sidecar:
         self.store = Store()
         self.selfmetrics = SelfMetrics()
         self.pipeline = Pipeline(
-            self.store, self.selfmetrics, report, fmt=s.format, job=s.job, thresholds=thresholds_from(s.check_threshold)
+            self.store, self.selfmetrics, report, fmt=s.format, job=s.job, thresholds=thresholds_from(s.check_threshold),
+            patterns=user_patterns.from_options(s.patterns, s.pattern),
         )
         try:
             if s.pushgateway:

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flush-timeout", type=float, metavar="SECONDS", help="time to deliver the final state [GANGPLANK_FLUSH_TIMEOUT]")
     add_delivery_options(p)
     p.add_argument("--format", choices=parsers.FORMATS, default="auto", help="input format (default: auto)")
+    p.add_argument("--patterns", metavar="FILE", help="YAML list of {match: REGEX, phase: train|test}, tried before the formats [GANGPLANK_PATTERNS]")
+    p.add_argument("--pattern", action="append", default=[], metavar="REGEX", help="a pattern whose named groups are metrics (epoch, step place them; repeatable)")
     p.add_argument("--state-file", metavar="PATH", help="where to keep the positions in the FILEs [GANGPLANK_STATE_FILE]")
     p.add_argument("--exit-on-end", action="store_true", help="stop following once every run in the FILEs has ended")
     p.add_argument("--db", metavar="PATH", help="run history database (default: $XDG_DATA_HOME/gangplank/runs.db) [GANGPLANK_DB]")
@@ -148,6 +150,8 @@ def settings_from(argv: Sequence[str]) -> Settings:
             system_interval=15.0 if interval is None else interval,
             pid=args.pid,
             disk_path=args.disk_path,
+            patterns=args.patterns or env("GANGPLANK_PATTERNS"),
+            pattern=args.pattern,
             **delivery_from(args),
         )
     except ValidationError as exc:

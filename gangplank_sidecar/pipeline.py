@@ -12,6 +12,7 @@ from gangplank_sidecar import parsers
 from gangplank_sidecar.aggregation.interpret import Interpreter
 from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.checks import Thresholds
+from gangplank_sidecar.parsers.patterns import Patterns
 from gangplank_sidecar.parsers.protocol import UnknownVersion
 from gangplank_sidecar.selfmetrics import SelfMetrics
 from gangplank_sidecar.sources.lines import OVERSIZED
@@ -37,6 +38,7 @@ class Pipeline:
         fmt: str = "auto",
         job: str | None = None,
         thresholds: Thresholds | None = None,
+        patterns: Patterns | None = None,
     ) -> None:
         self.store = store
         self.thresholds = thresholds
@@ -44,13 +46,14 @@ class Pipeline:
         self.report = report
         self.fmt = fmt
         self.job = job
+        self.patterns = patterns
         self._streams: dict[str, _Stream] = {}
         self._versions_reported: set[object] = set()
         self._counts = selfmetrics.lines
 
     def _stream(self, name: str) -> _Stream:
         interpreter = Interpreter(self.store, name, self.job, self.report, self.thresholds)
-        stream = self._streams[name] = _Stream(interpreter, parsers.PARSERS[self.fmt])
+        stream = self._streams[name] = _Stream(interpreter, parsers.stream_parser(self.fmt, name, self.patterns))
         return stream
 
     def feed(self, source: str, line: bytes) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 
-FORMATS = ("gangplank", "floydhub", "keras", "other", "error")
+FORMATS = ("gangplank", "floydhub", "keras", "transformers", "lightning", "xgboost", "lightgbm", "csv", "kv", "patterns", "other", "error")
 
 
 class LineCounts:

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gangplank_sidecar.checks import thresholds_from
+from gangplank_sidecar.parsers import patterns as user_patterns
 from gangplank_sidecar.sinks.pushgateway import Retry
 from gangplank_sidecar.sinks.transport import TransportConfig
 
@@ -84,6 +85,8 @@ class Settings(BaseModel):
     system_interval: float = Field(default=15.0, ge=0)
     pid: int | None = Field(default=None, gt=0)
     disk_path: str | None = None
+    patterns: str | None = None
+    pattern: list[str] = []
 
     @field_validator("pushgateway")
     @classmethod
@@ -111,6 +114,25 @@ class Settings(BaseModel):
     def _thresholds(cls, values: list[str]) -> list[str]:
         try:
             thresholds_from(values)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return values
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_file(cls, path: str | None) -> str | None:
+        """The user patterns' file is read and each of its patterns compiled before anything is read."""
+        try:
+            user_patterns.from_options(path, [])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return path
+
+    @field_validator("pattern")
+    @classmethod
+    def _patterns(cls, values: list[str]) -> list[str]:
+        try:
+            user_patterns.from_options(None, values)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         return values

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from gangplank_sidecar import checks
 from gangplank_sidecar.aggregation.state import DEFAULT_JOB, Series, Store
-from gangplank_sidecar.parsers import floydhub, keras_log, protocol
+from gangplank_sidecar.parsers import boosting, csv_log, floydhub, keras_log, kv, lightning_log, patterns, protocol, transformers_log
 
 Report = Callable[[str], None]
 
@@ -54,6 +54,18 @@ class Interpreter:
             self._header(item)
         elif isinstance(item, keras_log.Result):
             self._result(item)
+        elif isinstance(item, transformers_log.Log):
+            self._trainer_log(item)
+        elif isinstance(item, lightning_log.Bar):
+            self._bar(item)
+        elif isinstance(item, lightning_log.Results):
+            self._evaluate(item.metrics, end_training=True)
+        elif isinstance(item, boosting.Round):
+            self._round(item)
+        elif isinstance(item, csv_log.Row):
+            self._csv_row(item)
+        elif isinstance(item, (kv.Pairs, patterns.Match)):
+            self._pairs(item)
 
     def _job(self, run: str, named: str | None = None) -> str:
         job = self.job_override or named or self._jobs.get(run) or DEFAULT_JOB
@@ -198,6 +210,126 @@ class Interpreter:
         if epoch is None or epoch >= (series.planned_epochs or 0):
             self._trained = True
             self._update(series, "end", _ended)
+
+    # The frameworks' logs (design.md section 8). Their epochs are completed epochs counted from 1
+    # here; values that come in pieces (bars, sparse CSV rows, one dict a logging step) build up
+    # their epoch, whose checks run once it is complete, as FloydHub's do.
+
+    def _train_series(self) -> Series | None:
+        """This stream's current text run's training series, if it has one."""
+        if self._text_run is None:
+            return None
+        series = self.store.get(self._job(self._text_run), "train")
+        return series if series is not None and series.run == self._text_run else None
+
+    def _placed(
+        self, metrics: dict[str, float], epoch: int | None, step: int | None = None, new_run: bool = False, complete: bool = False
+    ) -> None:
+        """Values of epoch ``epoch`` (or of no epoch yet) in the training run; ``complete``: the epoch has all of them."""
+        series = self._text_series("train", new_run=new_run)
+        now = time.time()
+
+        def change(s: Series) -> None:
+            if epoch is not None and s.epoch is not None and epoch != s.epoch:
+                s.settled()  # the previous epoch is complete: its checks see all its values
+            if epoch is not None:
+                s.epoch = epoch
+                s.settle = None if complete else self._check_epoch
+            if step is not None:
+                s.step = step
+            s.observe(metrics, s.epoch)
+            s.time = now
+
+        self._update(series, "epoch" if epoch is not None else "step", change, check=complete)
+
+    def _evaluate(self, metrics: dict[str, float], elapsed: float | None = None, end_training: bool = False) -> None:
+        """An evaluation after training (or with none): the test phase; ``end_training`` says the fit is over."""
+        train = self._train_series()
+        if end_training and train is not None and train.status is None:
+            self._trained = True
+            self._update(train, "end", _ended)
+        series = self._text_series("test")
+        now = time.time()
+
+        def evaluate(s: Series) -> None:
+            s.observe(metrics, None)
+            if elapsed is not None:
+                s.elapsed = elapsed
+            s.time = now
+
+        self._update(series, "evaluate", evaluate)
+        self._update(series, "end", _ended)
+
+    def _trainer_log(self, log: transformers_log.Log) -> None:
+        """A Trainer dict: training values, a validation (eval_* -> val_*), the fit's summary, or a test."""
+        metrics = dict(log.metrics)
+        epoch = _whole(metrics.pop("epoch", None))
+        train = self._train_series()
+        if "train_runtime" in metrics:
+            elapsed = metrics.pop("train_runtime")
+            series = self._text_series("train")
+
+            def summary(s: Series) -> None:
+                s.observe(metrics, s.epoch)
+                s.elapsed = elapsed if elapsed >= 0 else None
+                s.time = time.time()
+
+            self._update(series, "epoch" if epoch else "step", summary, check=False)  # its epoch was checked
+            self._trained = True
+            self._update(series, "end", _ended)
+        elif any(key.startswith("eval_") for key in metrics):
+            if self._trained or train is None:
+                values = {key.removeprefix("eval_"): value for key, value in metrics.items()}
+                runtime = values.pop("runtime", None)
+                self._evaluate(values, runtime if runtime is not None and runtime >= 0 else None)
+            else:
+                self._placed({"val_" + key.removeprefix("eval_"): value for key, value in metrics.items()}, epoch or None)
+        else:
+            restart = self._trained or (epoch is not None and train is not None and train.epoch is not None and epoch < train.epoch)
+            self._placed(metrics, epoch or None, new_run=restart)
+
+    def _bar(self, bar: lightning_log.Bar) -> None:
+        """Lightning's bar for epoch N (from 0): epoch N+1's values so far; back at an earlier epoch, a new fit."""
+        train = self._train_series()
+        epoch = bar.epoch + 1
+        restart = self._trained or (train is not None and train.epoch is not None and epoch < train.epoch)
+        self._placed(bar.metrics, epoch, new_run=restart)
+
+    def _round(self, found: boosting.Round) -> None:
+        """A boosting round is a whole epoch; back at round one, a new training; an earlier round again
+        (LightGBM's early stopping prints the best one at the end) changes nothing."""
+        train = self._train_series()
+        done = train.epoch if train is not None and train.epoch is not None else 0
+        if found.rounds <= done and found.rounds != 1:
+            return
+        self._placed(found.metrics, found.rounds, new_run=found.rounds <= done, complete=True)
+
+    def _csv_row(self, row: csv_log.Row) -> None:
+        """A row updates its epoch (from 0); a row of an earlier epoch was read before (a logger rewrote its file)."""
+        train = self._train_series()
+        epoch = None if row.epoch is None else row.epoch + 1
+        if epoch is not None and train is not None and train.epoch is not None and epoch < train.epoch:
+            return
+        self._placed(row.metrics, epoch, row.step)
+
+    def _pairs(self, found: kv.Pairs | patterns.Match) -> None:
+        """``name=value`` pairs or a user pattern's groups: the epoch and step as printed."""
+        if isinstance(found, patterns.Match) and found.phase == "test":
+            self._evaluate(found.metrics)
+            return
+        train = self._train_series()
+        back = train is not None and (
+            (found.epoch is not None and train.epoch is not None and found.epoch < train.epoch)
+            or (found.step is not None and train.step is not None and found.step < train.step)
+        )
+        self._placed(found.metrics, found.epoch, found.step, new_run=back or self._trained)
+
+
+def _whole(epoch: float | None) -> int | None:
+    """Whole epochs reached, from the Trainer's fractional epoch."""
+    if epoch is None or not 0 <= epoch <= 1e9:
+        return None
+    return int(epoch)
 
 
 def _ended(series: Series) -> None:

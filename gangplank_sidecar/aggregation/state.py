@@ -43,6 +43,10 @@ class Series:
     framework: str | None = None
     planned_epochs: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    # The values measured at ``measured_epoch`` only: a metric a framework measures some epochs
+    # (validation every 4 epochs) is not carried into the history rows of the others.
+    measured: dict[str, float] = field(default_factory=dict)
+    measured_epoch: int | None = None
     names: Names = field(default_factory=Names)
     best: dict[str, tuple[float, int | None]] = field(default_factory=dict)
     epoch: int | None = None
@@ -71,6 +75,9 @@ class Series:
         """
         self.names.learn(metrics)
         self.metrics.update(metrics)
+        if epoch != self.measured_epoch:
+            self.measured, self.measured_epoch = {}, epoch
+        self.measured.update(metrics)
         if not best:
             return
         bests = self.best

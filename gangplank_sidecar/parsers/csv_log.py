@@ -1,0 +1,94 @@
+"""Metrics CSV files as training writes them: Keras' CSVLogger and Lightning's CSVLogger ``metrics.csv``.
+
+    epoch,accuracy,loss,val_accuracy,val_loss          (Keras: one row per epoch, epochs from 0)
+    0,0.4572,1.7891,0.7417,1.1537
+    epoch,step,train_loss_epoch,train_loss_step,val_loss    (Lightning: sparse rows, epochs from 0)
+    0,1,,0.5312,
+    0,7,,,0.1184
+
+The header row names the keys, so the parser of a file keeps it: one ``CsvLog`` per stream.
+A row of two or more cells that are all names is a header (a logger that rewrites its file with new keys
+writes a new one); a row with another number of cells than its header is a bad row.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+
+MAX_LINE = 1 << 16
+MAX_INDEX = 10**9
+PLACES = ("epoch", "step")
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The keys of the rows that follow."""
+
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One row's values; ``epoch`` (from 0) and ``step`` as the logger wrote them, if it did."""
+
+    metrics: dict[str, float]
+    epoch: int | None
+    step: int | None
+
+
+class CsvLog:
+    """The parser of one CSV file: it remembers the file's header."""
+
+    def __init__(self) -> None:
+        self.keys: tuple[str, ...] | None = None
+
+    def parse(self, line: bytes) -> list[Header | Row]:
+        """The header or the row on ``line``; ValueError for a row that does not fit its header."""
+        line = line.rstrip(b"\r\n")
+        if not line or len(line) > MAX_LINE:
+            return []
+        text = line.decode("utf-8", "replace")
+        try:
+            cells = next(csv.reader([text])) if '"' in text else text.split(",")
+        except csv.Error as exc:
+            raise ValueError(f"bad CSV row: {exc}") from None
+        cells = [cell.strip() for cell in cells]
+        if len(cells) >= 2 and all(_is_name(cell) for cell in cells):
+            self.keys = tuple(cells)
+            return [Header(self.keys)]
+        if self.keys is None:
+            return []
+        if len(cells) != len(self.keys):
+            raise ValueError(f"CSV row has {len(cells)} cells, its header {len(self.keys)}")
+        values: dict[str, float] = {}
+        for key, cell in zip(self.keys, cells):
+            if cell:
+                try:
+                    values[key] = float(cell)
+                except ValueError:
+                    continue  # text in a metrics file: no metric
+        places = {key: _index(values.pop(key, None)) for key in PLACES}
+        if not values and places["epoch"] is None:
+            return []
+        return [Row(values, places["epoch"], places["step"])]
+
+
+def _is_name(cell: str) -> bool:
+    """A header cell: a key, not a number, no blanks (which no logger's keys hold, and noise does)."""
+    return bool(cell) and not any(c.isspace() for c in cell) and not _is_number(cell)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _index(value: float | None) -> int | None:
+    if value is None or not math.isfinite(value) or value != int(value) or not 0 <= value <= MAX_INDEX:
+        return None
+    return int(value)

@@ -1,0 +1,100 @@
+"""The dicts transformers' Trainer prints at each logging step, evaluation and the end of training.
+
+    {'loss': '0.6931', 'grad_norm': '1.234', 'learning_rate': '0.0009', 'epoch': '0.5'}     (5.x: .4g strings)
+    {'loss': 0.6931, 'grad_norm': 1.2341, 'learning_rate': 0.0009, 'epoch': 0.5}            (4.x, or PrinterCallback)
+    {'eval_loss': 0.69, 'eval_runtime': 0.01, ..., 'epoch': 1.0}
+    {'train_runtime': 1.23, 'train_samples_per_second': 78.0, ..., 'train_loss': 0.69, 'epoch': 3.0}
+
+They are Python reprs, not JSON, and with tqdm bars on the same stream (``2>&1``) they follow
+the bar's ``\\r`` and cursor moves: only what a terminal finally shows is read. A dict is the
+Trainer's when it has an ``epoch`` or an ``eval_*`` key. Values that are not numbers (nested
+dicts, lists, text) are skipped; which dict is training, validation or a test is the
+interpreter's call.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from dataclasses import dataclass
+
+_ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_NUMBER = rb"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
+_VALUE = rb"'(" + _NUMBER + rb")'|(" + _NUMBER + rb")"
+_PAIR = rb"'([A-Za-z0-9_./-]{1,200})': (?:" + _VALUE + rb")"
+# The common shape, all values numbers or number strings: read by one regex, no eval.
+_FLAT = re.compile(rb"\{" + _PAIR + rb"(?:, " + _PAIR + rb")*\}")
+_PAIRS = re.compile(_PAIR)
+_BARE = re.compile(rb"(?<=: )([-+]?(?:nan|inf))(?=[,}])")
+_NUMPY = re.compile(rb"np\.(?:float|int|uint)(?:16|32|64)\(([^()]{0,64})\)")
+MAX_DICT = 1 << 16
+_SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "+inf": math.inf, "+nan": math.nan, "-nan": math.nan}
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """One printed dict's numeric values, keys as the Trainer wrote them (``epoch`` included)."""
+
+    metrics: dict[str, float]
+
+
+def candidate(line: bytes) -> bool:
+    return b"{'" in line and b"}" in line
+
+
+def parse(line: bytes) -> list[Log]:
+    if not candidate(line):
+        return []
+    text = _final_segment(line)
+    if not (text.startswith(b"{'") and text.endswith(b"}")) or len(text) > MAX_DICT:
+        return []
+    metrics = _fast(text)
+    if metrics is None:
+        metrics = _full(text)
+    return [Log(metrics)] if metrics is not None and _trainers(metrics) else []
+
+
+def _fast(text: bytes) -> dict[str, float] | None:
+    """The values of a flat dict of numbers by regex; None for any other shape."""
+    if _FLAT.fullmatch(text) is None:
+        return None
+    return {key.decode(): _number((quoted or bare).decode()) for key, quoted, bare in _PAIRS.findall(text)}
+
+
+def _full(text: bytes) -> dict[str, float] | None:
+    """Any dict literal: its number values and number strings; None if it is no dict literal."""
+    text = _NUMPY.sub(rb"\1", text)  # NumPy 2 prints its scalars as np.float64(0.5)
+    text = _BARE.sub(rb"'\1'", text)  # Python prints nan and inf bare, which are no literals
+    try:
+        value = ast.literal_eval(text.decode("utf-8"))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, UnicodeDecodeError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    metrics = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or isinstance(item, bool):
+            continue
+        if isinstance(item, (int, float)):
+            metrics[key] = float(item)
+        elif isinstance(item, str) and re.fullmatch(_NUMBER.decode(), item):
+            metrics[key] = _number(item)
+    return metrics
+
+
+def _number(text: str) -> float:
+    return _SPECIAL[text] if text in _SPECIAL else float(text)
+
+
+def _trainers(metrics: dict[str, float]) -> bool:
+    return "epoch" in metrics or any(key.startswith("eval_") for key in metrics)
+
+
+def _final_segment(line: bytes) -> bytes:
+    """What is left on screen after the last ``\\r``, without cursor moves or colours."""
+    line = line.rstrip(b"\r\n")
+    segment = line[line.rfind(b"\r") + 1 :]
+    if b"\x1b" in segment:
+        segment = _ANSI.sub(b"", segment)
+    return segment.strip()

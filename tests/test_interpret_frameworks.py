@@ -1,0 +1,147 @@
+"""Framework logs in the per-stream interpreter: phases, names, epoch counting and runs (design.md section 8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gangplank_sidecar import parsers
+from gangplank_sidecar.aggregation.interpret import Interpreter
+from gangplank_sidecar.aggregation.state import Store
+from gangplank_sidecar.parsers.patterns import Patterns, compile_pattern
+
+FRAMEWORKS = Path(__file__).parent / "fixtures" / "frameworks"
+
+
+def feed(lines: list[bytes], fmt: str = "auto", source: str = "stdin", patterns: Patterns | None = None) -> Store:
+    store = Store()
+    interpreter = Interpreter(store, source, None, lambda message: None)
+    parse = parsers.stream_parser(fmt, source, patterns)
+    for line in lines:
+        for item in parse(line)[1]:
+            interpreter.apply(item)
+    return store
+
+
+def capture(name: str) -> list[bytes]:
+    return (FRAMEWORKS / name).read_bytes().split(b"\n")
+
+
+def runs(store: Store) -> list[tuple[str, str, int | None, str | None, float | None, dict[str, float]]]:
+    """Every series (finished ones first) as (run, phase, epoch, status, elapsed, metrics); runs numbered by first appearance."""
+    ids: dict[str, str] = {}
+    return [
+        (ids.setdefault(s.run, f"run{len(ids) + 1}"), s.phase, s.epoch, s.status, s.elapsed, s.metrics)
+        for s in store.all_runs()
+    ]
+
+
+def test_transformers_eval_is_validation_during_training_and_a_test_after_it() -> None:
+    (train, test) = runs(feed(capture("transformers_notqdm.log")))
+    assert train == ("run1", "train", 3, "ok", 3.062, {
+        "loss": 0.6892, "grad_norm": 0.6027, "learning_rate": 8.333e-05,
+        "val_loss": 0.6912, "val_runtime": 0.1015, "val_samples_per_second": 157.7, "val_steps_per_second": 19.71,
+        "train_samples_per_second": 31.35, "train_steps_per_second": 3.919, "train_loss": 0.6923,
+    })  # fmt: skip
+    assert test == ("run1", "test", None, "ok", 0.0944, {"loss": 0.6912, "samples_per_second": 169.5, "steps_per_second": 21.18})
+
+
+def test_transformers_epochs_are_whole_epochs_reached_and_a_new_fit_is_a_new_run() -> None:
+    lines = [
+        b"{'eval_loss': 0.9, 'eval_runtime': 0.5}",  # evaluate() before training: a test
+        b"{'loss': 0.8, 'epoch': 0.5}",
+        b"{'loss': 0.7, 'epoch': 0.99}",
+        b"{'loss': 0.6, 'epoch': 1.5}",
+        b"{'loss': 0.5, 'epoch': 0.5}",  # back at an earlier epoch: another fit
+        b"{'eval_loss': 0.4, 'epoch': 1.0}",
+    ]
+    assert runs(feed(lines)) == [
+        ("run1", "train", 1, None, None, {"loss": 0.6}),
+        ("run1", "test", None, "ok", 0.5, {"loss": 0.9}),
+        ("run2", "train", 1, None, None, {"loss": 0.5, "val_loss": 0.4}),
+    ]
+
+
+def test_transformers_validation_goes_through_the_checks() -> None:
+    lines = [b"{'loss': 0.8, 'epoch': 1.0}", b"{'eval_loss': nan, 'epoch': 1.0}"]
+    (series,) = feed(lines).all_runs()
+    assert series.checks["non_finite"].message == "non-finite val_loss=NaN at epoch 1"
+
+
+def test_lightning_epochs_count_from_zero_and_tables_are_tests() -> None:
+    lines = capture("lightning_tqdm.log")
+    assert runs(feed(lines)) == [
+        ("run1", "train", 3, "ok", None, {"train_loss_step": 0.0136, "val_loss": 0.0161, "train_loss_epoch": 0.024}),
+        ("run1", "test", None, "ok", None, {"val_loss": 0.01607692614197731, "test_loss": 0.01607692614197731}),
+    ]
+    again = feed(lines + [b"\rEpoch 0: 100%|##| 8/8 [00:00<00:00, v_num=1, train_loss_step=0.5]"])
+    assert [(run, phase, epoch) for run, phase, epoch, *_ in runs(again)] == [
+        ("run1", "train", 3), ("run2", "train", 1), ("run1", "test", None)
+    ]
+
+
+def test_boosting_rounds_are_epochs_and_round_one_again_is_a_new_run() -> None:
+    lines = capture("xgboost_sklearn.log") + capture("xgboost_train.log")
+    assert runs(feed(lines)) == [
+        ("run1", "train", 12, None, None, {"validation_0_logloss": 0.07598, "validation_0_auc": 0.99821, "validation_1_logloss": 0.12045, "validation_1_auc": 0.99486}),
+        ("run2", "train", 8, None, None, {"train_error": 0.01759, "eval_error": 0.04678}),
+    ]
+
+
+def test_lightgbm_best_round_printed_again_changes_nothing() -> None:
+    ((_, _, epoch, _, _, metrics),) = runs(feed(capture("lightgbm_early_stopping.log")))
+    assert (epoch, metrics["valid_1_binary_logloss"]) == (20, 0.0754937)
+    (series,) = feed(capture("lightgbm_early_stopping.log")).all_runs()
+    assert series.best["valid_1_auc"] == (0.997795, 17)
+
+
+def test_csv_rows_update_their_epoch_and_a_rewritten_file_is_the_same_run() -> None:
+    rows = capture("lightning_metrics.csv")
+    store = feed(rows[:19] + rows[:7], source="/runs/version_0/metrics.csv")  # Lightning rewrote the file with a new header
+    assert runs(store) == [
+        ("run1", "train", 3, None, None, {
+            "train_loss_step": 0.013573826290667057, "val_loss": 0.01607692614197731, "train_loss_epoch": 0.023963581770658493,
+        }),
+    ]  # fmt: skip
+    (series,) = store.all_runs()
+    assert (series.step, series.best["train_loss_step"]) == (23, (0.009142225608229637, 3))
+    keras = runs(feed(capture("keras_csvlogger.csv"), "csv"))
+    assert [(epoch, metrics["val_loss"]) for _, _, epoch, _, _, metrics in keras] == [(3, 1.9669407606124878)]
+
+
+def test_kv_and_patterns_place_values_as_printed() -> None:
+    lines = [b"epoch=1 loss=0.5", b"step=7 loss=0.45", b"epoch=2 loss=0.4", b"epoch=1 loss=0.9"]
+    assert runs(feed(lines, "kv")) == [
+        ("run1", "train", 2, None, None, {"loss": 0.4}),
+        ("run2", "train", 1, None, None, {"loss": 0.9}),
+    ]
+    patterns = Patterns([compile_pattern(r"it (?P<step>\d+) loss=(?P<loss>\S+)"), compile_pattern(r"final acc (?P<acc>\S+)", "test")])
+    store = feed([b"it 10 loss=0.5", b"it 20 loss=0.25", b"final acc 0.875", b"[0]\tv-auc:0.5"], patterns=patterns)
+    assert runs(store) == [
+        ("run1", "train", 1, None, None, {"loss": 0.25, "v_auc": 0.5}),
+        ("run1", "test", None, "ok", None, {"acc": 0.875}),
+    ]
+
+
+def test_protocol_records_win_over_every_framework_text() -> None:
+    start = b'{"gangplank": 1, "event": "start", "run": "r1", "phase": "train", "time": 1.0, "params": {"total": 10}}'
+    text = [
+        b"{'loss': 0.5, 'epoch': 1.0}",
+        "Epoch 0: 100%|██| 8/8 [00:00<00:00, loss=0.5]".encode(),
+        b"[0]\tvalidation_0-logloss:0.5",
+        b"[1]\ttraining's auc: 0.9",
+    ]
+    assert runs(feed([start, *text])) == [("run1", "train", None, None, None, {})]
+
+
+def test_a_csv_row_that_does_not_fit_is_counted_and_the_file_goes_on() -> None:
+    from gangplank_sidecar.pipeline import Pipeline
+    from gangplank_sidecar.selfmetrics import SelfMetrics
+
+    store, selfmetrics, reports = Store(), SelfMetrics(), []
+    pipeline = Pipeline(store, selfmetrics, reports.append)
+    for line in [b"epoch,loss", b"0,0.5", b"1,0.4,9", b"2", b"2,0.3"]:
+        pipeline.feed("/x/metrics.csv", line)
+    assert {fmt: n for fmt, n in selfmetrics.lines.by_format.items() if n} == {"csv": 3, "error": 2}
+    assert selfmetrics.lines.parse_errors == 2
+    assert reports == ["/x/metrics.csv:3: CSV row has 3 cells, its header 2", "/x/metrics.csv:4: CSV row has 1 cells, its header 2"]
+    assert runs(store) == [("run1", "train", 3, None, None, {"loss": 0.3})]
