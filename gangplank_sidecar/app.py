@@ -74,7 +74,7 @@ class Sidecar:
         """Builds every part; raises ConfigError (exit 2) before anything is read."""
         disable_created_metrics()
         self.settings = s = settings
-        self.store = Store()
+        self.store = Store(max_series=s.max_series)
         self.selfmetrics = SelfMetrics()
         self.pipeline = Pipeline(
             self.store, self.selfmetrics, report, fmt=s.format, job=s.job, thresholds=thresholds_from(s.check_threshold)

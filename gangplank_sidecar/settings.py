@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gangplank_sidecar.aggregation.state import DEFAULT_MAX_SERIES
 from gangplank_sidecar.checks import thresholds_from
 from gangplank_sidecar.sinks.pushgateway import Retry
 from gangplank_sidecar.sinks.transport import TransportConfig
@@ -82,6 +83,7 @@ class Settings(BaseModel):
     system_interval: float = Field(default=15.0, ge=0)
     pid: int | None = Field(default=None, gt=0)
     disk_path: str | None = None
+    max_series: int = Field(default=DEFAULT_MAX_SERIES, ge=1)
 
     @field_validator("pushgateway")
     @classmethod

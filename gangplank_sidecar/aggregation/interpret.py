@@ -28,9 +28,17 @@ Report = Callable[[str], None]
 
 class Interpreter:
     def __init__(
-        self, store: Store, source: str, job: str | None, report: Report, thresholds: checks.Thresholds | None = None
+        self,
+        store: Store,
+        source: str,
+        job: str | None,
+        report: Report,
+        thresholds: checks.Thresholds | None = None,
+        dropped: Callable[[Series, int], None] | None = None,
     ) -> None:
+        """``dropped(series, n)`` hears of metric values dropped for the run's --max-series."""
         self.store = store
+        self.dropped = dropped
         self.checks = checks.Monitor(thresholds)
         self.source = source
         self.job_override = job
@@ -40,6 +48,7 @@ class Interpreter:
         self._text_run: str | None = None
         self._keras_epoch: int | None = None  # the epoch whose header came and whose result has not
         self._trained = False  # a text training run has ended: a plain Keras result is an evaluate
+        self._floyd_offset = 0  # 1 for a FloydHub run that counts its epochs from 0
 
     def apply(self, item: object) -> None:
         if isinstance(item, protocol.Start):
@@ -112,7 +121,7 @@ class Interpreter:
 
     def _update(self, series: Series, event: str, change: Callable[[Series], None], check: bool = True) -> None:
         """``change`` under the store's lock, then the checks of a start or an epoch (unless ``check`` is off)."""
-        seen = len(series.names.collisions)
+        seen, dropped = len(series.names.collisions), series.dropped_values
 
         def checked(s: Series) -> None:
             s.settled()
@@ -123,6 +132,8 @@ class Interpreter:
                 self._check_epoch(s)
 
         self.store.update(series, event, checked if check else change)
+        if series.dropped_values > dropped and self.dropped is not None:
+            self.dropped(series, series.dropped_values - dropped)
         for key, name in series.names.collisions[seen:]:
             self.report(f"metric key {key!r} collides with another key; exported as gangplank_{series.phase}_{name}")
 
@@ -144,27 +155,35 @@ class Interpreter:
         return series
 
     def _point(self, point: floydhub.Point) -> None:
-        """A FloydHub metric: points of one epoch (or step) build up that epoch's state."""
+        """A FloydHub metric: points of one epoch (or step) build up that epoch's state.
+
+        A run whose first epoch is 0 counts from 0 (an index, as Lightning and XGBoost print it),
+        so one is added to each of its epochs: epochs_count is the number of completed epochs.
+        """
         series = self._text_series("train")
-        if (point.epoch is not None and series.epoch is not None and point.epoch < series.epoch) or (
+        epoch = None if point.epoch is None else point.epoch + self._floyd_offset
+        if (epoch is not None and series.epoch is not None and epoch < series.epoch) or (
             point.step is not None and series.step is not None and point.step < series.step
         ):
             series = self._text_series("train", new_run=True)
+        if point.epoch is not None and series.epoch is None:
+            self._floyd_offset = int(point.epoch == 0)
+            epoch = point.epoch + self._floyd_offset
 
         now = time.time()
 
         def change(s: Series) -> None:
-            if point.epoch is not None and s.epoch is not None and point.epoch != s.epoch:
+            if epoch is not None and s.epoch is not None and epoch != s.epoch:
                 s.settled()  # the previous epoch is complete: its checks see all its values
-            if point.epoch is not None:
-                s.epoch = point.epoch
+            if epoch is not None:
+                s.epoch = epoch
                 s.settle = self._check_epoch
             if point.step is not None:
                 s.step = point.step
             s.observe({point.metric: point.value}, s.epoch)
             s.time = now
 
-        self._update(series, "epoch" if point.epoch is not None else "step", change, check=False)
+        self._update(series, "epoch" if epoch is not None else "step", change, check=False)
 
     def _header(self, header: keras_log.EpochHeader) -> None:
         """``Epoch i/N``: training goes on, or starts over if it ended or is back at an earlier epoch."""
