@@ -85,7 +85,7 @@ class Sidecar:
             self.transport = Transport(s.transport)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self.listen = ListenSink(s.listen, self.store, s.labels, self.selfmetrics.registry, self.job) if s.listen else None
+        self.listen = ListenSink(s.listen, self.store, s.labels, self.selfmetrics.registry, self.job, report) if s.listen else None
         self.sampler = self._sampler()
         if self.listen is not None and self.sampler is not None:
             labels = lambda: {"job": self.job(), "phase": SYSTEM_PHASE, **s.labels}  # noqa: E731
@@ -150,7 +150,7 @@ class Sidecar:
             return None
         path = Path(self.settings.db) if self.settings.db else history_db.default_path()
         try:
-            history = HistorySink(path, self.settings.labels, report)
+            history = HistorySink(path, self.settings.labels, report, self.selfmetrics.registry)
         except (OSError, sqlite3.Error) as exc:
             report(f"run history disabled: {path}: {exc}")
             return None

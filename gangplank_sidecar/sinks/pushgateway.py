@@ -178,8 +178,17 @@ class PushgatewaySink:
                 if self._stopping.is_set():
                     break
                 seen, self._woken = self.store.version, False
-            self._count(self._round(self.timeout, final=False))
+            self._count(self._guarded_round(self.timeout, final=False))
         self._flush_final()
+
+    def _guarded_round(self, timeout: float, final: bool) -> bool:
+        """A round that cannot raise: an unexpected error counts as a failed push, retried like one."""
+        try:
+            return self._round(timeout, final)
+        except Exception as exc:  # noqa: BLE001 - the worker must outlive anything one round meets
+            self.last_error = f"{exc.__class__.__name__}: {exc}"
+            self.selfmetrics.pushes.labels("failure").inc()
+            return False
 
     def _count(self, ok: bool) -> None:
         """Reports a delivery that failed after its retries once, and its recovery once."""
@@ -202,7 +211,7 @@ class PushgatewaySink:
     def _flush_final(self) -> None:
         """Keeps pushing what is undelivered until it is all delivered or the deadline passes."""
         left, failures = max(self._deadline - time.monotonic(), FINAL_ATTEMPT), 0
-        while not self._round(left, final=True):
+        while not self._guarded_round(left, final=True):
             failures += 1
             time.sleep(max(0.0, min(self.retry.delay(failures), self._deadline - time.monotonic())))
             left = self._deadline - time.monotonic()
