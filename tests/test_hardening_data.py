@@ -32,7 +32,8 @@ from gangplank_sidecar.runs import db
 from gangplank_sidecar.selfmetrics import SelfMetrics
 from gangplank_sidecar.sinks.families import families
 from gangplank_sidecar.sinks.history import HistorySink
-from gangplank_sidecar.sinks.remote_write import Record, RemoteWriteMetrics, RemoteWriteSink
+from gangplank_sidecar.sinks.listen import ListenSink
+from gangplank_sidecar.sinks.remote_write import Record, RemoteWriteMetrics, RemoteWriteSink, remote_write_sinks
 from gangplank_sidecar.sinks.summary import summarize
 
 NOW = round(time.time() - 300)
@@ -93,8 +94,6 @@ def test_1_a_record_the_recorder_cannot_turn_into_samples_is_counted_not_raised(
     """Past the boundary, too: the store listener never raises into the reading thread."""
     reports: list[str] = []
     store = Store()
-    from gangplank_sidecar.sinks.remote_write import remote_write_sinks
-
     registry = CollectorRegistry()
     recorder, (sink,) = remote_write_sinks(["http://127.0.0.1:9/w"], {}, registry, reports.append)
     store.listeners.append(recorder)
@@ -399,8 +398,14 @@ def test_15_a_train_run_without_epochs_is_not_summarised_as_an_evaluate() -> Non
 
 def test_listen_errors_are_exported_from_zero() -> None:
     registry = CollectorRegistry()
-    from gangplank_sidecar.sinks.listen import ListenSink
-
     listen = ListenSink("127.0.0.1:0", Store(), {}, registry, lambda: "j")
     listen.server.server_close()
     assert "gangplank_sidecar_listen_errors_total 0.0" in generate_latest(registry).decode()
+
+
+def test_14_colliding_keys_are_reported_ten_times_at_most() -> None:
+    reports: list[str] = []
+    pipeline = Pipeline(Store(), SelfMetrics(), reports.append)
+    keys = {**{f"k{i}-x": 1.0 for i in range(30)}, **{f"k{i}_x": 2.0 for i in range(30)}}
+    pipeline.feed("stdin", epoch("c", 1, 0.0, metrics=keys).encode())
+    assert len(reports) == 10 and reports[-1].endswith("(further collisions are not reported)")

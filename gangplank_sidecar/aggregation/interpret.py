@@ -24,6 +24,7 @@ from gangplank_sidecar.aggregation.state import DEFAULT_JOB, Series, Store
 from gangplank_sidecar.parsers import floydhub, keras_log, protocol
 
 Report = Callable[[str], None]
+MAX_REPORTED_COLLISIONS = 10  # per run: a record with thousands of colliding keys is not thousands of lines
 
 
 class Interpreter:
@@ -134,8 +135,9 @@ class Interpreter:
         self.store.update(series, event, checked if check else change)
         if series.dropped_values > dropped and self.dropped is not None:
             self.dropped(series, series.dropped_values - dropped)
-        for key, name in series.names.collisions[seen:]:
-            self.report(f"metric key {key!r} collides with another key; exported as gangplank_{series.phase}_{name}")
+        for i, (key, name) in enumerate(series.names.collisions[seen:MAX_REPORTED_COLLISIONS], seen + 1):
+            more = " (further collisions are not reported)" if i == MAX_REPORTED_COLLISIONS else ""
+            self.report(f"metric key {key!r} collides with another key; exported as gangplank_{series.phase}_{name}{more}")
 
     def _text_series(self, phase: str, new_run: bool = False, planned_epochs: int | None = None) -> Series:
         """The series of this stream's current text run in ``phase``; ``new_run`` starts another run."""

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
