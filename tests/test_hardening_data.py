@@ -409,3 +409,61 @@ def test_14_colliding_keys_are_reported_ten_times_at_most() -> None:
     keys = {**{f"k{i}-x": 1.0 for i in range(30)}, **{f"k{i}_x": 2.0 for i in range(30)}}
     pipeline.feed("stdin", epoch("c", 1, 0.0, metrics=keys).encode())
     assert len(reports) == 10 and reports[-1].endswith("(further collisions are not reported)")
+
+
+# No worker dies: the push worker and /metrics meet a series they cannot render
+
+
+def _broken_store() -> tuple[Store, Series]:
+    store = Store()
+    broken = store.begin("broken", "train", "r2", when=NOW)
+
+    def corrupt(s: Series) -> None:
+        s.observe({"loss": 0.5}, 1)
+        s.weights = "not a histogram"  # type: ignore[assignment]
+
+    store.update(broken, "epoch", corrupt)
+    good = store.begin("fine", "train", "r1", when=NOW)
+    store.update(good, "epoch", lambda s: s.observe({"loss": 0.25}, 1))
+    return store, broken
+
+
+def test_the_push_worker_outlives_a_series_it_cannot_render(pushgateway: Pushgateway) -> None:
+    from gangplank_sidecar.sinks.pushgateway import PushgatewaySink, Retry
+    from gangplank_sidecar.sinks.transport import Transport, TransportConfig
+
+    store, broken = _broken_store()
+    selfmetrics, reports = SelfMetrics(), []
+    sink = PushgatewaySink(
+        store, pushgateway.url, {}, selfmetrics, reports.append, handler=Transport(TransportConfig()),
+        retry=Retry(push_retries=0, retry_backoff=0.05, retry_backoff_max=0.1),
+    )  # fmt: skip
+    sink.start()
+    deadline = time.monotonic() + 30
+    while selfmetrics.pushes.labels("failure")._value.get() < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sink._thread.is_alive() and "cannot render the series: AttributeError" in sink.last_error
+    assert len([r for r in reports if "cannot push" in r]) == 1
+    assert value(pushgateway.gangplank(), "gangplank_train_loss", job="fine") == 0.25  # the next group still went out
+    store.update(broken, "epoch", lambda s: setattr(s, "weights", None))
+    assert sink.close(10) is True
+    samples = pushgateway.gangplank()
+    assert value(samples, "gangplank_train_loss", job="broken") == 0.5 and value(samples, "gangplank_train_loss", job="fine") == 0.25
+
+
+def test_metrics_page_leaves_out_only_the_series_it_cannot_render() -> None:
+    store, _ = _broken_store()
+    registry, reports = CollectorRegistry(), []
+    listen = ListenSink("127.0.0.1:0", store, {}, registry, lambda: "j", reports.append)
+    listen.start()
+    try:
+        url = f"http://127.0.0.1:{listen.port}/metrics"
+        for _ in range(2):
+            with urllib.request.urlopen(url, timeout=5) as response:
+                page = response.read().decode()
+        samples = {(s.name, s.labels.get("job")): s.value for f in text_string_to_metric_families(page) for s in f.samples}
+        assert samples[("gangplank_train_loss", "fine")] == 0.25 and ("gangplank_train_loss", "broken") not in samples
+        assert samples[("gangplank_sidecar_listen_errors_total", "j")] == 2.0
+        assert len(reports) == 1 and "run r2 (job broken, train) left out of /metrics" in reports[0]
+    finally:
+        listen.close()
