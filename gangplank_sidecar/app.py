@@ -199,7 +199,8 @@ class Sidecar:
             what = ", ".join(self.push.undelivered()) or "the sidecar's own metrics"
             report(f"not delivered to the Pushgateway at {s.pushgateway} within {s.flush_timeout:g} s: {what} ({self.push.last_error})")
         written = all([writer.join() for writer in self.writers])
-        return delivered and written
+        recorded = self.history is None or self.history.lost == 0
+        return delivered and written and recorded
 
     def _linger(self) -> None:
         """Pipe mode: serve the final state a little longer, so that a last scrape can happen."""

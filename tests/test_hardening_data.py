@@ -467,3 +467,23 @@ def test_metrics_page_leaves_out_only_the_series_it_cannot_render() -> None:
         assert len(reports) == 1 and "run r2 (job broken, train) left out of /metrics" in reports[0]
     finally:
         listen.close()
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_record_the_database_refuses_is_reported_once_and_fails_only_strict_mode(tmp_path: Path, strict: bool) -> None:
+    """A real refusal (a trigger of the database's owner): the other runs are recorded; exit 1 only with --strict."""
+    path = tmp_path / "runs.db"
+    conn = db.connect(path)
+    conn.executescript(
+        "CREATE TRIGGER refuse BEFORE INSERT ON runs WHEN NEW.run LIKE 'refused%' BEGIN SELECT RAISE(ABORT, 'refused by policy'); END;"
+    )
+    conn.close()
+    text = "".join(rec("start", run, NOW, params={"total": 1}) + epoch(run, 1, 0.5) for run in ("a", "refused-1", "b", "refused-2"))
+    done = sidecar(text, "--db", str(path), *(["--strict"] if strict else []))
+    assert done.returncode == (1 if strict else 0), done.stderr
+    assert [line for line in done.stderr.splitlines() if "run history" in line] == [
+        f"gangplank-sidecar: run history {path}: IntegrityError: refused by policy (the record is dropped; further errors are only counted)"
+    ]
+    conn = db.connect(path)
+    assert [(r.run, r.rows) for r in db.load_runs(conn)] == [("a", {1: {"loss": 0.5}}), ("b", {1: {"loss": 0.5}})]
+    conn.close()

@@ -87,6 +87,7 @@ class HistorySink:
         self._ids: dict[tuple[str, str], int] = {}
         self._open: dict[tuple[str, str], bool] = {}  # runs without an end record -> from the protocol
         self._failed = False
+        self.lost = 0  # records and samples dropped (what --strict counts)
         self._thread = threading.Thread(target=self._run, name="history", daemon=True)
         self._thread.start()
 
@@ -137,6 +138,7 @@ class HistorySink:
         except Exception as exc:  # noqa: BLE001 - any failure of one write must not stop the history
             self._projects.clear()  # ids cached in a transaction that was rolled back
             self.dropped.inc(count)
+            self.lost += count
             if not self._failed:
                 self._failed = True
                 self.report(f"run history {self.path}: {exc.__class__.__name__}: {exc} (the record is dropped; further errors are only counted)")
