@@ -77,7 +77,7 @@ class Sidecar:
         """Builds every part; raises ConfigError (exit 2) before anything is read."""
         disable_created_metrics()
         self.settings = s = settings
-        self.store = Store()
+        self.store = Store(max_series=s.max_series)
         self.selfmetrics = SelfMetrics()
         self.pipeline = Pipeline(
             self.store, self.selfmetrics, report, fmt=s.format, job=s.job, thresholds=thresholds_from(s.check_threshold),
@@ -89,7 +89,7 @@ class Sidecar:
             self.transport = Transport(s.transport)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self.listen = ListenSink(s.listen, self.store, s.labels, self.selfmetrics.registry, self.job) if s.listen else None
+        self.listen = ListenSink(s.listen, self.store, s.labels, self.selfmetrics.registry, self.job, report) if s.listen else None
         self.sampler = self._sampler()
         if self.listen is not None and self.sampler is not None:
             labels = lambda: {"job": self.job(), "phase": SYSTEM_PHASE, **s.labels}  # noqa: E731
@@ -154,7 +154,7 @@ class Sidecar:
             return None
         path = Path(self.settings.db) if self.settings.db else history_db.default_path()
         try:
-            history = HistorySink(path, self.settings.labels, report)
+            history = HistorySink(path, self.settings.labels, report, self.selfmetrics.registry)
         except (OSError, sqlite3.Error) as exc:
             report(f"run history disabled: {path}: {exc}")
             return None
@@ -203,7 +203,8 @@ class Sidecar:
             what = ", ".join(self.push.undelivered()) or "the sidecar's own metrics"
             report(f"not delivered to the Pushgateway at {s.pushgateway} within {s.flush_timeout:g} s: {what} ({self.push.last_error})")
         written = all([writer.join() for writer in self.writers])
-        return delivered and written
+        recorded = self.history is None or self.history.lost == 0
+        return delivered and written and recorded
 
     def _linger(self) -> None:
         """Pipe mode: serve the final state a little longer, so that a last scrape can happen."""

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from gangplank_sidecar import parsers
+from gangplank_sidecar.aggregation.state import DEFAULT_MAX_SERIES
 from gangplank_sidecar.app import EXIT_USAGE, report, run
 from gangplank_sidecar.settings import ConfigError, Settings, env, parse_labels
 from gangplank_sidecar.sinks.transport import parse_headers, read_secret
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pid", type=int, metavar="PID", help="measure this process tree (default: the wrapped command, a shared pod's other containers, or our cgroup)")
     p.add_argument("--disk-path", metavar="PATH", help="report the disk of PATH (default: the working directory or the first FILE's)")
+    p.add_argument("--max-series", type=int, metavar="N", help="metric keys kept per run; further keys are dropped and counted (default 2000) [GANGPLANK_MAX_SERIES]")
     return p
 
 
@@ -152,6 +154,7 @@ def settings_from(argv: Sequence[str]) -> Settings:
             disk_path=args.disk_path,
             patterns=args.patterns or env("GANGPLANK_PATTERNS"),
             pattern=args.pattern,
+            max_series=args.max_series if args.max_series is not None else env("GANGPLANK_MAX_SERIES") or DEFAULT_MAX_SERIES,
             **delivery_from(args),
         )
     except ValidationError as exc:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from gangplank_sidecar import parsers
 from gangplank_sidecar.aggregation.interpret import Interpreter
-from gangplank_sidecar.aggregation.state import Store
+from gangplank_sidecar.aggregation.state import Series, Store
 from gangplank_sidecar.checks import Thresholds
 from gangplank_sidecar.parsers.patterns import Patterns
 from gangplank_sidecar.parsers.protocol import UnknownVersion
@@ -49,10 +49,11 @@ class Pipeline:
         self.patterns = patterns
         self._streams: dict[str, _Stream] = {}
         self._versions_reported: set[object] = set()
+        self._series_reported = False
         self._counts = selfmetrics.lines
 
     def _stream(self, name: str) -> _Stream:
-        interpreter = Interpreter(self.store, name, self.job, self.report, self.thresholds)
+        interpreter = Interpreter(self.store, name, self.job, self.report, self.thresholds, self._dropped)
         stream = self._streams[name] = _Stream(interpreter, parsers.stream_parser(self.fmt, name, self.patterns))
         return stream
 
@@ -91,6 +92,17 @@ class Pipeline:
                 apply(item)
             if fmt == "gangplank" and stream.interpreter.protocol_seen:
                 stream.parse = parsers.PARSERS["gangplank"]
+
+    def _dropped(self, series: Series, count: int) -> None:
+        """Metric keys beyond --max-series: counted, and the first run that had them reported."""
+        self._counts.dropped_values += count
+        if not self._series_reported:
+            self._series_reported = True
+            self.report(
+                f"run {series.run} (job {series.job}, {series.phase}) has more than {series.max_keys} metric keys: "
+                "further keys are dropped (--max-series; counted in gangplank_sidecar_dropped_metric_values_total, "
+                "not reported again)"
+            )
 
     def _oversized(self, source: str, stream: _Stream) -> None:
         """A line too long to parse was echoed whole and is counted; the first of a stream is reported."""

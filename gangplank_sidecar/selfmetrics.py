@@ -9,7 +9,7 @@ FORMATS = ("gangplank", "floydhub", "keras", "transformers", "lightning", "xgboo
 
 
 class LineCounts:
-    """Lines by format, parse errors and oversized lines, as plain ints.
+    """Lines by format, parse errors, oversized lines and values beyond --max-series, as plain ints.
 
     The reading path adds to these for every line: an int is far cheaper than
     ``Counter.inc`` (a lock and a label lookup), and one reading thread at a time writes
@@ -20,6 +20,7 @@ class LineCounts:
         self.by_format = dict.fromkeys(FORMATS, 0)
         self.parse_errors = 0
         self.oversized = 0
+        self.dropped_values = 0
 
     def collect(self) -> list[CounterMetricFamily]:
         lines = CounterMetricFamily("gangplank_sidecar_lines", "Lines read, by the format that recognised them", labels=["format"])
@@ -33,6 +34,11 @@ class LineCounts:
             ),
             CounterMetricFamily(
                 "gangplank_sidecar_oversized_lines", "Lines longer than the longest parsed line: echoed, not parsed", value=self.oversized
+            ),
+            CounterMetricFamily(
+                "gangplank_sidecar_dropped_metric_values",
+                "Metric values dropped because their run already had --max-series metric keys",
+                value=self.dropped_values,
             ),
         ]
 

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gangplank_sidecar.aggregation.state import DEFAULT_MAX_SERIES
 from gangplank_sidecar.checks import thresholds_from
 from gangplank_sidecar.parsers import patterns as user_patterns
 from gangplank_sidecar.sinks.pushgateway import Retry
@@ -87,6 +88,7 @@ class Settings(BaseModel):
     disk_path: str | None = None
     patterns: str | None = None
     pattern: list[str] = []
+    max_series: int = Field(default=DEFAULT_MAX_SERIES, ge=1)
 
     @field_validator("pushgateway")
     @classmethod

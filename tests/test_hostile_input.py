@@ -207,5 +207,6 @@ def test_oversized_lines_are_counted_and_the_lines_after_them_numbered_right() -
         'gangplank_sidecar_lines_total{format="error"} 1.0',
         "gangplank_sidecar_parse_errors_total 1.0",
         "gangplank_sidecar_oversized_lines_total 2.0",
+        "gangplank_sidecar_dropped_metric_values_total 0.0",
         "gangplank_sidecar_pending_snapshots 0.0",
     ]

@@ -88,15 +88,16 @@ def test_floydhub_lines_are_served_too() -> None:
         finish(proc)
 
 
-def test_openmetrics_when_asked_and_health_endpoints() -> None:
+def test_text_format_even_when_openmetrics_is_asked_and_health_endpoints() -> None:
+    """OpenMetrics cannot carry the weights histogram's _sum (negative bounds): see sinks/listen.py."""
     proc, url = start()
     try:
         feed(proc, EPOCH)
         until(url, "gangplank_train_loss")
         request = urllib.request.Request(url + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
         with urllib.request.urlopen(request, timeout=5) as response:
-            assert response.headers["Content-Type"].startswith("application/openmetrics-text")
-            assert response.read().decode().endswith("# EOF\n")
+            assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+            assert "# EOF" not in response.read().decode()
         for path in ("/-/healthy", "/-/ready"):
             with urllib.request.urlopen(url + path, timeout=5) as response:
                 assert response.status == 200 and response.read() == b"OK\n"

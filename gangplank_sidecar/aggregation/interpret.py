@@ -24,13 +24,22 @@ from gangplank_sidecar.aggregation.state import DEFAULT_JOB, Series, Store
 from gangplank_sidecar.parsers import boosting, csv_log, floydhub, keras_log, kv, lightning_log, patterns, protocol, transformers_log
 
 Report = Callable[[str], None]
+MAX_REPORTED_COLLISIONS = 10  # per run: a record with thousands of colliding keys is not thousands of lines
 
 
 class Interpreter:
     def __init__(
-        self, store: Store, source: str, job: str | None, report: Report, thresholds: checks.Thresholds | None = None
+        self,
+        store: Store,
+        source: str,
+        job: str | None,
+        report: Report,
+        thresholds: checks.Thresholds | None = None,
+        dropped: Callable[[Series, int], None] | None = None,
     ) -> None:
+        """``dropped(series, n)`` hears of metric values dropped for the run's --max-series."""
         self.store = store
+        self.dropped = dropped
         self.checks = checks.Monitor(thresholds)
         self.source = source
         self.job_override = job
@@ -40,6 +49,7 @@ class Interpreter:
         self._text_run: str | None = None
         self._keras_epoch: int | None = None  # the epoch whose header came and whose result has not
         self._trained = False  # a text training run has ended: a plain Keras result is an evaluate
+        self._floyd_offset = 0  # 1 for a FloydHub run that counts its epochs from 0
 
     def apply(self, item: object) -> None:
         if isinstance(item, protocol.Start):
@@ -124,7 +134,7 @@ class Interpreter:
 
     def _update(self, series: Series, event: str, change: Callable[[Series], None], check: bool = True) -> None:
         """``change`` under the store's lock, then the checks of a start or an epoch (unless ``check`` is off)."""
-        seen = len(series.names.collisions)
+        seen, dropped = len(series.names.collisions), series.dropped_values
 
         def checked(s: Series) -> None:
             s.settled()
@@ -135,8 +145,11 @@ class Interpreter:
                 self._check_epoch(s)
 
         self.store.update(series, event, checked if check else change)
-        for key, name in series.names.collisions[seen:]:
-            self.report(f"metric key {key!r} collides with another key; exported as gangplank_{series.phase}_{name}")
+        if series.dropped_values > dropped and self.dropped is not None:
+            self.dropped(series, series.dropped_values - dropped)
+        for i, (key, name) in enumerate(series.names.collisions[seen:MAX_REPORTED_COLLISIONS], seen + 1):
+            more = " (further collisions are not reported)" if i == MAX_REPORTED_COLLISIONS else ""
+            self.report(f"metric key {key!r} collides with another key; exported as gangplank_{series.phase}_{name}{more}")
 
     def _text_series(self, phase: str, new_run: bool = False, planned_epochs: int | None = None) -> Series:
         """The series of this stream's current text run in ``phase``; ``new_run`` starts another run."""
@@ -156,27 +169,35 @@ class Interpreter:
         return series
 
     def _point(self, point: floydhub.Point) -> None:
-        """A FloydHub metric: points of one epoch (or step) build up that epoch's state."""
+        """A FloydHub metric: points of one epoch (or step) build up that epoch's state.
+
+        A run whose first epoch is 0 counts from 0 (an index, as Lightning and XGBoost print it),
+        so one is added to each of its epochs: epochs_count is the number of completed epochs.
+        """
         series = self._text_series("train")
-        if (point.epoch is not None and series.epoch is not None and point.epoch < series.epoch) or (
+        epoch = None if point.epoch is None else point.epoch + self._floyd_offset
+        if (epoch is not None and series.epoch is not None and epoch < series.epoch) or (
             point.step is not None and series.step is not None and point.step < series.step
         ):
             series = self._text_series("train", new_run=True)
+        if point.epoch is not None and series.epoch is None:
+            self._floyd_offset = int(point.epoch == 0)
+            epoch = point.epoch + self._floyd_offset
 
         now = time.time()
 
         def change(s: Series) -> None:
-            if point.epoch is not None and s.epoch is not None and point.epoch != s.epoch:
+            if epoch is not None and s.epoch is not None and epoch != s.epoch:
                 s.settled()  # the previous epoch is complete: its checks see all its values
-            if point.epoch is not None:
-                s.epoch = point.epoch
+            if epoch is not None:
+                s.epoch = epoch
                 s.settle = self._check_epoch
             if point.step is not None:
                 s.step = point.step
             s.observe({point.metric: point.value}, s.epoch)
             s.time = now
 
-        self._update(series, "epoch" if point.epoch is not None else "step", change, check=False)
+        self._update(series, "epoch" if epoch is not None else "step", change, check=False)
 
     def _header(self, header: keras_log.EpochHeader) -> None:
         """``Epoch i/N``: training goes on, or starts over if it ended or is back at an earlier epoch."""

@@ -23,6 +23,7 @@ from gangplank_sidecar.parsers.protocol import Check, Weights
 DEFAULT_JOB = "gangplank"  # the job of records that name none, when --job is not given
 FINISHED_KEPT = 100  # finished runs kept for the summary; older ones are only counted
 MAX_CURVES = 64  # metrics per run whose values over the epochs are kept for the summary's sparklines
+DEFAULT_MAX_SERIES = 2000  # metric keys per run (--max-series): further keys are dropped and counted
 _LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "msle", "crossentropy", "hinge", "divergence", "perplexity")
 
 
@@ -60,6 +61,8 @@ class Series:
     curves: dict[str, Curve] = field(default_factory=dict)
     time: float = 0.0
     version: int = 0
+    max_keys: int = DEFAULT_MAX_SERIES
+    dropped_values: int = 0  # values of keys beyond ``max_keys``, not kept
     # Work put off until someone looks (the checks of an epoch that FloydHub brings point by point);
     # run under the store's lock, and always before the series is copied.
     settle: Callable[[Series], None] | None = field(default=None, repr=False, compare=False)
@@ -71,8 +74,11 @@ class Series:
     def observe(self, metrics: dict[str, float], epoch: int | None, best: bool = True) -> None:
         """Takes one record's metric values; keeps the best finite value of each key if ``best``.
 
-        A step's values are running means within an epoch: no best is taken from them.
+        A step's values are running means within an epoch: no best is taken from them. Keys
+        beyond ``max_keys`` (the run's first keys win) are dropped and counted in ``dropped_values``.
         """
+        if len(self.metrics) + len(metrics) > self.max_keys:
+            metrics = self._within_limit(metrics)
         self.names.learn(metrics)
         self.metrics.update(metrics)
         if epoch != self.measured_epoch:
@@ -89,6 +95,15 @@ class Series:
             best = bests.get(key)
             if best is None or (value < best[0] if lower_is_better(key) else value > best[0]):
                 bests[key] = (value, epoch)
+
+    def _within_limit(self, metrics: dict[str, float]) -> dict[str, float]:
+        new = [key for key in metrics if key not in self.metrics]
+        room = max(0, self.max_keys - len(self.metrics))
+        if len(new) <= room:
+            return metrics
+        dropped = set(new[room:])
+        self.dropped_values += len(dropped)
+        return {key: value for key, value in metrics.items() if key not in dropped}
 
     def set_checks(self, checks: list[Check], fired: bool = True) -> None:
         """Known checks, as fired (1) or passed (0): a healthy run shows zeros, not nothing."""
@@ -118,11 +133,13 @@ class Store:
 
     ``listeners`` are called in the reading thread with (event, series) after each update;
     they must only hand the work on (a queue), never do I/O there. Of the finished runs,
-    the last ``FINISHED_KEPT`` are kept for the summary and the others counted in ``dropped``.
+    the last ``FINISHED_KEPT`` are kept for the summary and the others counted in ``dropped``;
+    each run keeps at most ``max_series`` metric keys (``Series.observe``).
     """
 
-    def __init__(self, kept: int = FINISHED_KEPT) -> None:
+    def __init__(self, kept: int = FINISHED_KEPT, max_series: int = DEFAULT_MAX_SERIES) -> None:
         self.changed = threading.Condition()
+        self.max_series = max_series
         self.version = 0
         self._series: dict[tuple[str, str], Series] = {}
         self.finished: deque[Series] = deque(maxlen=kept)
@@ -139,7 +156,7 @@ class Store:
                 if len(self.finished) == self.finished.maxlen:
                     self.dropped += 1
                 self.finished.append(old.settled())
-            series = Series(job=job, phase=phase, run=run, started=when or time.time(), **fields)  # type: ignore[arg-type]
+            series = Series(job=job, phase=phase, run=run, started=when or time.time(), max_keys=self.max_series, **fields)  # type: ignore[arg-type]
             series.time = series.started
             self._series[(job, phase)] = series
         self.update(series, "start", _unchanged)

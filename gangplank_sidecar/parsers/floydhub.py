@@ -11,6 +11,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from gangplank_sidecar.parsers.protocol import MAX_COUNT
+
 PREFIX = b'{"metric"'
 _START = re.compile(rb"\s*" + re.escape(PREFIX))
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -70,4 +72,6 @@ def _index(record: dict, key: str) -> int | None:
         return None
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
         raise ValueError(f"bad FloydHub line: {key} must be a non-negative integer")
+    if index > MAX_COUNT:
+        raise ValueError(f"bad FloydHub line: {key} must be at most 2**53")
     return index

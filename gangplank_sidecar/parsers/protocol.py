@@ -10,14 +10,26 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 MARKER = b'{"gangplank":'
 VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "protocol.schema.json"
 
+# Validate at the boundary: every number a record carries is range-checked here, so that a bad
+# record is one parse error and nothing downstream (history, remote write, the exposition) has
+# to guard against a time of 1e300 or an epoch past int64.
+MAX_TIME = 253402300800.0  # 10000-01-01 UTC: later Unix times are no clock's, and overflow datetime
+MAX_COUNT = 2**53  # epochs, steps, counts and parameters: exact as a float64 sample and as an SQLite integer
+MAX_BUCKETS = 1000  # histogram bounds: each one is a series
+MAX_CHECKS = 256  # checks in one record: each one is a series too
+
 Phase = Literal["train", "test"]
-Metrics = dict[str, float]
+Metrics = dict[str, float]  # metric values may be NaN or infinite (the design's "NaN"/"Infinity" strings)
+Seconds = Annotated[float, Field(ge=0, lt=MAX_TIME, allow_inf_nan=False)]  # a Unix time or a duration
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Name = Annotated[str, Field(max_length=256)]
 
 
 class _Model(BaseModel):
@@ -25,20 +37,20 @@ class _Model(BaseModel):
 
 
 class Params(_Model):
-    total: int = Field(ge=0)
-    trainable: int | None = Field(default=None, ge=0)
+    total: Count
+    trainable: Count | None = None
 
 
 class Weights(_Model):
     """Cumulative histogram of the model's weights (Prometheus ``le`` semantics)."""
 
-    le: list[float]
-    counts: list[int]
-    count: int = Field(ge=0)
-    sum: float
-    min: float | None = None
-    max: float | None = None
-    nonfinite: int = Field(default=0, ge=0)
+    le: list[Finite] = Field(max_length=MAX_BUCKETS)
+    counts: list[Count] = Field(max_length=MAX_BUCKETS + 1)
+    count: Count
+    sum: Finite
+    min: Finite | None = None
+    max: Finite | None = None
+    nonfinite: Count = 0
 
     @model_validator(mode="after")
     def _cumulative(self) -> Weights:
@@ -56,10 +68,10 @@ class Weights(_Model):
 class Check(_Model):
     """A sanity check that fired; ``fired: false`` marks one that ran and passed (exported as 0)."""
 
-    code: str = ""
-    name: str
+    code: Name = ""
+    name: Name
     severity: Literal["info", "warning", "error"] = "warning"
-    message: str = ""
+    message: str = Field(default="", max_length=4096)
     fired: bool = True
 
 
@@ -67,37 +79,45 @@ class _Record(_Model):
     gangplank: Literal[1]
     run: str = Field(min_length=1, max_length=256)
     phase: Phase
-    time: float
+    time: Seconds
+
+    @field_validator("gangplank", mode="before")
+    @classmethod
+    def _not_bool(cls, value: object) -> object:
+        """JSON ``true`` is no version: in Python it would equal 1."""
+        if isinstance(value, bool):
+            raise ValueError("the protocol version must be the integer 1")
+        return value
 
 
 class Start(_Record):
     event: Literal["start"]
     params: Params
     job: str | None = Field(default=None, max_length=256)
-    epochs: int | None = None
-    framework: str | None = None
-    checks: list[Check] = Field(default_factory=list, json_schema_extra={"default": []})  # a factory: a default is copied per record
+    epochs: Count | None = None
+    framework: Name | None = None
+    checks: list[Check] = Field(default_factory=list, max_length=MAX_CHECKS, json_schema_extra={"default": []})  # a factory: a default is copied per record
 
 
 class Step(_Record):
     event: Literal["step"]
-    step: int = Field(ge=0)
+    step: Count
     metrics: Metrics
 
 
 class Epoch(_Record):
     event: Literal["epoch"]
-    epoch: int = Field(ge=1)
-    elapsed_seconds: float
+    epoch: int = Field(ge=1, le=MAX_COUNT)
+    elapsed_seconds: Seconds
     metrics: Metrics
     params: Params
     weights: Weights | None = None
-    checks: list[Check] = Field(default_factory=list, json_schema_extra={"default": []})  # a factory: a default is copied per record
+    checks: list[Check] = Field(default_factory=list, max_length=MAX_CHECKS, json_schema_extra={"default": []})  # a factory: a default is copied per record
 
 
 class Evaluate(_Record):
     event: Literal["evaluate"]
-    elapsed_seconds: float
+    elapsed_seconds: Seconds
     metrics: Metrics
     params: Params
     weights: Weights | None = None
@@ -106,7 +126,7 @@ class Evaluate(_Record):
 class End(_Record):
     event: Literal["end"]
     status: Literal["ok", "interrupted", "failed"]
-    elapsed_seconds: float
+    elapsed_seconds: Seconds
 
 
 Record = Annotated[Union[Start, Step, Epoch, Evaluate, End], Field(discriminator="event")]

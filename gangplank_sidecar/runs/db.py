@@ -3,6 +3,10 @@
 One SQLite file in WAL mode, shared by every sidecar on the machine: each writes short
 transactions and waits (busy_timeout) for the others. A run is the pair (run, phase).
 NaN is stored as NULL (SQLite has no NaN); a missing key has no row at all.
+
+Reading trusts no row: a database written by an older sidecar may hold a time of 1e300 or a
+negative one, a huge count or a stray type. Such a value reads back as unknown (None, NaN),
+so one bad row never breaks a listing of the whole history.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gangplank_sidecar.aggregation.state import lower_is_better
+from gangplank_sidecar.parsers.protocol import MAX_COUNT, MAX_TIME
 from gangplank_sidecar.settings import xdg_dir
 
 STALE_AFTER = 24 * 3600.0  # a running run with no write for this long (or whose writer is gone) is interrupted
@@ -144,8 +149,26 @@ def mark_stale(conn: sqlite3.Connection, stale_after: float = STALE_AFTER, now: 
     return len(stale)
 
 
-def from_db(value: float | None) -> float:
-    return math.nan if value is None else value
+def from_db(value: object) -> float:
+    """A stored metric value: NULL (NaN) and anything that is not a number read as NaN."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _time(value: object) -> float | None:
+    """A stored time or duration, or None for one no clock gives (1e300, negative, not a number)."""
+    return float(value) if isinstance(value, (int, float)) and 0 <= value < MAX_TIME else None
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and 0 <= value <= MAX_COUNT else None
+
+
+def _labels(text: object) -> dict[str, str]:
+    try:
+        labels = json.loads(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
 
 
 @dataclass
@@ -162,7 +185,7 @@ class RunRow:
     planned_epochs: int | None
     epochs: int | None
     elapsed: float | None
-    started: float
+    started: float | None
     ended: float | None
     status: str
     source: str
@@ -197,12 +220,17 @@ def load_runs(conn: sqlite3.Connection, where: str = "", args: tuple = (), detai
     """Runs (oldest first), with their metrics and checks when ``details``."""
     sql = f"SELECT {_RUN_COLUMNS} FROM runs r JOIN projects p ON p.id = r.project_id {where} ORDER BY r.started, r.id"
     runs = []
-    for row in conn.execute(sql, args).fetchall():
-        runs.append(RunRow(*row[:4], json.loads(row[4]), *row[5:]))  # type: ignore[misc]
+    for rid, run, phase, job, labels, framework, params, planned, epochs, elapsed, started, ended, status, source in conn.execute(sql, args):
+        runs.append(
+            RunRow(rid, str(run), str(phase), str(job), _labels(labels), None if framework is None else str(framework),
+                   _count(params), _count(planned), _count(epochs), _time(elapsed), _time(started), _time(ended),
+                   str(status), str(source))  # fmt: skip
+        )
     if details:
         for r in runs:
             for epoch, key, value in conn.execute("SELECT epoch, key, value FROM metrics WHERE run_id = ?", (r.id,)):
-                r.rows.setdefault(epoch, {})[key] = from_db(value)
+                if isinstance(epoch, int):
+                    r.rows.setdefault(epoch, {})[str(key)] = from_db(value)
             r.checks = [
                 dict(zip(("name", "code", "severity", "message", "first_epoch", "last_epoch", "fired"), c))
                 for c in conn.execute(

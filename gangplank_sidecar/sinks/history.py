@@ -5,6 +5,10 @@ changed into a queue; the writer commits whatever has queued up in one transacti
 crash loses at most the records not yet written (the current epoch). When the stream ends,
 runs without an end record are closed: `interrupted` for protocol runs (the emitter always
 writes an end), `ended` for text formats that have no end record to give.
+
+The writer never dies: a batch that fails is written again record by record, so a record
+the database refuses costs that record only (counted in
+``gangplank_sidecar_history_dropped_records_total``, the first failure reported).
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ import json
 import math
 import os
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter
 
 from gangplank_sidecar.aggregation.state import Series
 from gangplank_sidecar.runs import db
@@ -65,8 +70,14 @@ def _system_values(reading: Reading) -> tuple[float | None, ...]:
 
 
 class HistorySink:
-    def __init__(self, path: Path, labels: dict[str, str], report: Callable[[str], None]) -> None:
+    def __init__(
+        self, path: Path, labels: dict[str, str], report: Callable[[str], None], registry: CollectorRegistry | None = None
+    ) -> None:
         self.path = path
+        self.dropped = Counter(
+            "gangplank_sidecar_history_dropped_records", "Records or system samples the run history could not store",
+            registry=registry,
+        )  # fmt: skip
         self.report = report
         self._labels = json.dumps(labels, sort_keys=True)
         self._conn = db.connect(path)
@@ -76,6 +87,7 @@ class HistorySink:
         self._ids: dict[tuple[str, str], int] = {}
         self._open: dict[tuple[str, str], bool] = {}  # runs without an end record -> from the protocol
         self._failed = False
+        self.lost = 0  # records and samples dropped (what --strict counts)
         self._thread = threading.Thread(target=self._run, name="history", daemon=True)
         self._thread.start()
 
@@ -109,23 +121,29 @@ class HistorySink:
                     break
             records = [r for r in batch if isinstance(r, _Record)]
             samples = [r for r in batch if isinstance(r, _System)]
-            if records:
-                self._guarded(self._write, records)
+            if records and not self._guarded(self._write, records):
+                for record in records:  # the batch failed: write what can be written, one record at a time
+                    self._guarded(self._write, [record], count=1)
             if samples:
-                self._guarded(self._write_system, samples)
+                self._guarded(self._write_system, samples, count=len(samples))
             if None in batch:
                 self._guarded(self._close_open)
-                self._conn.close()
+                self._guarded(self._conn.close)
                 return
 
-    def _guarded(self, write: Callable[..., None], *args: object) -> None:
-        """A failed write is reported once; the sidecar goes on without its history."""
+    def _guarded(self, write: Callable[..., None], *args: object, count: int = 0) -> bool:
+        """False if the write failed: reported once, ``count`` records dropped; the writer goes on."""
         try:
             write(*args)
-        except sqlite3.Error as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of one write must not stop the history
+            self._projects.clear()  # ids cached in a transaction that was rolled back
+            self.dropped.inc(count)
+            self.lost += count
             if not self._failed:
                 self._failed = True
-                self.report(f"run history {self.path}: {exc} (further errors are not reported)")
+                self.report(f"run history {self.path}: {exc.__class__.__name__}: {exc} (the record is dropped; further errors are only counted)")
+            return False
+        return True
 
     def _write(self, records: list[_Record]) -> None:
         """One transaction; an epoch's metrics are written once however many records it took.

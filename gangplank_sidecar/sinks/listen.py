@@ -1,7 +1,13 @@
 """Pull mode: ``/metrics`` for Prometheus to scrape, built from the same store as the pushes.
 
-prometheus-client renders the page (text or OpenMetrics, as the scraper asks); this module
-only adds the collector over the run state, the health endpoints and the server's lifetime.
+prometheus-client renders the page; this module only adds the collector over the run state,
+the health endpoints and the server's lifetime.
+
+The page is always the Prometheus text format 0.0.4, also to a scraper that prefers OpenMetrics
+(Prometheus offers both and takes either). The weights histogram has negative bounds, and
+OpenMetrics forbids a histogram with negative bounds to carry ``_sum`` (prometheus-client's parser
+rejects it; it also wants ``_count`` and ``_sum`` together), while the design keeps ``_sum`` and
+``_count`` exact on both paths: the text format, which the Pushgateway serves too, allows both.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from collections.abc import Callable, Iterator
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, make_wsgi_app
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
@@ -35,18 +41,32 @@ def parse_address(value: str) -> tuple[str, int]:
 
 
 class StoreCollector(Collector):
-    """Every series of the store, with job, phase and the user's labels in each sample."""
+    """Every series of the store, with job, phase and the user's labels in each sample.
 
-    def __init__(self, store: Store, labels: dict[str, str]) -> None:
+    A series that cannot be rendered is left out of that scrape (counted, the first reported),
+    so one bad run never turns every scrape into an error.
+    """
+
+    def __init__(
+        self, store: Store, labels: dict[str, str], report: Callable[[str], None] | None = None, errors: Counter | None = None
+    ) -> None:
         self.store = store
         self.labels = labels
+        self.report = report
+        self.errors = errors
+        self._reported = False
 
     def collect(self) -> Iterator[Metric]:
-        metrics = [
-            m
-            for s in self.store.snapshot()
-            for m in families(s, {"job": s.job, "phase": s.phase, **self.labels})
-        ]
+        metrics: list[Metric] = []
+        for s in self.store.snapshot():
+            try:
+                metrics.extend(families(s, {"job": s.job, "phase": s.phase, **self.labels}))
+            except Exception as exc:  # noqa: BLE001 - a scrape must not fail for one series
+                if self.errors is not None:
+                    self.errors.inc()
+                if not self._reported and self.report is not None:
+                    self._reported = True
+                    self.report(f"--listen: run {s.run} (job {s.job}, {s.phase}) left out of /metrics: {exc} (further errors are only counted)")
         return iter(merge(metrics))
 
 
@@ -64,7 +84,7 @@ def _app(metrics_app: Callable) -> Callable:
         if environ.get("PATH_INFO") in ("/-/healthy", "/-/ready"):
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"OK\n"]
-        return metrics_app(environ, start_response)
+        return metrics_app({**environ, "HTTP_ACCEPT": "text/plain"}, start_response)  # never OpenMetrics: see above
 
     return app
 
@@ -79,11 +99,13 @@ class ListenSink:
         labels: dict[str, str],
         self_registry: CollectorRegistry,
         job: Callable[[], str],
+        report: Callable[[str], None] | None = None,
     ) -> None:
         """``job`` names the job of the sidecar's own series (known once the first record came)."""
         host, port = parse_address(address)
         self.registry = registry = CollectorRegistry()
-        registry.register(StoreCollector(store, labels))
+        errors = Counter("gangplank_sidecar_listen_errors", "Series left out of a /metrics page because they could not be rendered", registry=self_registry)
+        registry.register(StoreCollector(store, labels, report, errors))
         registry.register(_Labelled(self_registry, lambda: {"job": job(), "phase": "sidecar", **labels}))
         server_class = type("Server", (_Server,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})
         try:

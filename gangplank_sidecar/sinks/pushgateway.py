@@ -15,16 +15,17 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote
 
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, default_handler, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from gangplank_sidecar.aggregation.state import Store
+from gangplank_sidecar.aggregation.state import Series, Store
 from gangplank_sidecar.selfmetrics import SelfMetrics
 from gangplank_sidecar.sinks.families import Families, families
 
@@ -82,6 +83,23 @@ class _Item:
     phase: str
     registry: Collector
     epoch: int | None = None
+
+
+class _Unrenderable(Collector):
+    """A series whose families could not be built: its push fails (counted, retried) with the reason."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = f"cannot render the series: {error.__class__.__name__}: {error}"
+
+    def collect(self) -> Iterator[Metric]:
+        raise ValueError(self.error)
+
+
+def _rendered(series: Series) -> Collector:
+    try:
+        return Families(families(series))
+    except Exception as exc:  # noqa: BLE001 - one bad series must not stop the worker nor the other groups
+        return _Unrenderable(exc)
 
 
 class PushgatewaySink:
@@ -158,7 +176,7 @@ class PushgatewaySink:
     def _pending(self) -> list[_Item]:
         series = self.store.snapshot()
         items = [
-            _Item(s.key, s.version, s.job, s.phase, Families(families(s)), s.epoch)
+            _Item(s.key, s.version, s.job, s.phase, _rendered(s), s.epoch)
             for s in series
             if s.version > self._delivered.get(s.key, 0)
         ]
@@ -178,8 +196,17 @@ class PushgatewaySink:
                 if self._stopping.is_set():
                     break
                 seen, self._woken = self.store.version, False
-            self._count(self._round(self.timeout, final=False))
+            self._count(self._guarded_round(self.timeout, final=False))
         self._flush_final()
+
+    def _guarded_round(self, timeout: float, final: bool) -> bool:
+        """A round that cannot raise: an unexpected error counts as a failed push, retried like one."""
+        try:
+            return self._round(timeout, final)
+        except Exception as exc:  # noqa: BLE001 - the worker must outlive anything one round meets
+            self.last_error = f"{exc.__class__.__name__}: {exc}"
+            self.selfmetrics.pushes.labels("failure").inc()
+            return False
 
     def _count(self, ok: bool) -> None:
         """Reports a delivery that failed after its retries once, and its recovery once."""
@@ -202,7 +229,7 @@ class PushgatewaySink:
     def _flush_final(self) -> None:
         """Keeps pushing what is undelivered until it is all delivered or the deadline passes."""
         left, failures = max(self._deadline - time.monotonic(), FINAL_ATTEMPT), 0
-        while not self._round(left, final=True):
+        while not self._guarded_round(left, final=True):
             failures += 1
             time.sleep(max(0.0, min(self.retry.delay(failures), self._deadline - time.monotonic())))
             left = self._deadline - time.monotonic()
@@ -210,12 +237,13 @@ class PushgatewaySink:
                 return
 
     def _round(self, timeout: float, final: bool) -> bool:
-        """Pushes every pending group (stopping at the first failure), then our own metrics if due."""
+        """Pushes every pending group (stopping at the first failure of the gateway), then our own metrics if due."""
         ok = True
         for item in self._pending():
             if not self._push(item, timeout):
                 ok = False
-                break
+                if not isinstance(item.registry, _Unrenderable):
+                    break  # the gateway failed: the next groups would fail too
         self.selfmetrics.pending.set(len(self._pending()))
         if ok and (final or time.monotonic() - self._last_self_push >= SELF_PUSH_EVERY):
             ok = self._push_self(timeout)
@@ -233,9 +261,9 @@ class PushgatewaySink:
 
     def _send(self, job: str, grouping_key: dict[str, str], registry: Collector, timeout: float) -> bool:
         url = self.url + group_path(job, grouping_key)
-        data = generate_latest(registry)
         started = time.monotonic()
         try:
+            data = generate_latest(registry)
             self.handler(url=url, method="PUT", timeout=timeout, headers=[("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)], data=data)()
         except Exception as exc:  # noqa: BLE001 - any failure of a push is counted and retried, never raised
             self.last_error = str(exc) or exc.__class__.__name__

@@ -7,6 +7,12 @@ them to each sink's bounded buffer; one worker per URL batches them (at most ``B
 most ``BATCH_AGE`` seconds old), POSTs a snappy-compressed ``WriteRequest`` and retries with backoff
 on 5xx, 429 and network errors, in order, so that the samples of one series always arrive in time
 order. A 4xx answer is final: the batch is dropped and the server's message reported once.
+
+The buffer is bounded twice: by samples (``max_buffered``: the oldest step records go first,
+epoch records stay) and by an estimate of its memory (``max_bytes``: past it, the oldest
+records of any kind go). Dropped entries are unlinked at once (the buffer is compacted once
+they outnumber the live ones), so a receiver that is down never makes memory grow. Nothing
+a record holds can stop a worker: an error is reported once, its samples counted as dropped.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from gangplank_sidecar.sinks.transport import PushError, Transport, TransportCon
 BATCH_SAMPLES = 2000
 BATCH_AGE = 1.0
 MAX_BUFFERED = 100_000
+MAX_BUFFERED_BYTES = 32 << 20
+RECORD_BYTES, SAMPLE_BYTES = 240, 40  # what a buffered record and each of its samples hold (entry, tuples, floats)
 BACKOFF_FIRST, BACKOFF_MAX = 0.25, 30.0
 SAMPLE_EVENTS = ("step", "epoch", "evaluate")
 HEADERS = {
@@ -73,7 +81,8 @@ class RemoteWriteMetrics:
         )
         self.dropped = Counter(
             "gangplank_sidecar_remote_write_dropped_samples",
-            "Samples given up: overflow (buffer full, oldest step samples first), rejected (4xx), undelivered (at exit)",
+            "Samples given up: overflow (buffer full, oldest step samples first), rejected (4xx), undelivered (at exit), "
+            "error (a record or batch that could not be turned into a request)",
             ["reason"],
             registry=registry,
         )
@@ -83,7 +92,10 @@ class RemoteWriteMetrics:
         self.pending = Gauge(
             "gangplank_sidecar_remote_write_pending_samples", "Samples buffered for remote write", registry=registry
         )
-        for reason in ("overflow", "rejected", "undelivered"):
+        self.pending_bytes = Gauge(
+            "gangplank_sidecar_remote_write_pending_bytes", "Estimated memory of the samples buffered for remote write", registry=registry
+        )
+        for reason in ("overflow", "rejected", "undelivered", "error"):
             self.dropped.labels(reason)
         for result in ("success", "retry", "rejected"):
             self.requests.labels(result)
@@ -99,17 +111,30 @@ class Recorder:
     time order, and the latest state must not be lost.
     """
 
-    def __init__(self, labels: dict[str, str], sinks: Iterable[RemoteWriteSink]) -> None:
+    def __init__(
+        self, labels: dict[str, str], sinks: Iterable[RemoteWriteSink], report: Callable[[str], None] | None = None
+    ) -> None:
         self.labels = labels
         self.sinks = list(sinks)
+        self.report = report
         self._interned: dict[object, object] = {}
         self._keys: dict[tuple[str, tuple[tuple[str, str], ...]], LabelSet] = {}
         self._last: dict[tuple[str, str, str], int] = {}
+        self._failed = False
 
     def __call__(self, event: str, series: Series) -> None:
+        """Never raises into the reading thread: a record that cannot become samples is counted and reported once."""
         if event not in SAMPLE_EVENTS:
             return
-        record = self.record(event, series)
+        try:
+            record = self.record(event, series)
+        except Exception as exc:  # noqa: BLE001 - whatever a record holds, reading goes on
+            for sink in self.sinks:
+                sink.metrics.dropped.labels("error").inc()
+            if not self._failed and self.report is not None:
+                self._failed = True
+                self.report(f"remote write: a {event} record of run {series.run} could not be turned into samples ({exc}); such records are dropped and counted")
+            return
         for sink in self.sinks:
             sink.put(record)
 
@@ -175,6 +200,7 @@ class RemoteWriteSink:
         max_buffered: int = MAX_BUFFERED,
         batch_samples: int = BATCH_SAMPLES,
         batch_age: float = BATCH_AGE,
+        max_bytes: int = MAX_BUFFERED_BYTES,
     ) -> None:
         self.url = url
         self.metrics = metrics
@@ -182,16 +208,20 @@ class RemoteWriteSink:
         self.transport = transport or Transport(TransportConfig())
         self.timeout = timeout
         self.max_buffered = max_buffered
+        self.max_bytes = max_bytes
         self.batch_samples = batch_samples
         self.batch_age = batch_age
         self.lost = 0
         self._buffer: collections.deque[_Entry] = collections.deque()
         self._steps: collections.deque[_Entry] = collections.deque()
         self._buffered = 0
+        self._bytes = 0
+        self._unlinked = 0  # step entries dropped since the buffer was last compacted (still in ``_buffer``)
         self._cond = threading.Condition()
         self._deadline: float | None = None
         self._failing = False
         self._rejected_reported = False
+        self._error_reported = False
         self._thread = threading.Thread(target=self._run, name="remote-write", daemon=True)
 
     def start(self) -> None:
@@ -205,22 +235,41 @@ class RemoteWriteSink:
             if record.step:
                 self._steps.append(entry)
             self._buffered += len(record.values)
-            if self._buffered > self.max_buffered:
+            self._bytes += _size(record)
+            if self._buffered > self.max_buffered or self._bytes > self.max_bytes:
                 self._overflow()
             self.metrics.pending.set(self._buffered)
+            self.metrics.pending_bytes.set(self._bytes)
             self._cond.notify()
 
     def _overflow(self) -> None:
-        """Drops the oldest buffered step records until the buffer fits (epoch records never go)."""
+        """Drops the oldest step records until the buffer fits; past ``max_bytes``, the oldest of any kind.
+
+        A step record dropped from ``_steps`` stays linked in ``_buffer`` (behind a live epoch record,
+        say) until the buffer is compacted, which happens once such entries outnumber half of it.
+        """
         dropped = 0
-        while self._steps and self._buffered - dropped > self.max_buffered:
+        while self._steps and (self._buffered > self.max_buffered or self._bytes > self.max_bytes):
             entry = self._steps.popleft()
             if entry.live:
-                entry.live = False
-                dropped += len(entry.record.values)
-        self._buffered -= dropped
+                dropped += self._drop(entry)
+                self._unlinked += 1
+        while self._buffer and self._bytes > self.max_bytes:
+            dropped += self._drop(self._buffer.popleft())
         self.lost += dropped
         self.metrics.dropped.labels("overflow").inc(dropped)
+        if self._unlinked > len(self._buffer) // 2:
+            self._buffer = collections.deque(e for e in self._buffer if e.live)
+            self._unlinked = 0
+
+    def _drop(self, entry: _Entry) -> int:
+        """Marks a buffered entry taken or dropped; the samples it held."""
+        if not entry.live:
+            return 0
+        entry.live = False
+        self._buffered -= len(entry.record.values)
+        self._bytes -= _size(entry.record)
+        return len(entry.record.values)
 
     def stop(self, deadline: float) -> None:
         """Asks the worker to deliver what is buffered, trying until ``deadline`` (monotonic)."""
@@ -239,7 +288,7 @@ class RemoteWriteSink:
                 self.lost += self._buffered
                 self._buffer.clear()
                 self._steps.clear()
-                self._buffered = 0
+                self._buffered = self._bytes = self._unlinked = 0
         return self.lost == 0
 
     def close(self, flush_timeout: float) -> bool:
@@ -267,17 +316,25 @@ class RemoteWriteSink:
             while self._buffer and (not batch or size + len(self._buffer[0].record.values) <= self.batch_samples):
                 entry = self._buffer.popleft()
                 if entry.live:
-                    entry.live = False
+                    size += self._drop(entry)
                     batch.append(entry.record)
-                    size += len(entry.record.values)
-            self._buffered -= size
             self.metrics.pending.set(self._buffered)
+            self.metrics.pending_bytes.set(self._bytes)
             return batch
 
     def _run(self) -> None:
+        """Delivers batch after batch; an unexpected error costs its batch (counted, reported once), never the thread."""
         while (batch := self._take()) is not None:
-            if not self._deliver(batch):
-                return
+            try:
+                if not self._deliver(batch):
+                    return
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive any one batch
+                count = sum(len(r.values) for r in batch)
+                self.metrics.dropped.labels("error").inc(count)
+                self.lost += count
+                if not self._error_reported:
+                    self._error_reported = True
+                    self.report(f"remote write to {redact(self.url)}: {count} samples dropped: {exc.__class__.__name__}: {exc} (further errors are only counted)")
 
     def _deliver(self, batch: list[Record]) -> bool:
         """Sends one batch until it is accepted or rejected; False if the deadline passed first."""
@@ -331,7 +388,13 @@ class RemoteWriteSink:
         """Puts the batch back in front, for ``join`` to count with the rest."""
         for record in reversed(batch):
             self._buffer.appendleft(_Entry(0.0, record))
+            self._bytes += _size(record)
         self._buffered += count
+
+
+def _size(record: Record) -> int:
+    """The estimated memory a buffered record holds (its label sets are shared with every other record)."""
+    return RECORD_BYTES + SAMPLE_BYTES * len(record.values)
 
 
 def remote_write_sinks(
@@ -344,4 +407,4 @@ def remote_write_sinks(
     """One sink per URL, fed by one recorder (to add to ``store.listeners``)."""
     metrics = RemoteWriteMetrics(registry)
     sinks = [RemoteWriteSink(url, metrics, report, transport) for url in urls]
-    return Recorder(labels, sinks), sinks
+    return Recorder(labels, sinks, report), sinks

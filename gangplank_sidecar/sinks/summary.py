@@ -6,6 +6,8 @@ from gangplank_sidecar.aggregation.state import FINISHED_KEPT, Series, lower_is_
 from gangplank_sidecar.sparkline import UNICODE, curve_lines
 from gangplank_sidecar.system.sampler import Totals
 
+MAX_METRICS_SHOWN = 50  # per run: the summary of a run with thousands of keys stays readable and bounded
+
 
 def _number(value: float) -> str:
     return f"{value:.6g}"
@@ -36,13 +38,14 @@ def summarize(runs: list[Series], system: Totals | None = None, dropped: int = 0
     if dropped:
         lines.append(f"gangplank-sidecar: {dropped} earlier run{'s' if dropped != 1 else ''} not shown (only the last {FINISHED_KEPT} finished runs are kept)")
     for s in runs:
-        what = f"{s.epoch} epoch{'s' if s.epoch != 1 else ''}" if s.epoch is not None else "evaluate"
+        epochs = s.epoch or 0
+        what = f"{epochs} epoch{'s' if epochs != 1 else ''}" if s.phase == "train" else "evaluate"
         took = f" in {s.elapsed:.1f} s" if s.elapsed is not None else ""
         lines.append(f"gangplank-sidecar: run {s.run} (job {s.job}, {s.phase}): {what}{took}, {s.status or 'no end record'}")
         if s.metrics:
-            width = max(len(k) for k in s.metrics)
+            width = min(max(len(k) for k in s.metrics), 40)
             lines.append(f"  {'metric':<{width}}  {'last':>12}  best")
-            for key, value in sorted(s.metrics.items()):
+            for key, value in sorted(s.metrics.items())[:MAX_METRICS_SHOWN]:
                 best, epoch = s.best.get(key, (value, None))
                 at = f" (epoch {epoch})" if epoch is not None and s.phase == "train" else ""
                 direction = "min" if lower_is_better(key) else "max"
@@ -53,6 +56,8 @@ def summarize(runs: list[Series], system: Totals | None = None, dropped: int = 0
                 last = max(c.buckets[-1].last for c in s.curves.values())
                 lines.append(f"  curves over epochs {first}-{last}")
                 lines.extend("  " + line for line in curves)
+            if len(s.metrics) > MAX_METRICS_SHOWN:
+                lines.append(f"  ... {len(s.metrics) - MAX_METRICS_SHOWN} more metrics not shown (gangplank-runs show {s.run})")
         for name in sorted(s.failed_checks):
             check = s.checks[name]
             lines.append(f"  check {check.code or '-'} {name}: {check.message}")

@@ -3,7 +3,9 @@
 ``Transport`` is a prometheus-client ``handler``, so it plugs into ``push_to_gateway`` as
 well as into our worker. It opens one connection per push (a gateway that restarts never
 leaves us a dead keep-alive socket) and turns every failure into one plain sentence.
-Secrets live in ``SecretStr`` and are only ever written into the request headers.
+Secrets live in ``SecretStr`` and are only ever written into the request headers; any text
+that comes back from the server (status reason, body) has every configured secret value cut
+out before it goes into a message, since a proxy may echo the request's headers.
 
 Configuration mistakes raise ``ValueError`` (the command line turns them into exit 2).
 """
@@ -16,13 +18,14 @@ import re
 import ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _RESERVED_HEADERS = frozenset({"authorization", "content-type", "content-length", "host", "transfer-encoding"})
 _MAX_BODY = 4096
+REDACTED = "<redacted>"
 
 
 class PushError(OSError):
@@ -112,6 +115,19 @@ class Transport:
             self._headers.append(("Authorization", "Basic " + base64.b64encode(pair).decode()))
         if config.bearer_token:
             self._headers.append(("Authorization", "Bearer " + config.bearer_token.get_secret_value()))
+        secrets = [value for _, value in self._headers]
+        for secret in (config.basic_auth_password, config.bearer_token):
+            if secret is not None:
+                secrets.append(secret.get_secret_value())
+        secrets += [value.split(" ", 1)[1] for name, value in self._headers if name == "Authorization"]  # the base64 pair
+        secrets += [quote(secret, safe="") for secret in secrets]
+        self._secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        """``text`` (from a server) without any configured secret value, as sent or URL-encoded."""
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
 
     def __call__(
         self, url: str, method: str, timeout: float | None, headers: Sequence[tuple[str, str]], data: bytes
@@ -160,12 +176,13 @@ class Transport:
             conn.close()
         if response.status in (401, 403):
             raise PushError(
-                f"HTTP {response.status} {response.reason}: the gateway rejected the credentials "
+                f"HTTP {response.status} {self.redact(response.reason)}: the gateway rejected the credentials "
                 "(check --basic-auth-user and its password, or --bearer-token-file)"
             )
         if response.status >= 400:
-            detail = body.decode("utf-8", "replace").strip().splitlines()
-            raise PushError(f"HTTP {response.status} {response.reason}" + (f": {detail[0][:200]}" if detail else ""))
+            detail = self.redact(body.decode("utf-8", "replace")).strip().splitlines()
+            reason = self.redact(response.reason)
+            raise PushError(f"HTTP {response.status} {reason}" + (f": {detail[0][:200]}" if detail else ""))
         if max_body is not None and len(body) > max_body:
             raise PushError(f"the answer is longer than {max_body} bytes")
         return body
