@@ -33,12 +33,14 @@ from gangplank_sidecar.sinks.transport import Transport, check
 from gangplank_sidecar.sources.checkpoint import Checkpoints, default_path
 from gangplank_sidecar.sources.command import run_command
 from gangplank_sidecar.sources.files import Follower, follow
+from gangplank_sidecar.sources.kubernetes import KubernetesLogs
 from gangplank_sidecar.sources.stdin import Echo, read_stdin
 from gangplank_sidecar.system.families import PHASE as SYSTEM_PHASE
 from gangplank_sidecar.system.families import SystemCollector, SystemGroup
 from gangplank_sidecar.system.sampler import Sampler, choose_target
 
 EXIT_OK, EXIT_UNDELIVERED, EXIT_USAGE = 0, 1, 2
+NODE_AGENT_JOB = "gangplank-node-agent"
 
 
 class Stop(Exception):
@@ -77,8 +79,11 @@ class Sidecar:
         self.store = Store()
         self.selfmetrics = SelfMetrics()
         self.pipeline = Pipeline(
-            self.store, self.selfmetrics, report, fmt=s.format, job=s.job, thresholds=thresholds_from(s.check_threshold)
+            self.store, self.selfmetrics, report, fmt=s.format, job=None if s.kubernetes_logs else s.job,
+            thresholds=thresholds_from(s.check_threshold),
         )
+        if s.kubernetes_logs and not os.path.isdir(s.kubernetes_logs):
+            raise ConfigError(f"--kubernetes-logs: {s.kubernetes_logs} is not a directory")
         try:
             if s.pushgateway:
                 check(s.pushgateway, s.transport)
@@ -96,12 +101,14 @@ class Sidecar:
         self.history: HistorySink | None = None
 
     def job(self) -> str:
-        """The job the sidecar's own series go under: --job, else the first record's job."""
+        """The job the sidecar's own series go under: --job, else the first record's job (the node agent's own)."""
+        if self.settings.kubernetes_logs:
+            return self.settings.job or NODE_AGENT_JOB
         return self.store.job(self.settings.job)
 
     def _sampler(self) -> Sampler | None:
         s = self.settings
-        if not s.system_interval:
+        if not s.system_interval or s.kubernetes_logs:  # the node agent measures no training process
             return None
         disk = s.disk_path or (os.path.dirname(os.path.abspath(s.files[0])) if s.files else os.getcwd())
         return Sampler(s.system_interval, report, choose_target(s.pid, bool(s.command), report), disk)
@@ -114,6 +121,13 @@ class Sidecar:
         if s.files and not s.command:
             path = Path(s.state_file) if s.state_file else default_path(s.files)
             self.follower = Follower(s.files, self.pipeline.feed, report, Checkpoints(path, report), lambda: self.store.version)
+            self.follower.resume()
+        if s.kubernetes_logs:
+            path = Path(s.state_file) if s.state_file else default_path([s.kubernetes_logs])
+            self.follower = KubernetesLogs(
+                s.kubernetes_logs, self.pipeline, self.store, report, Checkpoints(path, report), lambda: self.store.version,
+                s.kubernetes_namespaces, s.kubernetes_forget_after,
+            )
             self.follower.resume()
         if s.pushgateway:
             self._start_push()

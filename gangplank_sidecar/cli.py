@@ -12,6 +12,7 @@ from gangplank_sidecar import parsers
 from gangplank_sidecar.app import EXIT_USAGE, report, run
 from gangplank_sidecar.settings import ConfigError, Settings, env, parse_labels
 from gangplank_sidecar.sinks.transport import parse_headers, read_secret
+from gangplank_sidecar.sources.kubernetes import DEFAULT_ROOT
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,7 +55,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pid", type=int, metavar="PID", help="measure this process tree (default: the wrapped command, a shared pod's other containers, or our cgroup)")
     p.add_argument("--disk-path", metavar="PATH", help="report the disk of PATH (default: the working directory or the first FILE's)")
+    add_kubernetes_options(p)
     return p
+
+
+def add_kubernetes_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("node agent (one per Kubernetes node, reading every container's logs)")
+    g.add_argument(
+        "--kubernetes-logs", nargs="?", const=DEFAULT_ROOT, metavar="DIR",
+        help=f"follow every container log the kubelet keeps under DIR (default {DEFAULT_ROOT}) [GANGPLANK_KUBERNETES_LOGS]",
+    )
+    g.add_argument(
+        "--kubernetes-namespace", action="append", default=[], metavar="NS",
+        help="only read the pods of this namespace (repeatable) [GANGPLANK_KUBERNETES_NAMESPACES, comma-separated]",
+    )
+    g.add_argument(
+        "--kubernetes-forget-after", metavar="DURATION",
+        help="delete a deleted pod's groups from the Pushgateway this long after (default 10m) [GANGPLANK_KUBERNETES_FORGET_AFTER]",
+    )
+
+
+def kubernetes_from(args: argparse.Namespace) -> dict[str, object]:
+    forget = args.kubernetes_forget_after or env("GANGPLANK_KUBERNETES_FORGET_AFTER")
+    found = {
+        "kubernetes_logs": args.kubernetes_logs or env("GANGPLANK_KUBERNETES_LOGS"),
+        "kubernetes_namespaces": args.kubernetes_namespace
+        or [n.strip() for n in (env("GANGPLANK_KUBERNETES_NAMESPACES") or "").split(",") if n.strip()],
+        "kubernetes_forget_after": forget,
+    }
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def add_delivery_options(p: argparse.ArgumentParser) -> None:
@@ -143,6 +172,7 @@ def settings_from(argv: Sequence[str]) -> Settings:
             pid=args.pid,
             disk_path=args.disk_path,
             **delivery_from(args),
+            **kubernetes_from(args),
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -6,7 +6,8 @@ it has produced protocol records) lives here, one ``Interpreter`` per stream.
 Text formats (FloydHub, Keras logs) carry no run id: a stream's text run starts with its
 first such line and a new one when the numbering starts over (a Keras ``Epoch`` header
 after training ended or back at epoch 1 again, a FloydHub epoch or step going backwards).
-They carry no time either: their records are stamped with the time they were read.
+They carry no time either: their records are stamped with the time they were read, or the
+time the source gives the line (a container runtime's timestamp).
 
 The training checks run once per epoch: at each protocol epoch record and Keras result,
 and for FloydHub, whose epoch comes one metric a line, once the epoch is complete (a later
@@ -28,12 +29,23 @@ Report = Callable[[str], None]
 
 class Interpreter:
     def __init__(
-        self, store: Store, source: str, job: str | None, report: Report, thresholds: checks.Thresholds | None = None
+        self,
+        store: Store,
+        source: str,
+        job: str | None,
+        report: Report,
+        thresholds: checks.Thresholds | None = None,
+        labels: dict[str, str] | None = None,
+        default_job: str = DEFAULT_JOB,
     ) -> None:
+        """``labels`` go on every series of the stream; ``default_job`` names a run that names none."""
         self.store = store
         self.checks = checks.Monitor(thresholds)
         self.source = source
         self.job_override = job
+        self.labels = labels or {}
+        self.default_job = default_job
+        self.when: float | None = None  # the time of the line being applied, if its source knows it
         self.report = report
         self.protocol_seen = False
         self._jobs: dict[str, str] = {}
@@ -41,7 +53,9 @@ class Interpreter:
         self._keras_epoch: int | None = None  # the epoch whose header came and whose result has not
         self._trained = False  # a text training run has ended: a plain Keras result is an evaluate
 
-    def apply(self, item: object) -> None:
+    def apply(self, item: object, when: float | None = None) -> None:
+        """``when``: the time the source gives the line (text records take it; else the time it is read)."""
+        self.when = when
         if isinstance(item, protocol.Start):
             self._start(item)
         elif isinstance(item, (protocol.Step, protocol.Epoch, protocol.Evaluate, protocol.End)):
@@ -56,15 +70,15 @@ class Interpreter:
             self._result(item)
 
     def _job(self, run: str, named: str | None = None) -> str:
-        job = self.job_override or named or self._jobs.get(run) or DEFAULT_JOB
+        job = self.job_override or named or self._jobs.get(run) or self.default_job
         self._jobs[run] = job
         return job
 
     def _series(self, rec: protocol.Start | protocol.Step | protocol.Epoch | protocol.Evaluate | protocol.End) -> Series:
         job = self._job(rec.run, rec.job if isinstance(rec, protocol.Start) else None)
-        series = self.store.get(job, rec.phase)
+        series = self.store.get(job, rec.phase, self.labels)
         if series is None or series.run != rec.run:
-            series = self.store.begin(job, rec.phase, rec.run, when=rec.time, source=self.source)
+            series = self.store.begin(job, rec.phase, rec.run, when=rec.time, labels=self.labels, source=self.source)
         return series
 
     def _start(self, rec: protocol.Start) -> None:
@@ -129,19 +143,23 @@ class Interpreter:
     def _text_series(self, phase: str, new_run: bool = False, planned_epochs: int | None = None) -> Series:
         """The series of this stream's current text run in ``phase``; ``new_run`` starts another run."""
         if new_run or self._text_run is None:
-            self._text_run = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+            self._text_run = f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(self.when))}-{secrets.token_hex(2)}"
             self._keras_epoch, self._trained = None, False
         job = self._job(self._text_run)
-        series = self.store.get(job, phase)
+        series = self.store.get(job, phase, self.labels)
         if series is None or series.run != self._text_run:
-            series = self.store.begin(job, phase, self._text_run, source=self.source)
+            series = self.store.begin(job, phase, self._text_run, when=self.when, labels=self.labels, source=self.source)
+            now = self._now()
 
             def start(s: Series) -> None:
                 s.planned_epochs = planned_epochs
-                s.time = time.time()
+                s.time = now
 
             self._update(series, "start", start)
         return series
+
+    def _now(self) -> float:
+        return time.time() if self.when is None else self.when
 
     def _point(self, point: floydhub.Point) -> None:
         """A FloydHub metric: points of one epoch (or step) build up that epoch's state."""
@@ -151,7 +169,7 @@ class Interpreter:
         ):
             series = self._text_series("train", new_run=True)
 
-        now = time.time()
+        now = self._now()
 
         def change(s: Series) -> None:
             if point.epoch is not None and s.epoch is not None and point.epoch != s.epoch:
@@ -168,7 +186,7 @@ class Interpreter:
 
     def _header(self, header: keras_log.EpochHeader) -> None:
         """``Epoch i/N``: training goes on, or starts over if it ended or is back at an earlier epoch."""
-        series = None if self._text_run is None else self.store.get(self._job(self._text_run), "train")
+        series = None if self._text_run is None else self.store.get(self._job(self._text_run), "train", self.labels)
         done = (series.epoch or 0) if series is not None and series.run == self._text_run else 0
         self._text_series("train", new_run=self._trained or header.epoch <= done, planned_epochs=header.epochs)
         self._keras_epoch = header.epoch
@@ -176,7 +194,7 @@ class Interpreter:
     def _result(self, result: keras_log.Result) -> None:
         """An epoch's result after its header or with val_* keys; otherwise, after training, an evaluate."""
         epoch, self._keras_epoch = self._keras_epoch, None
-        now = time.time()
+        now = self._now()
         if epoch is None and self._trained and not any(key.startswith("val_") for key in result.metrics):
             series = self._text_series("test")
 

@@ -35,7 +35,7 @@ def parse_address(value: str) -> tuple[str, int]:
 
 
 class StoreCollector(Collector):
-    """Every series of the store, with job, phase and the user's labels in each sample."""
+    """Every series of the store, with job, phase, its stream's and the user's labels in each sample."""
 
     def __init__(self, store: Store, labels: dict[str, str]) -> None:
         self.store = store
@@ -45,7 +45,7 @@ class StoreCollector(Collector):
         metrics = [
             m
             for s in self.store.snapshot()
-            for m in families(s, {"job": s.job, "phase": s.phase, **self.labels})
+            for m in families(s, {"job": s.job, "phase": s.phase, **self.labels, **s.labels})
         ]
         return iter(merge(metrics))
 

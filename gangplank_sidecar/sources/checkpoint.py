@@ -82,6 +82,7 @@ class Checkpoints:
         self._cond = threading.Condition()
         self._stopping = False
         self._failing = False
+        self._dropped = False
         self._delivered: Callable[[], int] = lambda: 0
         self._thread = threading.Thread(target=self._run, name="checkpoints", daemon=True)
 
@@ -106,6 +107,15 @@ class Checkpoints:
             if len(marks) == 1:
                 self._cond.notify()
 
+    def drop(self, gone: Callable[[str], bool]) -> None:
+        """Forgets the positions of the files ``gone`` names: gone for good (a deleted pod's logs)."""
+        with self._cond:
+            for name in [n for n in self._marks if gone(n)]:
+                del self._marks[name]
+            for name in [n for n in self.saved if gone(n)]:
+                del self.saved[name]
+                self._dropped = True
+
     def start(self, delivered: Callable[[], int]) -> None:
         """``delivered``: the store version up to which every change has been delivered."""
         self._delivered = delivered
@@ -123,7 +133,7 @@ class Checkpoints:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stopping or any(self._marks.values()))
+                self._cond.wait_for(lambda: self._stopping or self._dropped or any(self._marks.values()))
                 if self._stopping:
                     return
             self.write()
@@ -139,9 +149,10 @@ class Checkpoints:
                 while marks and marks[0][0] <= delivered:
                     self.saved[name] = marks.popleft()[1].saved()
                     changed = True
-        if not changed:
-            return
-        data = {"format": FORMAT, "files": {name: asdict(saved) for name, saved in sorted(self.saved.items())}}
+            changed, self._dropped = changed or self._dropped, False
+            if not changed:
+                return
+            data = {"format": FORMAT, "files": {name: asdict(saved) for name, saved in sorted(self.saved.items())}}
         tmp = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
