@@ -132,18 +132,19 @@ class Follower:
                 self._read(tail, limit=saved[path].offset)
                 self.counts.resumed += 1
                 self.report(f"resuming {path} at byte {tail.line_end}")
-            else:
+            elif rotated := self.rotated(path)[-1:]:
                 self._forget(tail)
-                if not self._take_over(path, self.rotated(path)[-1:], saved[path]):
-                    self.report(f"{path} is not the file of the last checkpoint; reading it from the start")
+                self._take_over(path, rotated, saved[path])
+            else:
+                self.report(f"{path} is not the file of the last checkpoint; reading it from the start")
 
     def rotated(self, path: str) -> list[str]:
         """The rotated files of ``path`` that are still plain, oldest first (none by default)."""
         return []
 
-    def _take_over(self, path: str, rotated: list[str], saved: Saved | None = None) -> bool:
-        """Reads the newest rotated file first, as the stream of ``path``: from its checkpoint if it has
-        ``saved``'s, else whole; once it is read to its end, the next pass goes on with ``path``."""
+    def _take_over(self, path: str, rotated: list[str], saved: Saved | None = None) -> None:
+        """Reads a rotated file first, as the stream of ``path``: from ``saved`` if that is its checkpoint,
+        else whole; once it is read to its end, the next pass goes on with ``path``."""
         for old in rotated:
             tail = self._open(path, at=old)
             if tail is None:
@@ -154,8 +155,7 @@ class Follower:
                 self.report(f"resuming {path} in its rotated file {old} at byte {tail.line_end}")
             else:
                 self.report(f"reading the rotated file {old} before {path}")
-            return True
-        return False
+            return
 
     def _forget(self, tail: _Tail) -> None:
         os.close(tail.fd)
