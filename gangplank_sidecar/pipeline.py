@@ -55,10 +55,11 @@ class Pipeline:
         stream = self._streams[name] = _Stream(interpreter, parsers.PARSERS[self.fmt])
         return stream
 
-    def open(self, source: str, labels: dict[str, str], default_job: str) -> None:
-        """Declares a stream: its series carry ``labels``, and a run that names no job gets ``default_job``."""
+    def open(self, source: str, labels: dict[str, str], default_job: str, jobs: dict[str, str] | None = None) -> None:
+        """Declares a stream: its series carry ``labels``; a run takes its job from ``jobs`` (run -> job), else
+        from its start record, else ``default_job``."""
         if source not in self._streams:
-            self._stream(source, labels, default_job)
+            self._stream(source, labels, default_job).interpreter.know_jobs(jobs or {})
 
     def close(self, source: str) -> None:
         """Forgets a stream that has ended for good (its series stay in the store)."""

@@ -214,3 +214,34 @@ def test_follow_with_real_watches_finds_a_new_pod_and_new_lines(tmp_path: Path) 
         stop.set()
         thread.join(10)
     assert not agent.source.polling and not thread.is_alive()
+
+
+def test_two_rotations_between_two_looks_read_the_plain_one_between(tmp_path: Path) -> None:
+    k = Kubelet(tmp_path)
+    log = k.write("ml", "p", "c", cri("one"))
+    agent = Agent(tmp_path)
+    agent.source.scan()
+    k.rotate(log, "20261203-101500")
+    k.write("ml", "p", "c", cri("two"))
+    k.rotate(log, "20261203-101600")
+    k.write("ml", "p", "c", cri("three"))
+    agent.source.scan()
+    assert agent.lines() == [b"one", b"two", b"three"]
+
+
+def test_the_job_a_start_record_named_survives_a_restart_without_that_record(tmp_path: Path) -> None:
+    k = Kubelet(tmp_path / "pods")
+    state = tmp_path / "state.json"
+    log = k.write("ml", "p", "c", cri(start("r", job="mnist")) + cri(epoch("r", 1, {"loss": 1.0})))
+    first = Agent(tmp_path / "pods", state)
+    first.source.resume()
+    first.checkpoints.start(lambda: first.store.version)
+    first.source.scan()
+    first.checkpoints.close()
+    first.source.close()
+    k.rotate(log, "20261203-101500").unlink()  # as if gzipped by now: the start record is out of reach
+    k.write("ml", "p", "c", cri(epoch("r", 2, {"loss": 0.5})))
+    second = Agent(tmp_path / "pods", state)
+    second.source.resume()
+    second.source.scan()
+    assert (second.series("p").job, second.series("p").epoch) == ("mnist", 2)

@@ -53,6 +53,10 @@ class Interpreter:
         self._keras_epoch: int | None = None  # the epoch whose header came and whose result has not
         self._trained = False  # a text training run has ended: a plain Keras result is an evaluate
 
+    def know_jobs(self, jobs: dict[str, str]) -> None:
+        """The jobs earlier runs of this stream named (a restarted reader may not see their start records)."""
+        self._jobs.update(jobs)
+
     def apply(self, item: object, when: float | None = None) -> None:
         """``when``: the time the source gives the line (text records take it; else the time it is read)."""
         self.when = when

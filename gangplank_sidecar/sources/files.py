@@ -82,6 +82,14 @@ def _anchor(pattern: str) -> str:
     return str(base)
 
 
+def _same_file(path: str, tail: _Tail) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return True  # gone: nothing to read there
+    return (st.st_dev, st.st_ino) == (tail.dev, tail.ino)
+
+
 class Follower:
     """Follows every file the patterns name; each file is its own stream, named by its path."""
 
@@ -180,6 +188,10 @@ class Follower:
             self._finish(tail)
             self.counts.rotations += 1
             self.report(f"{path} was rotated or removed; reading the next file there from the start")
+            if skipped := [r for r in self.rotated(path)[-1:] if not _same_file(r, tail)]:
+                self._take_over(path, skipped)  # rotated twice between two looks: that one first
+                self._visit(path)
+                return
         tail = self._open(path)
         if tail is not None:
             self._read(tail)

@@ -107,6 +107,7 @@ class KubernetesLogs(Follower):
         self._ending: dict[str, float] = {}
         self._decoders: dict[str, cri.Decoder] = {}
         self._last_full = 0.0
+        store.listeners.append(self._learn)
 
     def paths(self) -> list[str]:
         """Every container log under the root now, each container's in restart order; opens new streams."""
@@ -126,7 +127,8 @@ class KubernetesLogs(Follower):
         for directory, container in containers.items():
             if directory not in self._containers:
                 self._containers[directory] = container
-                self.pipeline.open(directory, container.labels, container.pod)
+                noted = self.checkpoints.streams.get(directory) if self.checkpoints is not None else None
+                self.pipeline.open(directory, container.labels, container.pod, noted)
         self._gone = [c for d, c in self._containers.items() if d not in containers]
         self._pods = pods
         return found
@@ -141,7 +143,9 @@ class KubernetesLogs(Follower):
         super().resume()
         if self.checkpoints is not None:
             live = self._containers
-            self.checkpoints.drop(lambda name: name.startswith(self.root + os.sep) and os.path.dirname(name) not in live)
+            self.checkpoints.drop(
+                lambda name: name.startswith(self.root + os.sep) and name not in live and os.path.dirname(name) not in live
+            )
 
     def scan(self) -> None:
         """A full pass: discovery, every file read, the streams of deleted pods ended."""
@@ -220,6 +224,12 @@ class KubernetesLogs(Follower):
         if decoder.malformed and not malformed:
             self.report(f"{path}: skipping a line that is not in the CRI log format (further ones are not reported)")
 
+    def _learn(self, event: str, series: Series) -> None:
+        """A store listener: notes the job a run named, so that an agent restart still finds it."""
+        container = self._containers.get(series.source)
+        if event == "start" and container is not None and self.checkpoints is not None and series.job != container.pod:
+            self.checkpoints.note(series.source, series.run, series.job)
+
     def _end_gone(self) -> None:
         """The pods whose directory is gone: their files were read to the end; their runs end now."""
         now = time.monotonic()
@@ -232,7 +242,7 @@ class KubernetesLogs(Follower):
             for path in [p for p in self._decoders if p.startswith(prefix)]:
                 del self._decoders[path]
             if self.checkpoints is not None:
-                self.checkpoints.drop(lambda name: name.startswith(prefix))
+                self.checkpoints.drop(lambda name: name.startswith(prefix) or name == container.directory)
             del self._containers[container.directory]
             self._ending[container.directory] = now + self.forget_after
             self.report(f"{container.namespace}/{container.pod} container {container.name} is gone; its runs ended")
