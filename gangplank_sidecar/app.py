@@ -41,6 +41,7 @@ from gangplank_sidecar.system.sampler import Sampler, choose_target
 
 EXIT_OK, EXIT_UNDELIVERED, EXIT_USAGE = 0, 1, 2
 NODE_AGENT_JOB = "gangplank-node-agent"
+NODE_CHECKPOINT_EVERY = 2.0  # hundreds of noisy logs: a state file write (an fsync) at most this often
 
 
 class Stop(Exception):
@@ -125,7 +126,8 @@ class Sidecar:
         if s.kubernetes_logs:
             path = Path(s.state_file) if s.state_file else default_path([s.kubernetes_logs])
             self.follower = KubernetesLogs(
-                s.kubernetes_logs, self.pipeline, self.store, report, Checkpoints(path, report), lambda: self.store.version,
+                s.kubernetes_logs, self.pipeline, self.store, report, Checkpoints(path, report, interval=NODE_CHECKPOINT_EVERY),
+                lambda: self.store.version,
                 s.kubernetes_namespaces, s.kubernetes_forget_after,
             )
             self.follower.resume()

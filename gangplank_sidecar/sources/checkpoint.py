@@ -74,8 +74,10 @@ def default_path(patterns: Sequence[str]) -> Path:
 class Checkpoints:
     """Positions per followed path: marked by the reader, written as the sink delivers them."""
 
-    def __init__(self, path: Path, report: Callable[[str], None]) -> None:
+    def __init__(self, path: Path, report: Callable[[str], None], interval: float = POLL) -> None:
+        """``interval``: the least time between two writes of the state file."""
         self.path = path
+        self.interval = interval
         self.report = report
         self.streams: dict[str, dict[str, str]] = {}
         self.saved: dict[str, Saved] = self._load()
@@ -156,7 +158,7 @@ class Checkpoints:
                     return
             self.write()
             with self._cond:
-                self._cond.wait_for(lambda: self._stopping, POLL)
+                self._cond.wait_for(lambda: self._stopping, self.interval)
 
     def write(self) -> None:
         """Saves every position whose version is delivered, atomically (temporary file, rename)."""
