@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from gangplank_sidecar.aggregation.state import Series, Store
+from gangplank_sidecar.cli import main, settings_from
 from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.selfmetrics import SelfMetrics
+from gangplank_sidecar.settings import ConfigError
 from gangplank_sidecar.sources import kubernetes
 from gangplank_sidecar.sources.checkpoint import Checkpoints
 from gangplank_sidecar.sources.kubernetes import KubernetesLogs
@@ -245,3 +247,46 @@ def test_the_job_a_start_record_named_survives_a_restart_without_that_record(tmp
     second.source.resume()
     second.source.scan()
     assert (second.series("p").job, second.series("p").epoch) == ("mnist", 2)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("GANGPLANK_KUBERNETES_LOGS", "GANGPLANK_KUBERNETES_NAMESPACES", "GANGPLANK_KUBERNETES_FORGET_AFTER"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_options_defaults_environment_and_durations(clean_env: pytest.MonkeyPatch) -> None:
+    assert settings_from(["--kubernetes-logs"]).kubernetes_logs == "/var/log/pods"
+    given = settings_from(["--kubernetes-logs", "/logs", "--kubernetes-namespace", "ml", "--kubernetes-namespace", "research",
+                           "--kubernetes-forget-after", "30s"])  # fmt: skip
+    assert (given.kubernetes_logs, given.kubernetes_namespaces, given.kubernetes_forget_after) == ("/logs", ["ml", "research"], 30.0)
+    assert settings_from(["--kubernetes-logs"]).kubernetes_forget_after == 600.0
+    assert settings_from([]).kubernetes_logs is None
+    clean_env.setenv("GANGPLANK_KUBERNETES_LOGS", "/from/env")
+    clean_env.setenv("GANGPLANK_KUBERNETES_NAMESPACES", "a, b")
+    clean_env.setenv("GANGPLANK_KUBERNETES_FORGET_AFTER", "1.5h")
+    from_env = settings_from([])
+    assert (from_env.kubernetes_logs, from_env.kubernetes_namespaces, from_env.kubernetes_forget_after) == ("/from/env", ["a", "b"], 5400.0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--kubernetes-logs", "/l", "--kubernetes-forget-after", "10 minutes"],
+         "--kubernetes-forget-after: bad duration '10 minutes': expected a number of seconds or one like 30s, 10m, 1h"),
+        (["--kubernetes-namespace", "ml"], "--kubernetes-namespaces: needs --kubernetes-logs"),
+        (["--kubernetes-logs", "/l", "--exit-on-end"],
+         "--kubernetes-logs: it follows every container's logs: no FILE, command or --exit-on-end with it"),
+        (["--kubernetes-logs=/l", "x.log"], "--kubernetes-logs: it follows every container's logs: no FILE, command or --exit-on-end with it"),
+    ],
+)  # fmt: skip
+def test_bad_options_are_usage_errors(clean_env: pytest.MonkeyPatch, argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        settings_from(argv)
+    assert str(error.value) == message
+
+
+def test_a_missing_log_directory_exits_2_before_reading(tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--kubernetes-logs", str(tmp_path / "nope"), "--no-history"]) == 2
+    assert capsys.readouterr().err == f"gangplank-sidecar: --kubernetes-logs: {tmp_path / 'nope'} is not a directory\n"
