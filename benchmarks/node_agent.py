@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from _common import free_port, start_pushgateway
@@ -75,7 +76,7 @@ def layout(k: Kubelet, containers: int, backlog: int) -> list[tuple[str, str, st
     return names
 
 
-def measure(pid: int, seconds: float, work: callable = lambda: None) -> float:
+def measure(pid: int, seconds: float, work: Callable[[], None] = lambda: None) -> float:
     """Mean CPU use (fraction of one core) over ``seconds`` while ``work`` runs every 10 ms."""
     before, t0 = cpu_seconds(pid), time.monotonic()
     while time.monotonic() - t0 < seconds:
