@@ -148,7 +148,8 @@ class Sidecar:
         s = self.settings
         signal.signal(signal.SIGUSR1, _raise(Undelivered))
         self.push = push = PushgatewaySink(
-            self.store, s.pushgateway or "", s.labels, self.selfmetrics, report, job=s.job,
+            self.store, s.pushgateway or "", s.labels, self.selfmetrics, report,
+            job=(s.job or NODE_AGENT_JOB) if s.kubernetes_logs else s.job,
             handler=self.transport, retry=s.retry, timeout=s.transport.push_timeout,
             on_failed=_interrupt_main if s.strict else None,
         )

@@ -118,6 +118,8 @@ def test_node_agent_end_to_end(tmp_path: Path, pushgateway: Pushgateway, agents:
     assert not [ls for (_, ls) in agent.metrics() if ("pod", "old-0") in ls]
     assert not [ls for (_, ls) in pushed if ("namespace", "kube-system") in ls]
     assert agent.stop() == 0
+    own = {"job": "gangplank-node-agent", "phase": "sidecar", "cluster": "lab"}
+    assert value(pushgateway.samples(), "gangplank_sidecar_pushes_total", result="failure", **own) == 0
 
     # An agent restart: the state is rebuilt from the files up to the checkpoints, nothing is pushed again.
     pushed_at = value(pushgateway.samples(), "push_time_seconds", **TRAINER)
