@@ -68,6 +68,13 @@ class Decoder:
             return
         when, stderr, partial, content = parsed
         i = int(stderr)
+        if not partial and not self._sizes[i] and not self._overflow[i]:  # most lines: whole, nothing pending
+            if len(content) > self.max_line:
+                self.oversized += 1
+                yield when, OVERSIZED
+            else:
+                yield when, content
+            return
         if not self._overflow[i]:
             self._sizes[i] += len(content)
             if self._sizes[i] > self.max_line:

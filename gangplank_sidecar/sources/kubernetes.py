@@ -105,7 +105,7 @@ class KubernetesLogs(Follower):
         self._pods: list[str] = []
         self._gone: list[Container] = []
         self._ending: dict[str, float] = {}
-        self._decoders: dict[str, cri.Decoder] = {}
+        self._decoders: dict[str, tuple[str, cri.Decoder]] = {}
         self._last_full = 0.0
         store.listeners.append(self._learn)
 
@@ -212,15 +212,17 @@ class KubernetesLogs(Follower):
             self._forget_due()
 
     def _feed(self, path: str, line: bytes) -> None:
-        container = self._containers.get(os.path.dirname(path))
-        if container is None:
-            return
-        decoder = self._decoders.get(path)
-        if decoder is None:
-            decoder = self._decoders[path] = cri.Decoder()
+        """Called for every line: a path's stream and decoder are looked up once."""
+        found = self._decoders.get(path)
+        if found is None:
+            container = self._containers.get(os.path.dirname(path))
+            if container is None:
+                return
+            found = self._decoders[path] = (container.directory, cri.Decoder())
+        stream, decoder = found
         malformed = decoder.malformed
         for when, content in decoder.feed(line):
-            self.pipeline.feed(container.directory, content, when)
+            self.pipeline.feed(stream, content, when)
         if decoder.malformed and not malformed:
             self.report(f"{path}: skipping a line that is not in the CRI log format (further ones are not reported)")
 
