@@ -159,6 +159,8 @@ class Sidecar:
             sampler.listeners.append(lambda reading: push.wake())
         if self.follower is not None:
             push.assume_delivered()
+        if isinstance(self.follower, KubernetesLogs):
+            push.delete(self.follower.orphans)
         push.start()
 
     def _history(self) -> HistorySink | None:

@@ -121,9 +121,13 @@ def test_node_agent_end_to_end(tmp_path: Path, pushgateway: Pushgateway, agents:
     own = {"job": "gangplank-node-agent", "phase": "sidecar", "cluster": "lab"}
     assert value(pushgateway.samples(), "gangplank_sidecar_pushes_total", result="failure", **own) == 0
 
-    # An agent restart: the state is rebuilt from the files up to the checkpoints, nothing is pushed again.
+    # An agent restart: the state is rebuilt from the files up to the checkpoints, nothing is pushed again;
+    # a pod deleted while the agent was away has its groups deleted.
     pushed_at = value(pushgateway.samples(), "push_time_seconds", **TRAINER)
+    assert value(gateway(), "gangplank_train_loss", **LATE) == 0.125
+    k.delete("ml", "late-0")
     agents.append(again := NodeAgent(tmp_path, pushgateway.url, tmp_path / "pods"))
+    wait_until("the groups of the pod deleted meanwhile to go", lambda: not [k for k in gateway() if ("pod", "late-0") in k[1]])
     wait_until("the replayed state", lambda: labelled(again.metrics(), "gangplank_train_epochs_count", **TRAINER) == 4)
     time.sleep(1.5)
     assert value(pushgateway.samples(), "push_time_seconds", **TRAINER) == pushed_at

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import json
+import os
 import re
 import threading
 import time
@@ -149,6 +151,25 @@ def test_an_agent_restart_neither_replays_nor_skips_across_a_rotation(tmp_path: 
     second.source.scan()
     assert second.lines()[replayed:] == [epoch("r", 2, {"loss": 0.5}).encode(), epoch("r", 3, {"loss": 0.25}).encode()]
     assert (second.series("p").epoch, second.series("p").metrics) == (3, {"loss": 0.25})
+
+
+def test_pods_deleted_while_the_agent_was_away_are_named_for_deletion(tmp_path: Path) -> None:
+    k = Kubelet(tmp_path / "pods")
+    state = tmp_path / "state.json"
+    k.write("ml", "gone", "c", cri(start("r", job="mnist")) + cri(epoch("r", 1, {"loss": 1.0})))
+    k.write("ml", "stays", "c", cri("noise"))
+    first = Agent(tmp_path / "pods", state)
+    first.source.resume()
+    first.checkpoints.start(lambda: first.store.version)
+    first.source.scan()
+    first.checkpoints.close()
+    k.delete("ml", "gone")
+    second = Agent(tmp_path / "pods", state)
+    second.source.resume()
+    labels = (("container", "c"), ("namespace", "ml"), ("pod", "gone"))
+    assert second.source.orphans == [("gone", "train", labels), ("gone", "test", labels), ("mnist", "train", labels), ("mnist", "test", labels)]
+    second.checkpoints.close()
+    assert [os.path.basename(os.path.dirname(os.path.dirname(n))) for n in json.loads(state.read_text())["files"]] == [k.pod_dir("ml", "stays").name]
 
 
 def test_a_fresh_agent_reads_the_plain_rotated_file_first(tmp_path: Path) -> None:

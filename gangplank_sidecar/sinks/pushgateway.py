@@ -149,6 +149,17 @@ class PushgatewaySink:
         for series in self.store.snapshot():
             self._delivered[series.key] = series.version
 
+    def delete(self, keys: list[Key]) -> None:
+        """Groups to delete from the gateway though the store never held them (a node agent's dead pods).
+
+        Call it before ``start``.
+        """
+        with self.store.changed:
+            for k in keys:
+                self._delivered.setdefault(k, 0)
+            self._woken = True
+            self.store.changed.notify_all()
+
     def undelivered(self) -> list[str]:
         """The groups whose latest state has not reached the gateway, for the user to read."""
         return [

@@ -16,7 +16,8 @@ per file; a batch of events reads only the files it names, and a full scan every
 the agent says so once and scans every ``POLL`` seconds instead.
 
 A pod whose directory is gone has its runs ended (status ``ended``); ``forget_after`` seconds
-later its series leave the store, so the Pushgateway sink deletes their groups.
+later its series leave the store, so the Pushgateway sink deletes their groups. The groups of a
+pod deleted while the agent was away are named from the state file (``orphans``) for deletion.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 
 import watchfiles
 
-from gangplank_sidecar.aggregation.state import Series, Store
+from gangplank_sidecar.aggregation.state import Key, Series, Store, key
 from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.sources import cri
 from gangplank_sidecar.sources.checkpoint import Checkpoints
@@ -41,6 +42,7 @@ FULL_SCAN = 5.0
 POLL = 2.0
 WAKE_MS = 1000
 ENDED = "ended"
+PHASES = ("train", "test")
 
 _POD = re.compile(r"([^_]+)_([^_]+)_([^_]+)\Z")  # namespaces and pod names are DNS names: no "_"
 _LOG = re.compile(r"(\d+)\.log\Z")
@@ -107,6 +109,7 @@ class KubernetesLogs(Follower):
         self._ending: dict[str, float] = {}
         self._decoders: dict[str, tuple[str, cri.Decoder]] = {}
         self._last_full = 0.0
+        self.orphans: list[Key] = []
         store.listeners.append(self._learn)
 
     def paths(self) -> list[str]:
@@ -139,13 +142,24 @@ class KubernetesLogs(Follower):
         return [e.path for e in _entries(os.path.dirname(path)) if e.name.startswith(name) and _ROTATED.match(e.name, len(name))]
 
     def resume(self) -> None:
-        """As files do; the positions of logs that are gone (pods deleted while we were away) are dropped."""
+        """As files do; the positions of logs that are gone (pods deleted while we were away) are dropped,
+        and the groups those pods may have left on a gateway are listed in ``orphans``."""
         super().resume()
-        if self.checkpoints is not None:
-            live = self._containers
-            self.checkpoints.drop(
-                lambda name: name.startswith(self.root + os.sep) and name not in live and os.path.dirname(name) not in live
-            )
+        if self.checkpoints is None:
+            return
+        live = self._containers
+        gone = {
+            d for d in [*self.checkpoints.streams, *map(os.path.dirname, self.checkpoints.saved)]
+            if d.startswith(self.root + os.sep) and d not in live
+        }
+        for directory in sorted(gone):
+            m = _POD.match(os.path.basename(os.path.dirname(directory)))
+            if m is None:
+                continue
+            labels = Container(directory, m.group(1), m.group(2), os.path.basename(directory)).labels
+            jobs = {m.group(2), *self.checkpoints.streams.get(directory, {}).values()}
+            self.orphans += [key(job, phase, labels) for job in sorted(jobs) for phase in PHASES]
+        self.checkpoints.drop(lambda name: name.startswith(self.root + os.sep) and name not in live and os.path.dirname(name) not in live)
 
     def scan(self) -> None:
         """A full pass: discovery, every file read, the streams of deleted pods ended."""
