@@ -131,7 +131,7 @@ def test_node_agent_end_to_end(tmp_path: Path, pushgateway: Pushgateway, agents:
     wait_until("the replayed state", lambda: labelled(again.metrics(), "gangplank_train_epochs_count", **TRAINER) == 4)
     time.sleep(1.5)
     assert value(pushgateway.samples(), "push_time_seconds", **TRAINER) == pushed_at
-    assert "resuming" in again.stderr()
+    assert f"resuming 4 logs under {tmp_path / 'pods'} from {tmp_path / 'state.json'}" in again.stderr().splitlines()[0]
     k.write("ml", "trainer-0", "main", cri(epoch("r1", 5, {"loss": 0.03125})))
     wait_until("the next epoch", lambda: labelled(gateway(), "gangplank_train_epochs_count", **TRAINER) == 5)
     assert value(gateway(), "gangplank_train_loss", **TRAINER) == 0.03125

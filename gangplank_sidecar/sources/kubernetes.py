@@ -143,8 +143,16 @@ class KubernetesLogs(Follower):
 
     def resume(self) -> None:
         """As files do; the positions of logs that are gone (pods deleted while we were away) are dropped,
-        and the groups those pods may have left on a gateway are listed in ``orphans``."""
-        super().resume()
+        and the groups those pods may have left on a gateway are listed in ``orphans``. Hundreds of logs
+        resume at once: they are reported in one line."""
+        report, resumed = self.report, self.counts.resumed
+        self.report = lambda message: None if message.startswith("resuming ") else report(message)
+        try:
+            super().resume()
+        finally:
+            self.report = report
+        if self.counts.resumed > resumed:
+            report(f"resuming {self.counts.resumed - resumed} logs under {self.root} from {self.checkpoints.path if self.checkpoints else ''}")
         if self.checkpoints is None:
             return
         live = self._containers
