@@ -20,7 +20,8 @@ def test_a_full_line_with_nanoseconds_and_an_offset() -> None:
 
 def test_what_is_not_cri_is_none() -> None:
     for line in [b"", b"hello", b'{"log":"x","stream":"stdout"}', T + b" stdin F x", T + b" stdout X x",
-                 b"2026-13-03T10:15:00Z stdout F x", b"2026-12-03T10:15:00 stdout F x", T + b"  stdout F x"]:  # fmt: skip
+                 b"2026-13-03T10:15:00Z stdout F x", b"2026-12-03T10:15:00 stdout F x", T + b"  stdout F x",
+                 b"1969-12-31T23:59:59Z stdout F x", b"9999-12-31T23:59:59-01:00 stdout F x", b"0000-01-01T00:00:00Z stdout F x"]:  # fmt: skip
         assert cri.parse(line) is None, line
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 from gangplank_sidecar.sources.lines import MAX_LINE, OVERSIZED
 
+LATEST = 253402300800.0  # 10000-01-01T00:00:00Z: a time past it (or before 1970) is no runtime's
 _LINE = re.compile(
     rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d) (stdout|stderr) ([PF])(?: |\Z)"
 )
@@ -41,6 +42,8 @@ def parse(line: bytes) -> tuple[float, bool, bool, bytes] | None:
         return None
     if fraction:
         when += int(fraction) / 10 ** len(fraction)
+    if not 0 <= when < LATEST:
+        return None
     return when, stream == b"stderr", tag == b"P", line[m.end() :]
 
 
