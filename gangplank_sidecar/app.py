@@ -36,12 +36,15 @@ from gangplank_sidecar.sparkline import levels_for
 from gangplank_sidecar.sources.checkpoint import Checkpoints, default_path
 from gangplank_sidecar.sources.command import run_command
 from gangplank_sidecar.sources.files import Follower, follow
+from gangplank_sidecar.sources.kubernetes import KubernetesLogs
 from gangplank_sidecar.sources.stdin import Echo, read_stdin
 from gangplank_sidecar.system.families import PHASE as SYSTEM_PHASE
 from gangplank_sidecar.system.families import SystemCollector, SystemGroup
 from gangplank_sidecar.system.sampler import Sampler, choose_target
 
 EXIT_OK, EXIT_UNDELIVERED, EXIT_USAGE = 0, 1, 2
+NODE_AGENT_JOB = "gangplank-node-agent"
+NODE_CHECKPOINT_EVERY = 2.0  # hundreds of noisy logs: a state file write (an fsync) at most this often
 
 
 class Stop(Exception):
@@ -80,9 +83,11 @@ class Sidecar:
         self.store = Store(max_series=s.max_series)
         self.selfmetrics = SelfMetrics()
         self.pipeline = Pipeline(
-            self.store, self.selfmetrics, report, fmt=s.format, job=s.job, thresholds=thresholds_from(s.check_threshold),
-            patterns=user_patterns.from_options(s.patterns, s.pattern),
+            self.store, self.selfmetrics, report, fmt=s.format, job=None if s.kubernetes_logs else s.job,
+            thresholds=thresholds_from(s.check_threshold), patterns=user_patterns.from_options(s.patterns, s.pattern),
         )
+        if s.kubernetes_logs and not os.path.isdir(s.kubernetes_logs):
+            raise ConfigError(f"--kubernetes-logs: {s.kubernetes_logs} is not a directory")
         try:
             if s.pushgateway:
                 check(s.pushgateway, s.transport)
@@ -100,12 +105,14 @@ class Sidecar:
         self.history: HistorySink | None = None
 
     def job(self) -> str:
-        """The job the sidecar's own series go under: --job, else the first record's job."""
+        """The job the sidecar's own series go under: --job, else the first record's job (the node agent's own)."""
+        if self.settings.kubernetes_logs:
+            return self.settings.job or NODE_AGENT_JOB
         return self.store.job(self.settings.job)
 
     def _sampler(self) -> Sampler | None:
         s = self.settings
-        if not s.system_interval:
+        if not s.system_interval or s.kubernetes_logs:  # the node agent measures no training process
             return None
         disk = s.disk_path or (os.path.dirname(os.path.abspath(s.files[0])) if s.files else os.getcwd())
         return Sampler(s.system_interval, report, choose_target(s.pid, bool(s.command), report), disk)
@@ -118,6 +125,14 @@ class Sidecar:
         if s.files and not s.command:
             path = Path(s.state_file) if s.state_file else default_path(s.files)
             self.follower = Follower(s.files, self.pipeline.feed, report, Checkpoints(path, report), lambda: self.store.version)
+            self.follower.resume()
+        if s.kubernetes_logs:
+            path = Path(s.state_file) if s.state_file else default_path([s.kubernetes_logs])
+            self.follower = KubernetesLogs(
+                s.kubernetes_logs, self.pipeline, self.store, report, Checkpoints(path, report, interval=NODE_CHECKPOINT_EVERY),
+                lambda: self.store.version,
+                s.kubernetes_namespaces, s.kubernetes_forget_after,
+            )
             self.follower.resume()
         if s.pushgateway:
             self._start_push()
@@ -136,7 +151,8 @@ class Sidecar:
         s = self.settings
         signal.signal(signal.SIGUSR1, _raise(Undelivered))
         self.push = push = PushgatewaySink(
-            self.store, s.pushgateway or "", s.labels, self.selfmetrics, report, job=s.job,
+            self.store, s.pushgateway or "", s.labels, self.selfmetrics, report,
+            job=(s.job or NODE_AGENT_JOB) if s.kubernetes_logs else s.job,
             handler=self.transport, retry=s.retry, timeout=s.transport.push_timeout,
             on_failed=_interrupt_main if s.strict else None,
         )
@@ -146,6 +162,8 @@ class Sidecar:
             sampler.listeners.append(lambda reading: push.wake())
         if self.follower is not None:
             push.assume_delivered()
+        if isinstance(self.follower, KubernetesLogs):
+            push.delete(self.follower.orphans)
         push.start()
 
     def _history(self) -> HistorySink | None:

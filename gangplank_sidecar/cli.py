@@ -13,6 +13,7 @@ from gangplank_sidecar.aggregation.state import DEFAULT_MAX_SERIES
 from gangplank_sidecar.app import EXIT_USAGE, report, run
 from gangplank_sidecar.settings import ConfigError, Settings, env, parse_labels
 from gangplank_sidecar.sinks.transport import parse_headers, read_secret
+from gangplank_sidecar.sources.kubernetes import DEFAULT_ROOT
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,7 +64,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pid", type=int, metavar="PID", help="measure this process tree (default: the wrapped command, a shared pod's other containers, or our cgroup)")
     p.add_argument("--disk-path", metavar="PATH", help="report the disk of PATH (default: the working directory or the first FILE's)")
     p.add_argument("--max-series", type=int, metavar="N", help="metric keys kept per run; further keys are dropped and counted (default 2000) [GANGPLANK_MAX_SERIES]")
+    add_kubernetes_options(p)
     return p
+
+
+def add_kubernetes_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("node agent (one per Kubernetes node, reading every container's logs)")
+    g.add_argument(
+        "--kubernetes-logs", nargs="?", const=DEFAULT_ROOT, metavar="DIR",
+        help=f"follow every container log the kubelet keeps under DIR (default {DEFAULT_ROOT}) [GANGPLANK_KUBERNETES_LOGS]",
+    )
+    g.add_argument(
+        "--kubernetes-namespace", action="append", default=[], metavar="NS",
+        help="only read the pods of this namespace (repeatable) [GANGPLANK_KUBERNETES_NAMESPACES, comma-separated]",
+    )
+    g.add_argument(
+        "--kubernetes-forget-after", metavar="DURATION",
+        help="delete a deleted pod's groups from the Pushgateway this long after (default 10m) [GANGPLANK_KUBERNETES_FORGET_AFTER]",
+    )
+
+
+def kubernetes_from(args: argparse.Namespace) -> dict[str, object]:
+    forget = args.kubernetes_forget_after or env("GANGPLANK_KUBERNETES_FORGET_AFTER")
+    found = {
+        "kubernetes_logs": args.kubernetes_logs or env("GANGPLANK_KUBERNETES_LOGS"),
+        "kubernetes_namespaces": args.kubernetes_namespace
+        or [n.strip() for n in (env("GANGPLANK_KUBERNETES_NAMESPACES") or "").split(",") if n.strip()],
+        "kubernetes_forget_after": forget,
+    }
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def add_delivery_options(p: argparse.ArgumentParser) -> None:
@@ -156,6 +185,7 @@ def settings_from(argv: Sequence[str]) -> Settings:
             pattern=args.pattern,
             max_series=args.max_series if args.max_series is not None else env("GANGPLANK_MAX_SERIES") or DEFAULT_MAX_SERIES,
             **delivery_from(args),
+            **kubernetes_from(args),
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -1,6 +1,8 @@
 """One pipeline: lines from any source -> parsers -> per-stream interpreter -> run state.
 
-Sources call ``feed`` from the reading thread; nothing here waits on the network.
+Sources call ``feed`` from the reading thread; nothing here waits on the network. A source
+that knows more about a stream than its name (the node agent: a container's labels, the pod's
+name as the default job) says so with ``open`` before feeding it, and ``close``s it at its end.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 
 from gangplank_sidecar import parsers
 from gangplank_sidecar.aggregation.interpret import Interpreter
-from gangplank_sidecar.aggregation.state import Series, Store
+from gangplank_sidecar.aggregation.state import DEFAULT_JOB, Series, Store
 from gangplank_sidecar.checks import Thresholds
 from gangplank_sidecar.parsers.patterns import Patterns
 from gangplank_sidecar.parsers.protocol import UnknownVersion
@@ -52,12 +54,22 @@ class Pipeline:
         self._series_reported = False
         self._counts = selfmetrics.lines
 
-    def _stream(self, name: str) -> _Stream:
-        interpreter = Interpreter(self.store, name, self.job, self.report, self.thresholds, self._dropped)
+    def _stream(self, name: str, labels: dict[str, str] | None = None, default_job: str = DEFAULT_JOB) -> _Stream:
+        interpreter = Interpreter(self.store, name, self.job, self.report, self.thresholds, self._dropped, labels, default_job)
         stream = self._streams[name] = _Stream(interpreter, parsers.stream_parser(self.fmt, name, self.patterns))
         return stream
 
-    def feed(self, source: str, line: bytes) -> None:
+    def open(self, source: str, labels: dict[str, str], default_job: str, jobs: dict[str, str] | None = None) -> None:
+        """Declares a stream: its series carry ``labels``; a run takes its job from ``jobs`` (run -> job), else
+        from its start record, else ``default_job``."""
+        if source not in self._streams:
+            self._stream(source, labels, default_job).interpreter.know_jobs(jobs or {})
+
+    def close(self, source: str) -> None:
+        """Forgets a stream that has ended for good (its series stay in the store)."""
+        self._streams.pop(source, None)
+
+    def feed(self, source: str, line: bytes, when: float | None = None) -> None:
         """Called for every line read: kept to a few dict lookups for the lines that are none of ours.
 
         Once a stream has brought protocol records, ``auto`` looks for nothing else in it: the
@@ -89,7 +101,7 @@ class Pipeline:
         if items:
             apply = stream.interpreter.apply
             for item in items:
-                apply(item)
+                apply(item, when)
             if fmt == "gangplank" and stream.interpreter.protocol_seen:
                 stream.parse = parsers.PARSERS["gangplank"]
 

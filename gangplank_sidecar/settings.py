@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from gangplank_sidecar.aggregation.state import DEFAULT_MAX_SERIES
 from gangplank_sidecar.checks import thresholds_from
@@ -48,6 +48,15 @@ def parse_labels(pairs: list[str]) -> dict[str, str]:
             raise ConfigError(f"label {key!r} is reserved (use --job for the job)")
         labels[key] = value
     return labels
+
+
+def parse_duration(value: str | float) -> float:
+    """Seconds from ``600``, ``30s``, ``10m`` or ``1h``."""
+    text = str(value).strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smh]?)", text)
+    if m is None:
+        raise ConfigError(f"bad duration {text!r}: expected a number of seconds or one like 30s, 10m, 1h")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
 def gateway_url(value: str) -> str:
@@ -89,6 +98,9 @@ class Settings(BaseModel):
     patterns: str | None = None
     pattern: list[str] = []
     max_series: int = Field(default=DEFAULT_MAX_SERIES, ge=1)
+    kubernetes_logs: str | None = None
+    kubernetes_namespaces: list[str] = []
+    kubernetes_forget_after: float = Field(default=600.0, ge=0)
 
     @field_validator("pushgateway")
     @classmethod
@@ -138,6 +150,25 @@ class Settings(BaseModel):
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         return values
+    @field_validator("kubernetes_forget_after", mode="before")
+    @classmethod
+    def _forget_after(cls, value: str | float) -> float:
+        return parse_duration(value)
+
+    @field_validator("kubernetes_logs")
+    @classmethod
+    def _node_agent(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """The node agent reads the kubelet's logs and nothing else."""
+        if value and (info.data.get("files") or info.data.get("command") or info.data.get("exit_on_end")):
+            raise ConfigError("it follows every container's logs: no FILE, command or --exit-on-end with it")
+        return value
+
+    @field_validator("kubernetes_namespaces")
+    @classmethod
+    def _namespaces(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if value and not info.data.get("kubernetes_logs"):
+            raise ConfigError("needs --kubernetes-logs")
+        return value
 
     @field_validator("job")
     @classmethod

@@ -215,3 +215,85 @@ def test_every_environment_variable_in_deploy_is_one_the_sidecar_reads() -> None
         for name in re.findall(r"GANGPLANK_[A-Z_]+", path.read_text(errors="replace"))
     }
     assert used and used <= known, sorted(used - known)
+
+
+@pytest.fixture(scope="module")
+def node_agent() -> list[dict]:
+    return list(yaml.safe_load_all((DEPLOY / "kubernetes" / "node-agent.yaml").read_text(encoding="utf-8")))
+
+
+def _agent_pod(documents: list[dict]) -> dict:
+    (daemonset,) = [d for d in documents if d["kind"] == "DaemonSet"]
+    return daemonset["spec"]["template"]
+
+
+def test_node_agent_passes_strict_schema_validation_for_kubernetes_1_33(node_agent: list[dict]) -> None:
+    import kubernetes_validate
+
+    assert [(d["apiVersion"], d["kind"]) for d in node_agent] == [("v1", "ConfigMap"), ("apps/v1", "DaemonSet")]
+    for document in node_agent:
+        assert kubernetes_validate.validate(document, "1.33.0", strict=True) == "1.33"
+    broken = json.loads(json.dumps(node_agent[1]))
+    broken["spec"]["template"]["spec"]["containers"][0]["readOnlyRootFs"] = True  # a misspelt field
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.33.0", strict=True)
+
+
+def test_node_agent_arguments_are_the_sidecars_options(node_agent: list[dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    from gangplank_sidecar.cli import settings_from
+
+    (container,) = _agent_pod(node_agent)["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert env["GANGPLANK_PUSHGATEWAY"]["valueFrom"]["configMapKeyRef"] == {"name": "gangplank-node-agent", "key": "pushgateway", "optional": True}
+    assert node_agent[0]["data"] == {"pushgateway": ""}  # the gateway is optional: empty means no pushes
+    for name in ("GANGPLANK_PUSHGATEWAY", "GANGPLANK_LABELS", "GANGPLANK_KUBERNETES_LOGS", "GANGPLANK_KUBERNETES_NAMESPACES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GANGPLANK_KUBERNETES_FORGET_AFTER", env["GANGPLANK_KUBERNETES_FORGET_AFTER"]["value"])
+    settings = settings_from([a.replace("$(NODE_NAME)", "gpu-node-1") for a in container["args"]])
+    assert (settings.kubernetes_logs, settings.state_file, settings.listen) == ("/var/log/pods", "/var/lib/gangplank/state.json", "0.0.0.0:9100")
+    assert (settings.labels, settings.kubernetes_forget_after, settings.history, settings.pushgateway) == ({"node": "gpu-node-1"}, 600.0, False, None)
+
+
+def test_node_agent_reads_the_logs_read_only_and_keeps_its_state_on_the_node(node_agent: list[dict]) -> None:
+    pod = _agent_pod(node_agent)
+    (container,) = pod["spec"]["containers"]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert volumes["pod-logs"]["hostPath"] == {"path": "/var/log/pods", "type": "Directory"}
+    assert mounts["pod-logs"] == {"name": "pod-logs", "mountPath": "/var/log/pods", "readOnly": True}
+    assert volumes["state"]["hostPath"]["type"] == "DirectoryOrCreate"
+    assert "--state-file=" + mounts["state"]["mountPath"] + "/state.json" in container["args"]
+    assert not mounts["state"].get("readOnly")
+
+
+def test_node_agent_has_the_least_privilege_that_reads_the_logs(node_agent: list[dict]) -> None:
+    pod = _agent_pod(node_agent)
+    (container,) = pod["spec"]["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"], "add": ["DAC_READ_SEARCH"]},
+    }
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "hostNetwork" not in pod["spec"] and "hostPID" not in pod["spec"]
+
+
+def test_node_agent_runs_on_gpu_nodes_with_requests_and_limits(node_agent: list[dict]) -> None:
+    pod = _agent_pod(node_agent)
+    tolerated = {(t["key"], t["operator"], t["effect"]) for t in pod["spec"]["tolerations"]}
+    assert ("nvidia.com/gpu", "Exists", "NoSchedule") in tolerated and ("amd.com/gpu", "Exists", "NoSchedule") in tolerated
+    (container,) = pod["spec"]["containers"]
+    assert container["resources"] == {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "200Mi"}}
+
+
+def test_node_agent_scrape_annotations_point_at_the_listen_port(node_agent: list[dict]) -> None:
+    pod = _agent_pod(node_agent)
+    (container,) = pod["spec"]["containers"]
+    annotations = pod["metadata"]["annotations"]
+    (port,) = container["ports"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port["containerPort"]), "prometheus.io/path": "/metrics"}
+    assert f"--listen=0.0.0.0:{port['containerPort']}" in container["args"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "metrics"}

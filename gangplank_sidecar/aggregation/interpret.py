@@ -6,7 +6,8 @@ it has produced protocol records) lives here, one ``Interpreter`` per stream.
 Text formats (FloydHub, Keras logs) carry no run id: a stream's text run starts with its
 first such line and a new one when the numbering starts over (a Keras ``Epoch`` header
 after training ended or back at epoch 1 again, a FloydHub epoch or step going backwards).
-They carry no time either: their records are stamped with the time they were read.
+They carry no time either: their records are stamped with the time they were read, or the
+time the source gives the line (a container runtime's timestamp).
 
 The training checks run once per epoch: at each protocol epoch record and Keras result,
 and for FloydHub, whose epoch comes one metric a line, once the epoch is complete (a later
@@ -36,13 +37,19 @@ class Interpreter:
         report: Report,
         thresholds: checks.Thresholds | None = None,
         dropped: Callable[[Series, int], None] | None = None,
+        labels: dict[str, str] | None = None,
+        default_job: str = DEFAULT_JOB,
     ) -> None:
-        """``dropped(series, n)`` hears of metric values dropped for the run's --max-series."""
+        """``dropped(series, n)`` hears of metric values dropped for the run's --max-series; ``labels`` go on
+        every series of the stream; ``default_job`` names a run that names none."""
         self.store = store
         self.dropped = dropped
         self.checks = checks.Monitor(thresholds)
         self.source = source
         self.job_override = job
+        self.labels = labels or {}
+        self.default_job = default_job
+        self.when: float | None = None  # the time of the line being applied, if its source knows it
         self.report = report
         self.protocol_seen = False
         self._jobs: dict[str, str] = {}
@@ -51,7 +58,13 @@ class Interpreter:
         self._trained = False  # a text training run has ended: a plain Keras result is an evaluate
         self._floyd_offset = 0  # 1 for a FloydHub run that counts its epochs from 0
 
-    def apply(self, item: object) -> None:
+    def know_jobs(self, jobs: dict[str, str]) -> None:
+        """The jobs earlier runs of this stream named (a restarted reader may not see their start records)."""
+        self._jobs.update(jobs)
+
+    def apply(self, item: object, when: float | None = None) -> None:
+        """``when``: the time the source gives the line (text records take it; else the time it is read)."""
+        self.when = when
         if isinstance(item, protocol.Start):
             self._start(item)
         elif isinstance(item, (protocol.Step, protocol.Epoch, protocol.Evaluate, protocol.End)):
@@ -78,15 +91,15 @@ class Interpreter:
             self._pairs(item)
 
     def _job(self, run: str, named: str | None = None) -> str:
-        job = self.job_override or named or self._jobs.get(run) or DEFAULT_JOB
+        job = self.job_override or named or self._jobs.get(run) or self.default_job
         self._jobs[run] = job
         return job
 
     def _series(self, rec: protocol.Start | protocol.Step | protocol.Epoch | protocol.Evaluate | protocol.End) -> Series:
         job = self._job(rec.run, rec.job if isinstance(rec, protocol.Start) else None)
-        series = self.store.get(job, rec.phase)
+        series = self.store.get(job, rec.phase, self.labels)
         if series is None or series.run != rec.run:
-            series = self.store.begin(job, rec.phase, rec.run, when=rec.time, source=self.source)
+            series = self.store.begin(job, rec.phase, rec.run, when=rec.time, labels=self.labels, source=self.source)
         return series
 
     def _start(self, rec: protocol.Start) -> None:
@@ -154,19 +167,23 @@ class Interpreter:
     def _text_series(self, phase: str, new_run: bool = False, planned_epochs: int | None = None) -> Series:
         """The series of this stream's current text run in ``phase``; ``new_run`` starts another run."""
         if new_run or self._text_run is None:
-            self._text_run = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+            self._text_run = f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(self.when))}-{secrets.token_hex(2)}"
             self._keras_epoch, self._trained = None, False
         job = self._job(self._text_run)
-        series = self.store.get(job, phase)
+        series = self.store.get(job, phase, self.labels)
         if series is None or series.run != self._text_run:
-            series = self.store.begin(job, phase, self._text_run, source=self.source)
+            series = self.store.begin(job, phase, self._text_run, when=self.when, labels=self.labels, source=self.source)
+            now = self._now()
 
             def start(s: Series) -> None:
                 s.planned_epochs = planned_epochs
-                s.time = time.time()
+                s.time = now
 
             self._update(series, "start", start)
         return series
+
+    def _now(self) -> float:
+        return time.time() if self.when is None else self.when
 
     def _point(self, point: floydhub.Point) -> None:
         """A FloydHub metric: points of one epoch (or step) build up that epoch's state.
@@ -184,7 +201,7 @@ class Interpreter:
             self._floyd_offset = int(point.epoch == 0)
             epoch = point.epoch + self._floyd_offset
 
-        now = time.time()
+        now = self._now()
 
         def change(s: Series) -> None:
             if epoch is not None and s.epoch is not None and epoch != s.epoch:
@@ -201,7 +218,7 @@ class Interpreter:
 
     def _header(self, header: keras_log.EpochHeader) -> None:
         """``Epoch i/N``: training goes on, or starts over if it ended or is back at an earlier epoch."""
-        series = None if self._text_run is None else self.store.get(self._job(self._text_run), "train")
+        series = None if self._text_run is None else self.store.get(self._job(self._text_run), "train", self.labels)
         done = (series.epoch or 0) if series is not None and series.run == self._text_run else 0
         self._text_series("train", new_run=self._trained or header.epoch <= done, planned_epochs=header.epochs)
         self._keras_epoch = header.epoch
@@ -209,7 +226,7 @@ class Interpreter:
     def _result(self, result: keras_log.Result) -> None:
         """An epoch's result after its header or with val_* keys; otherwise, after training, an evaluate."""
         epoch, self._keras_epoch = self._keras_epoch, None
-        now = time.time()
+        now = self._now()
         if epoch is None and self._trained and not any(key.startswith("val_") for key in result.metrics):
             series = self._text_series("test")
 
@@ -248,7 +265,7 @@ class Interpreter:
     ) -> None:
         """Values of epoch ``epoch`` (or of no epoch yet) in the training run; ``complete``: the epoch has all of them."""
         series = self._text_series("train", new_run=new_run)
-        now = time.time()
+        now = self._now()
 
         def change(s: Series) -> None:
             if epoch is not None and s.epoch is not None and epoch != s.epoch:
@@ -270,7 +287,7 @@ class Interpreter:
             self._trained = True
             self._update(train, "end", _ended)
         series = self._text_series("test")
-        now = time.time()
+        now = self._now()
 
         def evaluate(s: Series) -> None:
             s.observe(metrics, None)
@@ -293,7 +310,7 @@ class Interpreter:
             def summary(s: Series) -> None:
                 s.observe(metrics, s.epoch)
                 s.elapsed = elapsed if elapsed >= 0 else None
-                s.time = time.time()
+                s.time = self._now()
 
             self._update(series, "epoch" if epoch else "step", summary, check=False)  # its epoch was checked
             self._trained = True

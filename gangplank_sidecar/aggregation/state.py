@@ -1,6 +1,8 @@
 """The current state of every run the sidecar has seen: plain data behind one lock.
 
-A ``Series`` is what one grouping key (job, phase) shows: the latest run of that phase.
+A ``Series`` is what one grouping key (job, phase, the stream's labels) shows: the latest run
+of that phase. A source may label its streams (the node agent: namespace, pod, container);
+those labels are part of the key, so two pods with the same job never share a series.
 Parsers never touch it; the interpreter updates it through ``Store``; sinks take
 snapshots, so a slow sink never holds up the reading path.
 """
@@ -41,6 +43,7 @@ class Series:
     run: str
     started: float
     source: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
     framework: str | None = None
     planned_epochs: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
@@ -68,8 +71,8 @@ class Series:
     settle: Callable[[Series], None] | None = field(default=None, repr=False, compare=False)
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.job, self.phase)
+    def key(self) -> Key:
+        return key(self.job, self.phase, self.labels)
 
     def observe(self, metrics: dict[str, float], epoch: int | None, best: bool = True) -> None:
         """Takes one record's metric values; keeps the best finite value of each key if ``best``.
@@ -126,10 +129,16 @@ class Series:
 
 
 Listener = Callable[[str, Series], None]
+Key = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+def key(job: str, phase: str, labels: dict[str, str] | None = None) -> Key:
+    """A series' grouping key: its job, its phase and its stream's labels."""
+    return (job, phase, tuple(sorted(labels.items())) if labels else ())
 
 
 class Store:
-    """All series, keyed by (job, phase), with change notification for the sinks.
+    """All series, keyed by (job, phase, labels), with change notification for the sinks.
 
     ``listeners`` are called in the reading thread with (event, series) after each update;
     they must only hand the work on (a queue), never do I/O there. Of the finished runs,
@@ -141,24 +150,26 @@ class Store:
         self.changed = threading.Condition()
         self.max_series = max_series
         self.version = 0
-        self._series: dict[tuple[str, str], Series] = {}
+        self._series: dict[Key, Series] = {}
         self.finished: deque[Series] = deque(maxlen=kept)
         self.dropped = 0
         self.listeners: list[Listener] = []
 
-    def begin(self, job: str, phase: str, run: str, when: float | None = None, **fields: object) -> Series:
-        """Starts a run of (job, phase); an earlier run of it is set aside for the summary."""
+    def begin(
+        self, job: str, phase: str, run: str, when: float | None = None, labels: dict[str, str] | None = None, **fields: object
+    ) -> Series:
+        """Starts a run of (job, phase, labels); an earlier run of it is set aside for the summary."""
         with self.changed:
-            old = self._series.get((job, phase))
+            old = self._series.get(key(job, phase, labels))
             if old is not None and old.run == run:
                 return old
             if old is not None:
                 if len(self.finished) == self.finished.maxlen:
                     self.dropped += 1
                 self.finished.append(old.settled())
-            series = Series(job=job, phase=phase, run=run, started=when or time.time(), max_keys=self.max_series, **fields)  # type: ignore[arg-type]
+            series = Series(job=job, phase=phase, run=run, started=when or time.time(), max_keys=self.max_series, labels=dict(labels or {}), **fields)  # type: ignore[arg-type]
             series.time = series.started
-            self._series[(job, phase)] = series
+            self._series[series.key] = series
         self.update(series, "start", _unchanged)
         return series
 
@@ -167,8 +178,22 @@ class Store:
         with self.changed:
             return named or next((s.job for s in self._series.values()), DEFAULT_JOB)
 
-    def get(self, job: str, phase: str) -> Series | None:
-        return self._series.get((job, phase))
+    def get(self, job: str, phase: str, labels: dict[str, str] | None = None) -> Series | None:
+        return self._series.get(key(job, phase, labels))
+
+    def of_source(self, source: str) -> list[Series]:
+        """The current series a stream feeds (the live objects: change them through ``update``)."""
+        with self.changed:
+            return [s for s in self._series.values() if s.source == source]
+
+    def forget(self, series: Series) -> None:
+        """Drops a series whose source is gone: the sinks stop showing it (the Pushgateway's is deleted)."""
+        with self.changed:
+            if self._series.get(series.key) is not series:
+                return
+            del self._series[series.key]
+            self.version += 1
+            self.changed.notify_all()
 
     def update(self, series: Series, event: str, change: Callable[[Series], None]) -> None:
         """Applies ``change`` under the lock, then tells the sinks (one lock round for both)."""

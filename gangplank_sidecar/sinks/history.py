@@ -49,6 +49,7 @@ class _Record:
     elapsed: float | None
     source: str
     checks: tuple[tuple[str, str, str, str, bool], ...]
+    labels: str
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class HistorySink:
             registry=registry,
         )  # fmt: skip
         self.report = report
+        self._label_dict = labels
         self._labels = json.dumps(labels, sort_keys=True)
         self._conn = db.connect(path)
         db.mark_stale(self._conn)
@@ -99,7 +101,8 @@ class HistorySink:
         metrics = dict(s.measured) if event == "epoch" else dict(s.metrics) if event == "evaluate" else None
         self._queue.put(
             _Record(event, s.run, s.phase, s.job, s.started, s.time, s.epoch, metrics, s.status, s.params,
-                    s.framework, s.planned_epochs, s.elapsed, s.source, checks)  # fmt: skip
+                    s.framework, s.planned_epochs, s.elapsed, s.source, checks,
+                    json.dumps({**self._label_dict, **s.labels}, sort_keys=True) if s.labels else self._labels)  # fmt: skip
         )
 
     def system(self, job: str, reading: Reading) -> None:
@@ -185,7 +188,7 @@ class HistorySink:
                  ended = excluded.ended, updated = excluded.updated, status = excluded.status,
                  host = excluded.host, pid = excluded.pid
                RETURNING id""",
-            (r.run, r.phase, self._project(r.job), self._labels, r.framework, r.params, r.planned_epochs, r.epoch,
+            (r.run, r.phase, self._project(r.job), r.labels, r.framework, r.params, r.planned_epochs, r.epoch,
              r.elapsed, r.started, r.time if r.status else None, time.time(), status, r.source, db.HOST, os.getpid()),
         ).fetchone()  # fmt: skip
         self._ids[key] = run_id

@@ -41,7 +41,7 @@ def parse_address(value: str) -> tuple[str, int]:
 
 
 class StoreCollector(Collector):
-    """Every series of the store, with job, phase and the user's labels in each sample.
+    """Every series of the store, with job, phase, its stream's and the user's labels in each sample.
 
     A series that cannot be rendered is left out of that scrape (counted, the first reported),
     so one bad run never turns every scrape into an error.
@@ -60,7 +60,7 @@ class StoreCollector(Collector):
         metrics: list[Metric] = []
         for s in self.store.snapshot():
             try:
-                metrics.extend(families(s, {"job": s.job, "phase": s.phase, **self.labels}))
+                metrics.extend(families(s, {"job": s.job, "phase": s.phase, **self.labels, **s.labels}))
             except Exception as exc:  # noqa: BLE001 - a scrape must not fail for one series
                 if self.errors is not None:
                     self.errors.inc()

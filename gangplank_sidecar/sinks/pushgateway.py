@@ -6,6 +6,7 @@ key, so however long the gateway is away there is at most one pending snapshot p
 and records that arrive during a push or an outage coalesce into the next one.
 A failed round is retried with capped exponential backoff and jitter; changes do not
 cut a backoff short, so a dead gateway costs one attempt per backoff, not one per line.
+A series the store has forgotten (the node agent's deleted pods) has its group deleted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import quote
 
@@ -25,7 +26,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, default_handler, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from gangplank_sidecar.aggregation.state import Series, Store
+from gangplank_sidecar.aggregation.state import Key, Series, Store
 from gangplank_sidecar.selfmetrics import SelfMetrics
 from gangplank_sidecar.sinks.families import Families, families
 
@@ -77,12 +78,13 @@ class Group(Protocol):
 class _Item:
     """One group to deliver: what the worker needs to push it and to tell the user about it."""
 
-    key: tuple[str, str]
+    key: Key
     version: int
     job: str
     phase: str
     registry: Collector
     epoch: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 class _Unrenderable(Collector):
@@ -128,7 +130,7 @@ class PushgatewaySink:
         self.on_failed = on_failed
         self.groups: list[Group] = []
         self.last_error = ""
-        self._delivered: dict[tuple[str, str], int] = {}
+        self._delivered: dict[Key, int] = {}
         self._failures = 0
         self._stopping = threading.Event()
         self._deadline = 0.0
@@ -165,10 +167,21 @@ class PushgatewaySink:
         for series in self.store.snapshot():
             self._delivered[series.key] = series.version
 
+    def delete(self, keys: list[Key]) -> None:
+        """Groups to delete from the gateway though the store never held them (a node agent's dead pods).
+
+        Call it before ``start``.
+        """
+        with self.store.changed:
+            for k in keys:
+                self._delivered.setdefault(k, 0)
+            self._woken = True
+            self.store.changed.notify_all()
+
     def undelivered(self) -> list[str]:
         """The groups whose latest state has not reached the gateway, for the user to read."""
         return [
-            " ".join(f"{k}={v}" for k, v in {"job": i.job, "phase": i.phase, **self.labels}.items())
+            " ".join(f"{k}={v}" for k, v in {"job": i.job, "phase": i.phase, **self.labels, **i.labels}.items())
             + (f" (epoch {i.epoch})" if i.epoch is not None else "")
             for i in self._pending()
         ]
@@ -176,13 +189,18 @@ class PushgatewaySink:
     def _pending(self) -> list[_Item]:
         series = self.store.snapshot()
         items = [
-            _Item(s.key, s.version, s.job, s.phase, _rendered(s), s.epoch)
+            _Item(s.key, s.version, s.job, s.phase, _rendered(s), s.epoch, s.labels)
             for s in series
             if s.version > self._delivered.get(s.key, 0)
         ]
         job = self.store.job(self.job)
-        items += [_Item(("", g.phase), g.version, job, g.phase, g.registry) for g in self.groups if g.version > self._delivered.get(("", g.phase), 0)]
+        items += [_Item(("", g.phase, ()), g.version, job, g.phase, g.registry) for g in self.groups if g.version > self._delivered.get(("", g.phase, ()), 0)]
         return items
+
+    def _forgotten(self) -> list[Key]:
+        """Series delivered once that the store no longer holds: their groups are to be deleted."""
+        live = {s.key for s in self.store.snapshot()} | {("", g.phase, ()) for g in self.groups}
+        return [key for key in self._delivered if key not in live]
 
     def _run(self) -> None:
         seen = 0
@@ -239,6 +257,11 @@ class PushgatewaySink:
     def _round(self, timeout: float, final: bool) -> bool:
         """Pushes every pending group (stopping at the first failure of the gateway), then our own metrics if due."""
         ok = True
+        for key in self._forgotten():
+            job, phase, labels = key
+            if not self._send(job, {"phase": phase, **self.labels, **dict(labels)}, None, timeout):
+                return False
+            del self._delivered[key]
         for item in self._pending():
             if not self._push(item, timeout):
                 ok = False
@@ -250,7 +273,7 @@ class PushgatewaySink:
         return ok
 
     def _push(self, item: _Item, timeout: float) -> bool:
-        ok = self._send(item.job, {"phase": item.phase, **self.labels}, item.registry, timeout)
+        ok = self._send(item.job, {"phase": item.phase, **self.labels, **item.labels}, item.registry, timeout)
         if ok:
             self._delivered[item.key] = item.version
         return ok
@@ -259,12 +282,14 @@ class PushgatewaySink:
         self._last_self_push = time.monotonic()
         return self._send(self.store.job(self.job), {"phase": "sidecar", **self.labels}, self.selfmetrics.registry, timeout)
 
-    def _send(self, job: str, grouping_key: dict[str, str], registry: Collector, timeout: float) -> bool:
+    def _send(self, job: str, grouping_key: dict[str, str], registry: Collector | None, timeout: float) -> bool:
+        """PUTs ``registry`` as the group, or DELETEs the group when there is none."""
         url = self.url + group_path(job, grouping_key)
         started = time.monotonic()
         try:
-            data = generate_latest(registry)
-            self.handler(url=url, method="PUT", timeout=timeout, headers=[("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)], data=data)()
+            data = generate_latest(registry) if registry is not None else None
+            method, headers = ("PUT", [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]) if data is not None else ("DELETE", [])
+            self.handler(url=url, method=method, timeout=timeout, headers=headers, data=data or b"")()
         except Exception as exc:  # noqa: BLE001 - any failure of a push is counted and retried, never raised
             self.last_error = str(exc) or exc.__class__.__name__
             self.selfmetrics.push_duration.observe(time.monotonic() - started)

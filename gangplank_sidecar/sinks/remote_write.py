@@ -142,7 +142,7 @@ class Recorder:
         group = (series.job, series.phase, series.run)
         time_ms = max(round(series.time * 1000), self._last.get(group, -1) + 1)
         self._last[group] = time_ms
-        labels = {"job": series.job, "phase": series.phase, **self.labels, "run": series.run}
+        labels = {"job": series.job, "phase": series.phase, **self.labels, **series.labels, "run": series.run}
         if event == "step":
             # Steps are the frequent records: only the metric gauges and the step, without families().
             prefix = f"gangplank_{series.phase}_"

@@ -23,6 +23,7 @@ from gangplank_sidecar.settings import xdg_dir
 
 HEAD = 256
 MAX_MARKS = 4096
+MAX_NOTED_RUNS = 16
 POLL = 0.1
 FORMAT = 1
 
@@ -73,22 +74,28 @@ def default_path(patterns: Sequence[str]) -> Path:
 class Checkpoints:
     """Positions per followed path: marked by the reader, written as the sink delivers them."""
 
-    def __init__(self, path: Path, report: Callable[[str], None]) -> None:
+    def __init__(self, path: Path, report: Callable[[str], None], interval: float = POLL) -> None:
+        """``interval``: the least time between two writes of the state file."""
         self.path = path
+        self.interval = interval
         self.report = report
+        self.streams: dict[str, dict[str, str]] = {}
         self.saved: dict[str, Saved] = self._load()
         self.writes = 0
         self._marks: dict[str, deque[tuple[int, Position]]] = {}
         self._cond = threading.Condition()
         self._stopping = False
         self._failing = False
+        self._dirty = False
         self._delivered: Callable[[], int] = lambda: 0
         self._thread = threading.Thread(target=self._run, name="checkpoints", daemon=True)
 
     def _load(self) -> dict[str, Saved]:
         try:
             data = json.loads(self.path.read_text())
-            return {name: Saved(**fields) for name, fields in data["files"].items()}
+            saved = {name: Saved(**fields) for name, fields in data["files"].items()}
+            self.streams = {str(k): {str(r): str(j) for r, j in v.items()} for k, v in data.get("streams", {}).items()}
+            return saved
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -105,6 +112,29 @@ class Checkpoints:
             marks.append((version, position))
             if len(marks) == 1:
                 self._cond.notify()
+
+    def note(self, stream: str, run: str, job: str) -> None:
+        """The job a stream's run named in its start record, which a restart may not find in the files left."""
+        with self._cond:
+            runs = self.streams.setdefault(stream, {})
+            if runs.get(run) == job:
+                return
+            runs[run] = job
+            while len(runs) > MAX_NOTED_RUNS:
+                del runs[next(iter(runs))]
+            self._dirty = True
+            self._cond.notify()
+
+    def drop(self, gone: Callable[[str], bool]) -> None:
+        """Forgets the positions (and notes) that ``gone`` names: gone for good (a deleted pod's logs)."""
+        with self._cond:
+            for name in [n for n in self.streams if gone(n)]:
+                del self.streams[name]
+            for name in [n for n in self._marks if gone(n)]:
+                del self._marks[name]
+            for name in [n for n in self.saved if gone(n)]:
+                del self.saved[name]
+                self._dirty = True
 
     def start(self, delivered: Callable[[], int]) -> None:
         """``delivered``: the store version up to which every change has been delivered."""
@@ -123,12 +153,12 @@ class Checkpoints:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stopping or any(self._marks.values()))
+                self._cond.wait_for(lambda: self._stopping or self._dirty or any(self._marks.values()))
                 if self._stopping:
                     return
             self.write()
             with self._cond:
-                self._cond.wait_for(lambda: self._stopping, POLL)
+                self._cond.wait_for(lambda: self._stopping, self.interval)
 
     def write(self) -> None:
         """Saves every position whose version is delivered, atomically (temporary file, rename)."""
@@ -139,9 +169,14 @@ class Checkpoints:
                 while marks and marks[0][0] <= delivered:
                     self.saved[name] = marks.popleft()[1].saved()
                     changed = True
-        if not changed:
-            return
-        data = {"format": FORMAT, "files": {name: asdict(saved) for name, saved in sorted(self.saved.items())}}
+            changed, self._dirty = changed or self._dirty, False
+            if not changed:
+                return
+            data = {
+                "format": FORMAT,
+                "files": {name: asdict(saved) for name, saved in sorted(self.saved.items())},
+                **({"streams": {name: dict(runs) for name, runs in sorted(self.streams.items())}} if self.streams else {}),
+            }
         tmp = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 import watchfiles
 
 from gangplank_sidecar.aggregation.state import Store
-from gangplank_sidecar.sources.checkpoint import HEAD, Checkpoints, Position
+from gangplank_sidecar.sources.checkpoint import HEAD, Checkpoints, Position, Saved
 from gangplank_sidecar.sources.lines import LineSplitter
 from gangplank_sidecar.sources.stdin import Feed
 
@@ -82,6 +82,14 @@ def _anchor(pattern: str) -> str:
     return str(base)
 
 
+def _same_file(path: str, tail: _Tail) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return True  # gone: nothing to read there
+    return (st.st_dev, st.st_ino) == (tail.dev, tail.ino)
+
+
 class Follower:
     """Follows every file the patterns name; each file is its own stream, named by its path."""
 
@@ -122,6 +130,7 @@ class Follower:
         saved = self.checkpoints.saved if self.checkpoints else {}
         for path in self.paths():
             if path not in saved:
+                self._take_over(path, self.rotated(path)[-1:])
                 continue
             tail = self._open(path)
             if tail is None:
@@ -131,27 +140,61 @@ class Follower:
                 self._read(tail, limit=saved[path].offset)
                 self.counts.resumed += 1
                 self.report(f"resuming {path} at byte {tail.line_end}")
+            elif rotated := self.rotated(path)[-1:]:
+                self._forget(tail)
+                self._take_over(path, rotated, saved[path])
             else:
                 self.report(f"{path} is not the file of the last checkpoint; reading it from the start")
+
+    def rotated(self, path: str) -> list[str]:
+        """The rotated files of ``path`` that are still plain, oldest first (none by default)."""
+        return []
+
+    def _take_over(self, path: str, rotated: list[str], saved: Saved | None = None) -> None:
+        """Reads a rotated file first, as the stream of ``path``: from ``saved`` if that is its checkpoint,
+        else whole; once it is read to its end, the next pass goes on with ``path``."""
+        for old in rotated:
+            tail = self._open(path, at=old)
+            if tail is None:
+                continue
+            if saved is not None and saved.matches(tail.dev, tail.ino, os.fstat(tail.fd).st_size, os.pread(tail.fd, HEAD, 0)):
+                self._read(tail, limit=saved.offset)
+                self.counts.resumed += 1
+                self.report(f"resuming {path} in its rotated file {old} at byte {tail.line_end}")
+            else:
+                self.report(f"reading the rotated file {old} before {path}")
+            return
+
+    def _forget(self, tail: _Tail) -> None:
+        os.close(tail.fd)
+        del self._tails[tail.path]
 
     def scan(self) -> None:
         """One pass: read every open file to its end, then open, rotate or truncate as the paths say."""
         for path in dict.fromkeys([*self._tails, *self.paths()]):
-            tail = self._tails.get(path)
-            if tail is not None:
-                self._read(tail)
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    st = None
-                if st is not None and (st.st_dev, st.st_ino) == (tail.dev, tail.ino):
-                    continue
-                self._finish(tail)
-                self.counts.rotations += 1
-                self.report(f"{path} was rotated or removed; reading the next file there from the start")
-            tail = self._open(path)
-            if tail is not None:
-                self._read(tail)
+            self._visit(path)
+
+    def _visit(self, path: str) -> None:
+        """Reads ``path``'s open file to its end, then opens the file the path names now if it is another."""
+        tail = self._tails.get(path)
+        if tail is not None:
+            self._read(tail)
+            try:
+                st = os.stat(path)
+            except OSError:
+                st = None
+            if st is not None and (st.st_dev, st.st_ino) == (tail.dev, tail.ino):
+                return
+            self._finish(tail)
+            self.counts.rotations += 1
+            self.report(f"{path} was rotated or removed; reading the next file there from the start")
+            if skipped := [r for r in self.rotated(path)[-1:] if not _same_file(r, tail)]:
+                self._take_over(path, skipped)  # rotated twice between two looks: that one first
+                self._visit(path)
+                return
+        tail = self._open(path)
+        if tail is not None:
+            self._read(tail)
 
     def follow(self, stop: threading.Event, done: Callable[[], bool] = lambda: False) -> None:
         """Reads what there is, then what comes, until ``stop`` is set or ``done()``; then a last pass."""
@@ -206,9 +249,10 @@ class Follower:
     def _relevant(self, change: watchfiles.Change, path: str) -> bool:
         return path in self._tails or any(_could_match(path, p) for p in self.patterns)
 
-    def _open(self, path: str) -> _Tail | None:
+    def _open(self, path: str, at: str | None = None) -> _Tail | None:
+        """Opens ``path`` (or the file ``at``, read as ``path``'s stream) and follows it."""
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(at or path, os.O_RDONLY)
         except FileNotFoundError:
             return None
         except OSError as exc:
