@@ -1,0 +1,86 @@
+"""Cumulative weight histograms of torch tensors, counted on the tensors' own device.
+
+Only the bucket counts, the sum, min and max (and the non-finite count) leave the device, so a
+GPU model is never copied to the host. The answer is the numpy path's (``histogram.histogram``):
+weights are compared with the bounds as float64 numbers, a weight equal to a bound counts in
+that bound's bucket. For a float32 tensor each bound is first rounded down to the largest
+float32 not above it, so that ``w <= t32`` holds exactly when ``float64(w) <= bound``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+
+
+def _thresholds(bounds: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Per bound, the largest value of ``dtype`` (float32 or float64) that is <= the bound."""
+    if dtype == torch.float64:
+        return torch.tensor(bounds, dtype=dtype, device=device)
+    down = bounds.astype(np.float32)
+    above = down.astype(np.float64) > bounds
+    down[above] = np.nextafter(down[above], np.float32(-np.inf))
+    return torch.tensor(down, dtype=dtype, device=device)
+
+
+def _as_float(tensor: torch.Tensor) -> torch.Tensor:
+    """float32 and float64 as they are; narrower floats widened to float32, anything else to float64."""
+    t = tensor.detach().reshape(-1)
+    if t.dtype in (torch.float32, torch.float64):
+        return t
+    return t.float() if t.is_floating_point() else t.double()
+
+
+def _stats(t: torch.Tensor, thresholds: torch.Tensor) -> list[float]:
+    """[sum, min, max, bucket counts...] of a non-empty tensor, in one transfer to the host."""
+    index = torch.bucketize(t, thresholds, out_int32=True)
+    counts = torch.bincount(index, minlength=len(thresholds) + 1).to(torch.float64)
+    low, high = torch.aminmax(t)
+    head = torch.stack([t.sum(dtype=torch.float64), low.double(), high.double()])
+    return torch.cat([head, counts]).tolist()
+
+
+def histogram(tensors: Iterable[torch.Tensor], le: Sequence[float]) -> dict:
+    """The protocol's ``weights`` object for tensors and finite, strictly increasing bounds."""
+    bounds = np.asarray(le, dtype=np.float64)
+    if bounds.ndim != 1 or not np.all(np.isfinite(bounds)) or np.any(np.diff(bounds) <= 0):
+        raise ValueError("histogram bounds must be finite and strictly increasing")
+    below = np.zeros(len(bounds) + 1, dtype=np.int64)
+    count = nonfinite = 0
+    total = 0.0
+    low, high = math.inf, -math.inf
+    cache: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+    with torch.no_grad():
+        for tensor in tensors:
+            t = _as_float(tensor)
+            if t.numel() == 0:
+                continue
+            key = (t.dtype, t.device)
+            if key not in cache:
+                cache[key] = _thresholds(bounds, t.dtype, t.device)
+            stats = _stats(t, cache[key])
+            if not math.isfinite(stats[0]):
+                finite = torch.isfinite(t)
+                kept = int(finite.sum())
+                nonfinite += t.numel() - kept
+                if kept == 0:
+                    continue
+                t = t[finite]
+                stats = _stats(t, cache[key])
+            total += stats[0]
+            low, high = min(low, stats[1]), max(high, stats[2])
+            below += np.asarray(stats[3:], dtype=np.int64)
+            count += t.numel()
+    cumulative = np.cumsum(below)
+    return {
+        "le": bounds.tolist(),
+        "counts": cumulative.tolist(),
+        "count": count,
+        "sum": total,
+        "min": low if count else None,
+        "max": high if count else None,
+        "nonfinite": nonfinite,
+    }
