@@ -46,10 +46,13 @@ def scalars(metrics: Mapping[str, object]) -> dict[str, float]:
     """The one-number values of ``metrics`` as floats (exact: a float32 tensor widens to float64)."""
     out: dict[str, float] = {}
     for key, value in metrics.items():
+        if type(value) is float or type(value) is int:  # the common case, before the slower checks
+            out[key] = float(value)
+            continue
         if isinstance(value, torch.Tensor):
-            if value.numel() != 1 or value.dtype == torch.bool or value.is_complex():
+            if value.numel() != 1:
                 continue
-            value = value.item()
+            value = value.item()  # a bool or complex tensor gives a bool or complex: skipped below
         elif isinstance(value, (np.ndarray, np.generic)):
             if value.size != 1 or value.dtype.kind not in "iuf":
                 continue
