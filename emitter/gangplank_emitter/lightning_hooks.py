@@ -44,18 +44,19 @@ class LightningHooks:
         self._val_keys: set[str] = set()
         self._before: set[str] = set()
         self._validated = False
+        self._in_fit = False
+        self._every_epoch = True
 
     def _weights(self, pl_module: Any) -> list | None:
         return None if self.run.histogram_buckets is None else trainable(pl_module)
 
-    @staticmethod
-    def _fitting(trainer: Any) -> bool:
-        return trainer.state.fn == "fit"
-
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.is_global_zero:
             return
-        self._last_step, self._val_keys, self._validated = trainer.global_step, set(), False
+        self._last_step, self._val_keys, self._validated, self._in_fit = trainer.global_step, set(), False, True
+        # Validating every epoch, no value is carried over: the keys need no tracking (it costs two
+        # computations of callback_metrics an epoch).
+        self._every_epoch = trainer.check_val_every_n_epoch == 1
         epochs = trainer.max_epochs
         self.run.start("train", params(pl_module), epochs=epochs if epochs and epochs > 0 else None)
 
@@ -70,36 +71,38 @@ class LightningHooks:
         if not trainer.is_global_zero:
             return
         values = scalars(trainer.callback_metrics)
-        if not self._validated:
+        if not (self._validated or self._every_epoch):
             values = {key: value for key, value in values.items() if key not in self._val_keys}
         self._validated = False
         self.run.epoch(trainer.current_epoch, values, weights=self._weights(pl_module))
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self._in_fit = False
         if trainer.is_global_zero:
             self.run.end("train")
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self._in_fit = False
         if trainer.is_global_zero:
             status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
             for phase in ("train", "test"):
                 self.run.end(phase, status)
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        if self._fitting(trainer):
-            self._before = set(trainer.callback_metrics)
-        else:
+        """Inside fit (between on_train_start and on_train_end, so never the sanity check) it is
+        the epoch's validation; outside, ``trainer.validate()``."""
+        if self._in_fit:
+            if not self._every_epoch:
+                self._before = set(trainer.callback_metrics)
+        elif trainer.is_global_zero and not trainer.sanity_checking:
             self.run.start("test", params(pl_module))
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        if self._fitting(trainer):
-            self._val_keys |= set(trainer.callback_metrics) - self._before
-            self._validated = True
-        else:
+        if self._in_fit:
+            if not self._every_epoch:
+                self._val_keys |= set(trainer.callback_metrics) - self._before
+                self._validated = True
+        elif trainer.is_global_zero and not trainer.sanity_checking:
             self._evaluate(trainer, pl_module)
 
     def on_test_start(self, trainer: Any, pl_module: Any) -> None:
