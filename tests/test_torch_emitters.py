@@ -122,6 +122,21 @@ def test_transformers_step_records_follow_step_every(tmp_path: Path) -> None:
     assert [r["metrics"]["loss"] for r in epochs] == [logged[6]["loss"], logged[12]["loss"]]  # each epoch's last log
 
 
+def test_transformers_evaluations_inside_epochs_go_to_their_epoch(tmp_path: Path) -> None:
+    from gangplank_emitter.transformers import Emitter
+
+    path = tmp_path / "steps.jsonl"
+    trainer = hf_trainer(tmp_path, [Emitter(file=path)], eval_strategy="steps", eval_steps=4, logging_strategy="steps",
+                         logging_steps=4)  # fmt: skip
+    trainer.train()  # 6 steps an epoch: evaluations at steps 4 and 8, none at an epoch's end
+    history = trainer.state.log_history
+    evals = {e["step"]: e["eval_loss"] for e in history if "eval_loss" in e}
+    losses = {e["step"]: e["loss"] for e in history if "loss" in e}
+    epochs = [r["metrics"] for r in read(path) if r["event"] == "epoch"]
+    assert sorted(evals) == sorted(losses) == [4, 8, 12]
+    assert [(m["loss"], m["val_loss"]) for m in epochs] == [(losses[4], evals[4]), (losses[12], evals[12])]
+
+
 def test_transformers_predict_after_training_is_a_test_record(tmp_path: Path) -> None:
     from gangplank_emitter.transformers import Emitter
 

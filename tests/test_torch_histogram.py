@@ -108,3 +108,16 @@ def test_parameters_with_gradients_are_counted_without_changing_them() -> None:
 def test_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError, match="strictly increasing"):
         device_histogram([torch.zeros(3)], [0.0, 0.0])
+
+
+def test_a_tensor_is_counted_in_blocks_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gangplank_emitter.torch_histogram as module
+
+    monkeypatch.setattr(module, "_BLOCK", 7)  # 16M elements in real use: here 103 values make 15 blocks
+    values = np.random.default_rng(3).normal(0, 0.5, 103)
+    for dtype in (torch.float16, torch.float32, torch.float64):
+        tensor = torch.tensor(values).to(dtype)
+        want = numpy_histogram([tensor.float().numpy() if dtype == torch.float16 else tensor.numpy()], HISTOGRAM_WEIGHT_BUCKETS_0_3)
+        assert device_histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_0_3) == {**want, "sum": pytest.approx(want["sum"], rel=1e-12)}
+    mask = torch.tensor([True, False, True])
+    assert device_histogram([mask], [0.0, 1.0])["counts"] == numpy_histogram([mask.numpy()], [0.0, 1.0])["counts"] == [1, 3, 3]

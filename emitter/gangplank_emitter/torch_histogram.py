@@ -21,6 +21,8 @@ import torch
 
 from gangplank_emitter.histogram import histogram as numpy_histogram
 
+_BLOCK = 1 << 24
+
 
 def _thresholds(bounds: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """Per bound, the largest value of ``dtype`` (float32 or float64) that is <= the bound."""
@@ -32,21 +34,25 @@ def _thresholds(bounds: np.ndarray, dtype: torch.dtype, device: torch.device) ->
     return torch.tensor(down, dtype=dtype, device=device)
 
 
-def _as_float(tensor: torch.Tensor) -> torch.Tensor:
+def _compared_as(dtype: torch.dtype) -> torch.dtype:
     """float32 and float64 as they are; narrower floats widened to float32, anything else to float64."""
-    t = tensor.detach().reshape(-1)
-    if t.dtype in (torch.float32, torch.float64):
-        return t
-    return t.float() if t.is_floating_point() else t.double()
+    if dtype in (torch.float32, torch.float64):
+        return dtype
+    return torch.float32 if dtype.is_floating_point else torch.float64
 
 
 def _stats(t: torch.Tensor, thresholds: torch.Tensor) -> list[float]:
-    """[sum, min, max, bucket counts...] of a non-empty tensor, in one transfer to the host."""
-    index = torch.bucketize(t, thresholds, out_int32=True)
-    counts = torch.bincount(index, minlength=len(thresholds) + 1).to(torch.float64)
+    """[sum, min, max, bucket counts...] of a non-empty 1-D tensor, in one transfer to the host.
+
+    Bucketed by blocks, so that the temporaries (the indices, a widened copy of a half-precision
+    block) stay small beside a large embedding."""
+    counts = torch.zeros(len(thresholds) + 1, dtype=torch.int64, device=t.device)
+    for start in range(0, t.numel(), _BLOCK):
+        block = t[start : start + _BLOCK].to(thresholds.dtype)
+        counts += torch.bincount(torch.bucketize(block, thresholds, out_int32=True), minlength=len(thresholds) + 1)
     low, high = torch.aminmax(t)
     head = torch.stack([t.sum(dtype=torch.float64), low.double(), high.double()])
-    return torch.cat([head, counts]).tolist()
+    return torch.cat([head, counts.double()]).tolist()
 
 
 def histogram(tensors: Iterable[torch.Tensor], le: Sequence[float]) -> dict:
@@ -96,12 +102,14 @@ def device_histogram(tensors: Iterable[torch.Tensor], le: Sequence[float]) -> di
     cache: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
     with torch.no_grad():
         for tensor in tensors:
-            t = _as_float(tensor)
+            t = tensor.detach().reshape(-1)
             if t.numel() == 0:
                 continue
-            key = (t.dtype, t.device)
+            if t.dtype == torch.bool:
+                t = t.double()
+            key = (_compared_as(t.dtype), t.device)
             if key not in cache:
-                cache[key] = _thresholds(bounds, t.dtype, t.device)
+                cache[key] = _thresholds(bounds, *key)
             stats = _stats(t, cache[key])
             if not math.isfinite(stats[0]):
                 finite = torch.isfinite(t)
