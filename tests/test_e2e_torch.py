@@ -12,6 +12,7 @@ import pytest
 
 from conftest import ROOT, SIDECAR, keras_env, start_pushgateway, value
 from gangplank_emitter import HISTOGRAM_WEIGHT_BUCKETS_0_3
+from gangplank_sidecar.parsers import protocol
 
 BOUNDS = [*(f"{b:g}" for b in HISTOGRAM_WEIGHT_BUCKETS_0_3), "+Inf"]  # as the gateway prints them
 
@@ -128,3 +129,11 @@ def test_lightning_validate_and_test_land_in_the_test_phase(gateway, pl) -> None
         assert value(samples, f"gangplank_test_{key}", **test) == v
     assert not [name for name, _ in samples if name == "gangplank_test_epochs_count"]
     assert [r["event"] for r in records if r["phase"] == "test"] == ["start", "evaluate", "end"] * 2
+
+
+def test_every_record_is_valid_v1_and_read_by_the_sidecar(gateway, hf, pl) -> None:
+    samples = gateway.gangplank()
+    for job, (_, records, _) in (("hf", hf), (pl[0], pl[1:])):
+        assert all(protocol.parse(json.dumps(r).encode())[0].event == r["event"] for r in records)
+        assert value(samples, "gangplank_sidecar_lines_total", format="gangplank", job=job, phase="sidecar") == len(records)
+        assert value(samples, "gangplank_sidecar_pushes_total", result="failure", job=job, phase="sidecar") == 0
