@@ -4,8 +4,9 @@
 
 The Trainer logs the epoch's training values and evaluates *after* ``on_epoch_end``, so an
 epoch's record is held until its evaluation (or the next epoch, or the end of training); it
-carries the epoch's last training values and the evaluation's ``eval_*`` metrics as ``val_*``. ``trainer.evaluate()`` (or ``predict()``) outside training is the ``test`` phase, with
-the prefix the Trainer added dropped (``eval_loss`` -> ``loss``). Only world process zero writes.
+carries the epoch's last training values and the evaluation's ``eval_*`` metrics as ``val_*``.
+``trainer.evaluate()`` (or ``predict()``) outside training is the ``test`` phase, with the prefix
+the Trainer added dropped (``eval_loss`` -> ``loss``). Only world process zero writes.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from gangplank_emitter.torch_run import TorchRun, framework, params, scalars, tr
 _BOOKKEEPING = ("epoch", "step", "total_flos")
 
 
-def _without_prefix(metrics: Mapping[str, float], prefix: str) -> dict[str, float]:
-    return {key.removeprefix(prefix): value for key, value in metrics.items() if key not in _BOOKKEEPING}
+def _renamed(metrics: Mapping[str, float], prefix: str = "", into: str = "") -> dict[str, float]:
+    """The measurements, the Trainer's ``prefix`` replaced by ours (``eval_loss`` -> ``val_loss``)."""
+    return {into + key.removeprefix(prefix): value for key, value in metrics.items() if key not in _BOOKKEEPING}
 
 
 class Emitter(TrainerCallback):
@@ -76,7 +78,7 @@ class Emitter(TrainerCallback):
         values = scalars(logs)
         if any(key.startswith("eval_") for key in values):
             return
-        values = _without_prefix(values, "")
+        values = _renamed(values)
         self._values.update(values)
         if self.step_every and state.global_step - self._last_step >= self.step_every:
             self._last_step = state.global_step
@@ -110,7 +112,7 @@ class Emitter(TrainerCallback):
             return
         values = scalars(metrics or {})
         if self._in_fit:
-            self._values.update({f"val_{k}": v for k, v in _without_prefix(values, "eval_").items()})
+            self._values.update(_renamed(values, "eval_", "val_"))
             self._flush(model)  # only once the epoch has ended: eval_strategy="steps" evaluates inside it
             return
         self._test(values, "eval_", model)
@@ -130,7 +132,7 @@ class Emitter(TrainerCallback):
         if not self._testing:
             self._start_test(model)
         self._testing = False
-        self.run.evaluate(_without_prefix(values, prefix), weights=self._weights(model))
+        self.run.evaluate(_renamed(values, prefix), weights=self._weights(model))
 
     def _start_test(self, model: object) -> None:
         self._testing = True
