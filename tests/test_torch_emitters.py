@@ -237,3 +237,35 @@ def test_lightning_failed_fit_ends_with_status_failed(tmp_path: Path) -> None:
         pl_fit([Emitter(file=path), Boom()])
     assert events(read(path)) == [("start", "train"), ("epoch", "train"), ("end", "train")]
     assert read(path)[-1]["status"] == "failed"
+
+
+def test_the_pytorch_lightning_package_has_its_own_emitter(tmp_path: Path) -> None:
+    import pytorch_lightning
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from gangplank_emitter.pytorch_lightning import Emitter
+
+    class Tiny(pytorch_lightning.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch: list, batch_idx: int) -> torch.Tensor:
+            loss = self.layer(batch[0]).pow(2).mean()
+            self.log("loss", loss, on_step=False, on_epoch=True)
+            return loss
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    path = tmp_path / "pl.jsonl"
+    emitter = Emitter(file=path, job="old-package")
+    assert isinstance(emitter, pytorch_lightning.Callback)
+    trainer = pytorch_lightning.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                                        enable_progress_bar=False, enable_model_summary=False, callbacks=[emitter])  # fmt: skip
+    trainer.fit(Tiny(), DataLoader(TensorDataset(torch.randn(16, 2)), batch_size=8))
+    records = read(path)
+    assert events(records) == [("start", "train"), ("epoch", "train"), ("epoch", "train"), ("end", "train")]
+    assert records[0]["framework"] == f"pytorch_lightning-{pytorch_lightning.__version__}/torch-{torch.__version__}"
+    assert records[0]["params"] == {"total": 3, "trainable": 3}
+    assert records[2]["metrics"] == {"loss": trainer.callback_metrics["loss"].item()}

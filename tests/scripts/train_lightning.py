@@ -1,28 +1,20 @@
 """A real Lightning fit, validate and test of a tiny MLP on CPU, with the Emitter.
 
 Writes what Lightning saw (``trainer.callback_metrics`` after fit, what validate() and test()
-returned, the parameter count and numpy's brute-force weight histogram) to argv[1]. With
-PACKAGE=pytorch_lightning it runs the same on the ``pytorch_lightning`` package.
+returned, the parameter count and numpy's brute-force weight histogram) to argv[1].
 """
 
 import json
 import os
 import sys
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from gangplank_emitter import HISTOGRAM_WEIGHT_BUCKETS_0_3
-
-if os.environ.get("PACKAGE") == "pytorch_lightning":
-    import pytorch_lightning as pl
-
-    from gangplank_emitter.pytorch_lightning import Emitter
-else:
-    import lightning.pytorch as pl
-
-    from gangplank_emitter.lightning import Emitter
+from gangplank_emitter.lightning import Emitter
 
 out_path = sys.argv[1]
 epochs = int(os.environ.get("EPOCHS", "3"))
