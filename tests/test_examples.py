@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -160,6 +161,37 @@ def test_readme_has_one_line_for_every_example() -> None:
     # The runnable examples; the helper modules they share (mnist_data.py, _digits.py) have no main.
     runnable = [p for p in EXAMPLES.rglob("*.py") if 'if __name__ == "__main__":' in p.read_text(encoding="utf-8")]
     shipped = sorted(str(p.relative_to(EXAMPLES.parent)) for p in runnable)
-    assert len(shipped) == 6
+    assert len(shipped) == 8
     assert sorted(scripts) == shipped
     assert all("| gangplank-sidecar" in line or "& gangplank-sidecar" in line for line in commands)
+
+
+def test_transformers_finetune_records_match_the_trainers_log() -> None:
+    out = run_example("examples/transformers_finetune.py", "2")
+    recs = records(out)
+    assert events(recs) == [
+        ("start", "train"), ("epoch", "train"), ("epoch", "train"), ("end", "train"),
+        ("start", "test"), ("evaluate", "test"), ("end", "test"),
+    ]  # fmt: skip
+    params = recs[0]["params"]
+    assert params["total"] == params["trainable"] == recs[2]["weights"]["count"] and params["total"] > 0
+    assert (recs[0]["job"], recs[0]["epochs"], recs[2]["weights"]["le"]) == ("tiny-bert", 2, HISTOGRAM_WEIGHT_BUCKETS_1_0)
+    # The Trainer prints its own logs rounded to 4 significant digits: the same values.
+    shown = [ast.literal_eval(line) for line in out.splitlines() if line.startswith("{'loss'")]
+    assert [{k: s[k] for k in ("loss", "grad_norm", "learning_rate")} for s in shown] == [
+        {k: f"{r['metrics'][k]:.4g}" for k in ("loss", "grad_norm", "learning_rate")} for r in recs[1:3]
+    ]
+    assert sorted(recs[5]["metrics"]) == ["loss", "runtime", "samples_per_second", "steps_per_second"]
+
+
+def test_lightning_fit_validate_and_test_records() -> None:
+    recs = records(run_example("examples/lightning_fit.py", "2"))
+    assert events(recs) == [
+        ("start", "train"), ("epoch", "train"), ("epoch", "train"), ("end", "train"),
+        ("start", "test"), ("evaluate", "test"), ("end", "test"), ("start", "test"), ("evaluate", "test"), ("end", "test"),
+    ]  # fmt: skip
+    assert recs[0]["params"] == {"total": DIGITS_MLP_PARAMS, "trainable": DIGITS_MLP_PARAMS}
+    assert [sorted(r["metrics"]) for r in recs[1:3]] == [TRAIN_KEYS, TRAIN_KEYS]
+    assert recs[2]["weights"]["count"] == DIGITS_MLP_PARAMS
+    assert recs[5]["metrics"] == {k: recs[2]["metrics"][k] for k in ("val_accuracy", "val_loss")}  # validate() after fit
+    assert sorted(recs[8]["metrics"]) == ["test_accuracy", "test_loss"]

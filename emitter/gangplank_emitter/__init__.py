@@ -1,6 +1,8 @@
 """gangplank_emitter: one JSON line per epoch for gangplank-sidecar; numpy only, no network.
 
-``Emitter`` (the Keras callback) is imported on first use, so ``Run`` works without Keras.
+``Emitter`` (the Keras callback) is imported on first use, so ``Run`` works without Keras. The
+callbacks of each framework are in their own modules, imported only by who asks for them:
+``gangplank_emitter.keras``, ``.transformers``, ``.lightning`` and ``.pytorch_lightning``.
 """
 
 from __future__ import annotations
