@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from gangplank_emitter import Run
+from gangplank_emitter import HISTOGRAM_WEIGHT_BUCKETS_1_0, Run
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -36,7 +36,7 @@ def main(epochs: int = 5, batch_size: int = 32, learning_rate: float = 0.5) -> N
     w = rng.normal(0.0, 0.01, size=(x.shape[1], 10))
     b = np.zeros(10)
 
-    with Run(job="digits-numpy", framework="numpy") as run:
+    with Run(job="digits-numpy", framework="numpy", histogram_buckets=HISTOGRAM_WEIGHT_BUCKETS_1_0) as run:
         run.start("train", params=w.size + b.size, epochs=epochs)
         for epoch in range(epochs):
             order = rng.permutation(len(x_train))

@@ -90,3 +90,49 @@ def test_no_batch_hook_unless_steps_are_asked_for() -> None:
 
     assert is_default(Emitter().on_train_batch_end)
     assert not is_default(Emitter(step_every=10).on_train_batch_end)
+
+
+def test_the_file_is_closed_after_fit_and_after_a_standalone_evaluate(tmp_path, data) -> None:
+    x, y = data
+    m, path = model(), tmp_path / "m.jsonl"
+    emitter = Emitter(file=path)
+    m.fit(x, y, epochs=1, callbacks=[emitter], verbose=0)
+    assert emitter.run.writer._fd is None
+    m.evaluate(x, y, callbacks=[emitter], verbose=0)
+    assert emitter.run.writer._fd is None
+    m.fit(x, y, epochs=1, callbacks=[emitter], verbose=0)
+    assert emitter.run.writer._fd is None
+    assert [r["event"] for r in records(path)] == ["start", "epoch", "end", "start", "evaluate", "end", "start", "epoch", "end"]
+
+
+def test_an_emitter_driven_without_fits_params(tmp_path) -> None:
+    m, path = model(), tmp_path / "m.jsonl"
+    emitter = Emitter(file=path, job="manual")
+    emitter.set_model(m)
+    assert emitter.params is None
+    emitter.on_train_begin()
+    emitter.on_epoch_end(0, {"loss": 0.5})
+    emitter.on_train_end()
+    start, epoch, end = records(path)
+    assert (start["event"], start["job"], "epochs" in start) == ("start", "manual", False)
+    assert (epoch["epoch"], epoch["metrics"], end["status"]) == (1, {"loss": 0.5}, "ok")
+
+
+def test_two_emitters_in_one_process_share_one_exit_handler(tmp_path, data, monkeypatch) -> None:
+    from gangplank_emitter import run as run_module
+
+    registered = []
+    monkeypatch.setattr(run_module.atexit, "register", registered.append)
+    first, second = Emitter(file=tmp_path / "a.jsonl"), Emitter(file=tmp_path / "b.jsonl")
+    assert registered == []
+    first.set_model(model())
+    second.set_model(first.model)
+    first.on_train_begin()
+    second.on_train_begin()
+    assert {first.run, second.run} <= run_module._live
+    first.on_train_end()
+    assert first.run not in run_module._live and second.run in run_module._live
+    run_module._end_live_runs()
+    assert second.run not in run_module._live
+    assert [(r["event"], r.get("status")) for r in records(tmp_path / "b.jsonl")][-1] == ("end", "interrupted")
+    assert [r["event"] for r in records(tmp_path / "a.jsonl")] == ["start", "end"]

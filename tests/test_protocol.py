@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gangplank_emitter import Run
+from gangplank_emitter import HISTOGRAM_WEIGHT_BUCKETS_1_0, Run
 from gangplank_sidecar.parsers import protocol
 
 
 def emitted(tmp_path, body) -> list[bytes]:
     path = tmp_path / "m.jsonl"
-    with Run(job="unit", file=path) as run:
+    with Run(job="unit", file=path, histogram_buckets=HISTOGRAM_WEIGHT_BUCKETS_1_0) as run:
         body(run)
     return path.read_bytes().splitlines()
 

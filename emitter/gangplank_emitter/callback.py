@@ -86,7 +86,9 @@ class Emitter(keras.callbacks.Callback):
             ran = ALWAYS_IN_MODEL + (ALWAYS_IN_INSPECT if inspected() else ())
             found = self._kept(lambda: model_checks(self.model) + take_inspected())
             found += passed((code for code in ran if code not in self._ignore), found)
-        self.run.start("train", self._params(), epochs=self.params.get("epochs"), checks=found)
+        # ``params`` is None when the callback is driven outside ``fit``.
+        epochs = (self.params or {}).get("epochs")
+        self.run.start("train", self._params(), epochs=epochs, checks=found)
         if self._tracker is not None:
             self._kept(lambda: self._tracker.update(trainable_by_layer(self.model)))
 
@@ -104,6 +106,7 @@ class Emitter(keras.callbacks.Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         self._in_fit = False
         self.run.end("train")
+        self.run.writer.close()  # as Keras' CSVLogger: the file is closed between fits
 
     def on_test_begin(self, logs: dict | None = None) -> None:
         if not self._in_fit:
@@ -112,3 +115,4 @@ class Emitter(keras.callbacks.Callback):
     def on_test_end(self, logs: dict | None = None) -> None:
         if not self._in_fit:
             self.run.evaluate(logs or {}, weights=self._weights())
+            self.run.writer.close()

@@ -1,13 +1,14 @@
 """``Run``: protocol v1 records for any training loop (PyTorch, JAX, numpy, Keras).
 
-    with Run(job="mnist") as run:
+    with Run(job="mnist", histogram_buckets=HISTOGRAM_WEIGHT_BUCKETS_1_0) as run:
         for epoch in range(10):
             ...
             run.epoch(epoch, {"loss": loss}, weights=[w1, b1])
         run.evaluate({"loss": test_loss})
 
 ``epoch`` is the index of the epoch that just ended, counted from 0 as in Keras'
-``on_epoch_end``; the record carries the number of completed epochs.
+``on_epoch_end``; the record carries the number of completed epochs. Histograms are off unless
+``histogram_buckets`` is given, as in the Keras ``Emitter`` and Gangplank.
 """
 
 from __future__ import annotations
@@ -22,13 +23,24 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from gangplank_emitter.histogram import HISTOGRAM_WEIGHT_BUCKETS_1_0, histogram
+from gangplank_emitter.histogram import histogram
 from gangplank_emitter.writer import Writer, finite_or_token
 
 PROTOCOL = 1
 _PROCESS_RUN = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 _fits_started = 0
 _current_run = _PROCESS_RUN
+_live: set[Run] = set()
+"""Runs with a phase open: the one atexit handler ends them; a finished run is not kept alive."""
+
+
+def _end_live_runs() -> None:
+    """A process that exits mid-run (Ctrl-C, an error) says so instead of going silent."""
+    for run in list(_live):
+        run._at_exit()
+
+
+atexit.register(_end_live_runs)
 
 
 def _next_run_id(phase: str) -> str:
@@ -62,7 +74,7 @@ class Run:
         file: str | os.PathLike[str] | None = None,
         *,
         metrics: Sequence[str] | None = None,
-        histogram_buckets: Sequence[float] | None = HISTOGRAM_WEIGHT_BUCKETS_1_0,
+        histogram_buckets: Sequence[float] | None = None,
         ignore_exceptions: bool = True,
         framework: str | None = None,
     ) -> None:
@@ -76,7 +88,6 @@ class Run:
         self._open: dict[str, tuple[str, float]] = {}
         self._params: dict[str, int] = {"total": 0}
         self._params_given = False
-        atexit.register(self._at_exit)
 
     def _record(self, event: str, phase: str, **fields: object) -> None:
         run, _ = self._open[phase]
@@ -104,6 +115,7 @@ class Run:
             self._params = {"total": params} if isinstance(params, int) else dict(params)
             self._params_given = True
         self._open[phase] = (_next_run_id(phase), time.perf_counter())
+        _live.add(self)
         fields: dict[str, object] = {"params": self._params}
         for key, value in (("job", self.job), ("epochs", epochs), ("framework", self.framework), ("checks", checks)):
             if value:
@@ -158,9 +170,10 @@ class Run:
         if phase in self._open:
             self._record("end", phase, status=status, elapsed_seconds=self._elapsed(phase))
             del self._open[phase]
+        if not self._open:
+            _live.discard(self)
 
     def _at_exit(self) -> None:
-        """A process that exits mid-run (Ctrl-C, an error) says so instead of going silent."""
         for phase in list(self._open):
             with contextlib.suppress(OSError, ValueError):
                 self.end(phase, "interrupted")
@@ -169,7 +182,6 @@ class Run:
         for phase in list(self._open):
             self.end(phase, status)
         self.writer.close()
-        atexit.unregister(self._at_exit)
 
     def __enter__(self) -> Run:
         return self
