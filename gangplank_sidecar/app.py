@@ -26,6 +26,7 @@ from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.runs import db as history_db
 from gangplank_sidecar.selfmetrics import SelfMetrics
 from gangplank_sidecar.settings import ConfigError, Settings
+from gangplank_sidecar.sinks import Sink
 from gangplank_sidecar.sinks.history import HistorySink
 from gangplank_sidecar.sinks.listen import ListenSink
 from gangplank_sidecar.sinks.pushgateway import PushgatewaySink
@@ -139,7 +140,7 @@ class Sidecar:
         if self.follower is not None and self.follower.checkpoints is not None:
             self.follower.checkpoints.start(self.push.delivered_through if self.push else lambda: self.store.version)
         if s.remote_write:
-            recorder, self.writers = remote_write_sinks(s.remote_write, s.labels, self.selfmetrics.registry, report, self.transport)
+            recorder, self.writers = remote_write_sinks(s.remote_write, s.labels, self.selfmetrics.registry, report, self.transport, s.retry)
             self.store.listeners.append(recorder)
             for writer in self.writers:
                 writer.start()
@@ -179,6 +180,7 @@ class Sidecar:
         self.store.listeners.append(history.listen)
         if self.sampler is not None:
             self.sampler.listeners.append(lambda reading: history.system(self.job(), reading))
+        history.start()
         return history
 
     def read(self, echo: Echo) -> int:
@@ -207,29 +209,23 @@ class Sidecar:
         if self.sampler is not None:
             self.sampler.stop()
         deadline = time.monotonic() + (0 if strict_failed else s.flush_timeout)
-        for writer in self.writers:
-            writer.stop(deadline)
-        delivered = self.push.close(max(0.0, deadline - time.monotonic())) if self.push else True
+        # The Pushgateway first: the remote writers keep sending their batches meanwhile.
+        sinks: list[Sink] = [sink for sink in (self.listen, self.push, *self.writers, self.history) if sink is not None]
+        closed = [(sink, sink.close(deadline)) for sink in sinks]
         if self.follower is not None and self.follower.checkpoints is not None:
             self.follower.checkpoints.close()
-        if self.history is not None:
-            self.history.close()
         if self.push is None:
             totals = self.sampler.totals if self.sampler else None
             sys.stderr.write(("\n" if echo.mid_line else "") + summarize(self.store.all_runs(), totals, dropped=self.store.dropped, levels=levels_for(sys.stderr.encoding)))
-        if not delivered and self.push is not None and not strict_failed:
+        if self.push is not None and not dict(closed)[self.push] and not strict_failed:
             what = ", ".join(self.push.undelivered()) or "the sidecar's own metrics"
             report(f"not delivered to the Pushgateway at {s.pushgateway} within {s.flush_timeout:g} s: {what} ({self.push.last_error})")
-        written = all([writer.join() for writer in self.writers])
-        recorded = self.history is None or self.history.lost == 0
-        return delivered and written and recorded
+        return all(delivered for _, delivered in closed)
 
     def _linger(self) -> None:
         """Pipe mode: serve the final state a little longer, so that a last scrape can happen."""
-        assert self.listen is not None
         with contextlib.suppress(Stop, KeyboardInterrupt):
             time.sleep(self.settings.linger)
-        self.listen.close()
 
 
 def echo_records(settings: Settings, out: TextIO, name: str = "stdout", notice: bool = True) -> bool:

@@ -25,8 +25,9 @@ from pydantic import ValidationError
 
 from gangplank_sidecar.cli import _Parser, add_delivery_options, delivery_from
 from gangplank_sidecar.settings import ConfigError, env, gateway_url
-from gangplank_sidecar.sinks.pushgateway import Retry, group_path
-from gangplank_sidecar.sinks.transport import PushError, Transport, TransportConfig, check
+from gangplank_sidecar.delivery import PushError, Retry, TransportConfig
+from gangplank_sidecar.sinks.pushgateway import group_path
+from gangplank_sidecar.sinks.transport import Transport, check
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_LISTING = 256 << 20  # bytes of /api/v1/metrics we read; a bigger answer is an error, never cut silently

@@ -5,36 +5,20 @@ Each environment default is resolved by one small helper, so the precedence is i
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from gangplank_sidecar.aggregation.state import DEFAULT_MAX_SERIES
 from gangplank_sidecar.checks import thresholds_from
+from gangplank_sidecar.delivery import Retry, TransportConfig
+from gangplank_sidecar.environment import env
+from gangplank_sidecar.errors import ConfigError
 from gangplank_sidecar.parsers import patterns as user_patterns
-from gangplank_sidecar.sinks.pushgateway import Retry
-from gangplank_sidecar.sinks.transport import TransportConfig
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 RESERVED_LABELS = frozenset({"job", "phase"})
-
-
-class ConfigError(ValueError):
-    """A usage or configuration mistake: reported in one line, exit code 2."""
-
-
-def env(name: str) -> str | None:
-    """An environment variable, where an empty value counts as unset."""
-    return os.environ.get(name) or None
-
-
-def xdg_dir(variable: str, fallback: str) -> Path:
-    """An XDG base directory: ``$variable``, else ``~/fallback``; a relative value is ignored, as the spec says."""
-    base = env(variable)
-    return Path(base) if base and os.path.isabs(base) else Path.home() / fallback
 
 
 def parse_labels(pairs: list[str]) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from gangplank_sidecar.aggregation.curve import Curve
+from gangplank_sidecar.curve import Curve
 
 WIDTH = 40
 UNICODE = "▁▂▃▄▅▆▇█"

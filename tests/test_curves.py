@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SIDECAR
-from gangplank_sidecar.aggregation.curve import MAX_BUCKETS, Curve
+from gangplank_sidecar.curve import MAX_BUCKETS, Curve
 from gangplank_sidecar.aggregation.state import MAX_CURVES, Series
 from gangplank_sidecar.sparkline import ASCII, UNICODE, curve_lines, sparkline
 

@@ -220,11 +220,12 @@ def test_3_a_record_the_database_refuses_costs_only_itself(tmp_path: Path) -> No
     reports: list[str] = []
     registry = CollectorRegistry()
     sink = HistorySink(tmp_path / "runs.db", {}, reports.append, registry)
+    sink.start()
     sink.listen("epoch", _series("a", 1, 10))
     sink.listen("epoch", _series("bad", 2**63, 10))
     sink.listen("epoch", _series("nan", 1, 10, when=math.nan))
     sink.listen("epoch", _series("b", 1, 10))
-    sink.close()
+    assert sink.close(time.monotonic() + 30) is False  # the two refused records are counted as lost
     conn = db.connect(tmp_path / "runs.db")
     assert sorted(r.run for r in db.load_runs(conn)) == ["a", "b"]
     conn.close()
@@ -429,8 +430,9 @@ def _broken_store() -> tuple[Store, Series]:
 
 
 def test_the_push_worker_outlives_a_series_it_cannot_render(pushgateway: Pushgateway) -> None:
-    from gangplank_sidecar.sinks.pushgateway import PushgatewaySink, Retry
-    from gangplank_sidecar.sinks.transport import Transport, TransportConfig
+    from gangplank_sidecar.delivery import Retry, TransportConfig
+    from gangplank_sidecar.sinks.pushgateway import PushgatewaySink
+    from gangplank_sidecar.sinks.transport import Transport
 
     store, broken = _broken_store()
     selfmetrics, reports = SelfMetrics(), []
@@ -446,7 +448,7 @@ def test_the_push_worker_outlives_a_series_it_cannot_render(pushgateway: Pushgat
     assert len([r for r in reports if "cannot push" in r]) == 1
     assert value(pushgateway.gangplank(), "gangplank_train_loss", job="fine") == 0.25  # the next group still went out
     store.update(broken, "epoch", lambda s: setattr(s, "weights", None))
-    assert sink.close(10) is True
+    assert sink.close(time.monotonic() + 10) is True
     samples = pushgateway.gangplank()
     assert value(samples, "gangplank_train_loss", job="broken") == 0.5 and value(samples, "gangplank_train_loss", job="fine") == 0.25
 

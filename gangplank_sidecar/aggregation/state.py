@@ -10,7 +10,6 @@ snapshots, so a slow sink never holds up the reading path.
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import threading
 import time
@@ -18,22 +17,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gangplank_sidecar.aggregation.curve import Curve
 from gangplank_sidecar.aggregation.names import Names
+from gangplank_sidecar.curve import Curve
+from gangplank_sidecar.directions import lower_is_better
 from gangplank_sidecar.parsers.protocol import Check, Weights
 
 DEFAULT_JOB = "gangplank"  # the job of records that name none, when --job is not given
 FINISHED_KEPT = 100  # finished runs kept for the summary; older ones are only counted
 MAX_CURVES = 64  # metrics per run whose values over the epochs are kept for the summary's sparklines
 DEFAULT_MAX_SERIES = 2000  # metric keys per run (--max-series): further keys are dropped and counted
-_LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "msle", "crossentropy", "hinge", "divergence", "perplexity")
-
-
-@functools.lru_cache(maxsize=4096)
-def lower_is_better(key: str) -> bool:
-    """Whether a smaller value of this metric is the better one (losses and errors)."""
-    key = key.lower()
-    return any(word in key for word in _LOWER_IS_BETTER)
 
 
 @dataclass

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from gangplank_sidecar.aggregation.curve import Curve
-from gangplank_sidecar.aggregation.state import lower_is_better
+from gangplank_sidecar.curve import Curve
+from gangplank_sidecar.directions import lower_is_better
 from gangplank_sidecar.runs import db, plot, search
 from gangplank_sidecar.runs.db import RunRow
 from gangplank_sidecar.runs.style import PLAIN, SEVERITY, Cell, Painter, best, status

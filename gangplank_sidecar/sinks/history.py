@@ -30,6 +30,7 @@ from gangplank_sidecar.runs import db
 from gangplank_sidecar.system.sampler import Reading
 
 _WRITTEN = ("start", "epoch", "evaluate", "end")
+LOCAL_WAIT = 30.0  # seconds the database gets to take what is queued, whatever --flush-timeout says
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ class HistorySink:
         self._failed = False
         self.lost = 0  # records and samples dropped (what --strict counts)
         self._thread = threading.Thread(target=self._run, name="history", daemon=True)
+
+    def start(self) -> None:
         self._thread.start()
 
     def listen(self, event: str, s: Series) -> None:
@@ -109,10 +112,14 @@ class HistorySink:
         """A sampler listener: one row per sample, under the job, so each run can sum up its own."""
         self._queue.put(_System(job, time.time(), _system_values(reading)))
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Writes what is queued, closes the runs left open, and waits at most ``timeout``."""
+    def close(self, deadline: float) -> bool:
+        """Writes what is queued and closes the runs left open; True when no record was lost.
+
+        A local write is not the network: it gets at least ``LOCAL_WAIT`` seconds past a shorter ``deadline``.
+        """
         self._queue.put(None)
-        self._thread.join(timeout)
+        self._thread.join(max(deadline - time.monotonic(), LOCAL_WAIT))
+        return self.lost == 0
 
     def _run(self) -> None:
         while True:

@@ -23,7 +23,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from gangplank_sidecar.aggregation.state import Store
-from gangplank_sidecar.settings import ConfigError
+from gangplank_sidecar.errors import ConfigError
 from gangplank_sidecar.sinks.families import families, merge
 
 DEFAULT_HOST = "127.0.0.1"
@@ -118,9 +118,11 @@ class ListenSink:
     def start(self) -> None:
         self._thread.start()
 
-    def close(self) -> None:
+    def close(self, deadline: float | None = None) -> bool:
+        """Stops serving at once: a scrape pulls, so nothing is left to deliver."""
         self.server.shutdown()
         self.server.server_close()
+        return True
 
 
 class _Labelled(Collector):

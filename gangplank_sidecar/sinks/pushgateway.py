@@ -12,7 +12,6 @@ A series the store has forgotten (the node agent's deleted pods) has its group d
 from __future__ import annotations
 
 import base64
-import random
 import re
 import threading
 import time
@@ -24,30 +23,15 @@ from urllib.parse import quote
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, default_handler, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
 
 from gangplank_sidecar.aggregation.state import Key, Series, Store
+from gangplank_sidecar.delivery import Retry
 from gangplank_sidecar.selfmetrics import SelfMetrics
 from gangplank_sidecar.sinks.families import Families, families
 
 SELF_PUSH_EVERY = 10.0
 FINAL_ATTEMPT = 1.0  # the final flush always gets one attempt of at least this long
 _PLAIN = re.compile(r"[A-Za-z0-9_:.~-]+\Z")
-
-
-class Retry(BaseModel):
-    """How often and how patiently a failed round is tried again."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    push_retries: int = Field(default=3, ge=0)
-    retry_backoff: float = Field(default=0.5, gt=0)
-    retry_backoff_max: float = Field(default=10.0, gt=0)
-
-    def delay(self, failures: int) -> float:
-        """Capped exponential backoff with equal jitter: between half and all of the step."""
-        step = min(self.retry_backoff_max, self.retry_backoff * 2 ** min(failures - 1, 30))
-        return random.uniform(step / 2, step)
 
 
 def _segment(name: str, value: str) -> str:
@@ -147,8 +131,9 @@ class PushgatewaySink:
             self._woken = True
             self.store.changed.notify_all()
 
-    def close(self, flush_timeout: float) -> bool:
-        """Stops after delivering the final state, trying for about ``flush_timeout`` seconds."""
+    def close(self, deadline: float) -> bool:
+        """Stops after delivering the final state, trying until ``deadline`` (monotonic) and at least once."""
+        flush_timeout = max(0.0, deadline - time.monotonic())
         self._deadline = time.monotonic() + flush_timeout
         self._stopping.set()
         with self.store.changed:

@@ -4,9 +4,10 @@ A Pushgateway keeps only the latest value and is scraped every 15-60 s; remote w
 record's values with its own timestamp. The store's listener runs in the reading thread, so it only
 turns a record into samples (the same families as the push path, plus a ``run`` label) and appends
 them to each sink's bounded buffer; one worker per URL batches them (at most ``BATCH_SAMPLES``, at
-most ``BATCH_AGE`` seconds old), POSTs a snappy-compressed ``WriteRequest`` and retries with backoff
-on 5xx, 429 and network errors, in order, so that the samples of one series always arrive in time
-order. A 4xx answer is final: the batch is dropped and the server's message reported once.
+most ``BATCH_AGE`` seconds old), POSTs a snappy-compressed ``WriteRequest`` and retries with the
+--retry-backoff policy of every network sink on 5xx, 429 and network errors, in order, so that the
+samples of one series always arrive in time order. A 4xx answer is final: the batch is dropped and
+the server's message reported once.
 
 The buffer is bounded twice: by samples (``max_buffered``: the oldest step records go first,
 epoch records stay) and by an estimate of its memory (``max_bytes``: past it, the oldest
@@ -18,8 +19,6 @@ a record holds can stop a worker: an error is reported once, its samples counted
 from __future__ import annotations
 
 import collections
-import random
-import re
 import threading
 import time
 import urllib.parse
@@ -31,16 +30,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gangplank_sidecar import __version__
 from gangplank_sidecar.aggregation.state import Series
+from gangplank_sidecar.delivery import PushError, Retry, TransportConfig
 from gangplank_sidecar.sinks import remote_write_pb2 as pb
 from gangplank_sidecar.sinks.families import families
-from gangplank_sidecar.sinks.transport import PushError, Transport, TransportConfig
+from gangplank_sidecar.sinks.transport import Transport
 
 BATCH_SAMPLES = 2000
 BATCH_AGE = 1.0
 MAX_BUFFERED = 100_000
 MAX_BUFFERED_BYTES = 32 << 20
 RECORD_BYTES, SAMPLE_BYTES = 240, 40  # what a buffered record and each of its samples hold (entry, tuples, floats)
-BACKOFF_FIRST, BACKOFF_MAX = 0.25, 30.0
 SAMPLE_EVENTS = ("step", "epoch", "evaluate")
 HEADERS = {
     "Content-Type": "application/x-protobuf",
@@ -49,7 +48,6 @@ HEADERS = {
     "User-Agent": f"gangplank-sidecar/{__version__}",
 }
 
-_STATUS = re.compile(r"HTTP (\d{3})\b")  # how Transport's PushError states an HTTP answer
 LabelSet = tuple[tuple[str, str], ...]
 
 
@@ -201,8 +199,10 @@ class RemoteWriteSink:
         batch_samples: int = BATCH_SAMPLES,
         batch_age: float = BATCH_AGE,
         max_bytes: int = MAX_BUFFERED_BYTES,
+        retry: Retry = Retry(),
     ) -> None:
         self.url = url
+        self.retry = retry
         self.metrics = metrics
         self.report = report
         self.transport = transport or Transport(TransportConfig())
@@ -291,8 +291,8 @@ class RemoteWriteSink:
                 self._buffered = self._bytes = self._unlinked = 0
         return self.lost == 0
 
-    def close(self, flush_timeout: float) -> bool:
-        self.stop(time.monotonic() + flush_timeout)
+    def close(self, deadline: float) -> bool:
+        self.stop(deadline)
         return self.join()
 
     def _take(self) -> list[Record] | None:
@@ -340,13 +340,12 @@ class RemoteWriteSink:
         """Sends one batch until it is accepted or rejected; False if the deadline passed first."""
         body = encode(batch)
         count = sum(len(r.values) for r in batch)
-        backoff = BACKOFF_FIRST
+        failures = 0
         while True:
             try:
                 self.transport.send(self.url, "POST", body, list(HEADERS.items()), self.timeout)
             except PushError as exc:
-                status = int(m.group(1)) if (m := _STATUS.match(str(exc))) else None
-                if status is not None and 400 <= status < 500 and status != 429:
+                if exc.final:
                     self._rejected(str(exc), count)
                     return True
                 self._retrying(str(exc))
@@ -359,14 +358,14 @@ class RemoteWriteSink:
                 return True
             with self._cond:
                 deadline = self._deadline
-                wait = backoff * random.uniform(0.8, 1.2)
+                failures += 1
+                wait = self.retry.delay(failures)
                 if deadline is not None:
                     if time.monotonic() >= deadline:
                         self._undelivered(batch, count)
                         return False
                     wait = min(wait, deadline - time.monotonic())
                 self._cond.wait(wait)
-            backoff = min(BACKOFF_MAX, backoff * 2)
 
     def _retrying(self, reason: str) -> None:
         self.metrics.requests.labels("retry").inc()
@@ -403,8 +402,9 @@ def remote_write_sinks(
     registry: CollectorRegistry,
     report: Callable[[str], None],
     transport: Transport | None = None,
+    retry: Retry = Retry(),
 ) -> tuple[Recorder, list[RemoteWriteSink]]:
-    """One sink per URL, fed by one recorder (to add to ``store.listeners``)."""
+    """One sink per URL, fed by one recorder (to add to ``store.listeners``); all retry with ``retry``'s backoff."""
     metrics = RemoteWriteMetrics(registry)
-    sinks = [RemoteWriteSink(url, metrics, report, transport) for url in urls]
+    sinks = [RemoteWriteSink(url, metrics, report, transport, retry=retry) for url in urls]
     return Recorder(labels, sinks, report), sinks

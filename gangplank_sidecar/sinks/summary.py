@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gangplank_sidecar.aggregation.state import FINISHED_KEPT, Series, lower_is_better
+from gangplank_sidecar.aggregation.state import FINISHED_KEPT, Series
+from gangplank_sidecar.directions import lower_is_better
 from gangplank_sidecar.sparkline import UNICODE, curve_lines
 from gangplank_sidecar.system.sampler import Totals
 

@@ -20,30 +20,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import SecretStr
+
+from gangplank_sidecar.delivery import PushError, TransportConfig
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _RESERVED_HEADERS = frozenset({"authorization", "content-type", "content-length", "host", "transfer-encoding"})
 _MAX_BODY = 4096
 REDACTED = "<redacted>"
-
-
-class PushError(OSError):
-    """One push failed; the message says why in words a user can act on, with no secret in it."""
-
-
-class TransportConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    connect_timeout: float = Field(default=3.0, gt=0)
-    push_timeout: float = Field(default=5.0, gt=0)
-    basic_auth_user: str | None = None
-    basic_auth_password: SecretStr | None = None
-    bearer_token: SecretStr | None = None
-    tls_ca_file: Path | None = None
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
-    headers: tuple[tuple[str, SecretStr], ...] = ()
 
 
 def read_secret(path: str, option: str) -> SecretStr:
@@ -177,12 +161,13 @@ class Transport:
         if response.status in (401, 403):
             raise PushError(
                 f"HTTP {response.status} {self.redact(response.reason)}: the gateway rejected the credentials "
-                "(check --basic-auth-user and its password, or --bearer-token-file)"
+                "(check --basic-auth-user and its password, or --bearer-token-file)",
+                response.status,
             )
         if response.status >= 400:
             detail = self.redact(body.decode("utf-8", "replace")).strip().splitlines()
             reason = self.redact(response.reason)
-            raise PushError(f"HTTP {response.status} {reason}" + (f": {detail[0][:200]}" if detail else ""))
+            raise PushError(f"HTTP {response.status} {reason}" + (f": {detail[0][:200]}" if detail else ""), response.status)
         if max_body is not None and len(body) > max_body:
             raise PushError(f"the answer is longer than {max_body} bytes")
         return body

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gangplank_sidecar.settings import xdg_dir
+from gangplank_sidecar.environment import xdg_dir
 
 HEAD = 256
 MAX_MARKS = 4096
