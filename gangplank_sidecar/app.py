@@ -25,14 +25,14 @@ from gangplank_sidecar.runs import db as history_db
 from gangplank_sidecar.selfmetrics import SelfMetrics
 from gangplank_sidecar.settings import ConfigError, Settings
 from gangplank_sidecar.sinks.history import HistorySink
-from gangplank_sidecar.sinks.listen import ListenSink
+from gangplank_sidecar.sinks.listen import ListenSink, parse_address
 from gangplank_sidecar.sinks.pushgateway import PushgatewaySink
 from gangplank_sidecar.sinks.remote_write import RemoteWriteSink, remote_write_sinks
 from gangplank_sidecar.sinks.summary import summarize
 from gangplank_sidecar.sinks.transport import Transport, check
 from gangplank_sidecar.sources.checkpoint import Checkpoints, default_path
 from gangplank_sidecar.sources.command import run_command
-from gangplank_sidecar.sources.files import Follower, follow
+from gangplank_sidecar.sources.files import Follower, follow, unusable
 from gangplank_sidecar.sources.stdin import Echo, read_stdin
 from gangplank_sidecar.system.families import PHASE as SYSTEM_PHASE
 from gangplank_sidecar.system.families import SystemCollector, SystemGroup
@@ -42,7 +42,7 @@ EXIT_OK, EXIT_UNDELIVERED, EXIT_USAGE = 0, 1, 2
 
 
 class Stop(Exception):
-    """SIGTERM, turned into the same shutdown path as Ctrl-C."""
+    """SIGTERM, SIGHUP or Ctrl-C while reading: the same shutdown path as the end of the input."""
 
 
 class Undelivered(Exception):
@@ -64,6 +64,50 @@ def _raise(exception: type[Exception]) -> Callable[[int, object], None]:
     return handler
 
 
+def _say(message: str) -> None:
+    """``report`` for a signal handler: one unbuffered write, so it can never meet a half-done one."""
+    with contextlib.suppress(OSError):
+        os.write(2, f"gangplank-sidecar: {message}\n".encode())
+
+
+class Signals:
+    """SIGTERM, SIGHUP and SIGINT from the read to the exit: one stop, then shorter waits, never a traceback.
+
+    While reading, a signal ends the read (``Stop``), except the first SIGINT in pipe mode: the
+    producer got the same Ctrl-C and may still be writing its last lines (a "saving checkpoint"
+    print, the emitter's end record), so we read and echo on to EOF like ``tee -i``; a second one
+    stops at once. Then a signal ends ``--linger``; during the final delivery it cuts the
+    delivery short (``on_cut``), and what was not delivered is said as usual.
+    """
+
+    def __init__(self, patient: bool) -> None:
+        self.patient = patient
+        self.stage = "reading"  # then "linger", then "flush"
+        self.interrupted = self.linger_over = self.cut = False
+        self.on_cut: list[Callable[[], None]] = []
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.stage == "reading":
+            if signum == signal.SIGINT and self.patient and not self.interrupted:
+                self.interrupted = True
+                _say("interrupted: reading on until the producer closes the pipe (Ctrl-C again stops now)")
+                return
+            self.stage = "linger"
+            raise Stop
+        if self.stage == "linger":
+            self.linger_over = True
+            return
+        if not self.cut:
+            self.cut = True
+            _say("interrupted: cutting the final delivery short")
+        for hurry in self.on_cut:
+            hurry()
+
+
 def _interrupt_main() -> None:
     """Called by the push worker: a signal is the one thing that ends the main thread's blocking read."""
     signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
@@ -79,6 +123,9 @@ class Sidecar:
         self.pipeline = Pipeline(
             self.store, self.selfmetrics, report, fmt=s.format, job=s.job, thresholds=thresholds_from(s.check_threshold)
         )
+        for path in s.files if not s.command else ():
+            if (why := unusable(path)) is not None:
+                raise ConfigError(why)
         try:
             if s.pushgateway:
                 check(s.pushgateway, s.transport)
@@ -94,6 +141,7 @@ class Sidecar:
         self.push: PushgatewaySink | None = None
         self.writers: list[RemoteWriteSink] = []
         self.history: HistorySink | None = None
+        self.signals = Signals(patient=not s.command and not s.files and not _terminal_stdin())
 
     def job(self) -> str:
         """The job the sidecar's own series go under: --job, else the first record's job."""
@@ -111,6 +159,8 @@ class Sidecar:
         s = self.settings
         if self.listen is not None:
             self.listen.start()
+            if parse_address(s.listen or "")[1] == 0:
+                report(f"serving /metrics at http://{_host(self.listen.server.server_address[0])}:{self.listen.port}/metrics")
         if s.files and not s.command:
             path = Path(s.state_file) if s.state_file else default_path(s.files)
             self.follower = Follower(s.files, self.pipeline.feed, report, Checkpoints(path, report), lambda: self.store.version)
@@ -162,19 +212,23 @@ class Sidecar:
     def read(self, echo: Echo) -> int:
         """Reads the source to its end or a stop signal; the wrapped command's exit code, else 0."""
         s = self.settings
-        signal.signal(signal.SIGTERM, _raise(Stop))
+        self.signals.install()
         try:
-            if s.command:
-                errors = Echo(None if s.quiet else sys.stderr.buffer, report)
-                return run_command(s.command, self.pipeline.feed, echo, errors, report)
-            if self.follower is not None:
-                follow(self.follower, self.store, s.exit_on_end)
-            else:
-                read_stdin(self.pipeline.feed, echo)
-        except (Stop, KeyboardInterrupt):
+            try:
+                if s.command:
+                    errors = Echo(None if s.quiet else sys.stderr.buffer, report)
+                    return run_command(s.command, self.pipeline.feed, echo, errors, report)
+                if self.follower is not None:
+                    follow(self.follower, self.store, s.exit_on_end)
+                else:
+                    read_stdin(self.pipeline.feed, echo)
+            finally:
+                if self.signals.stage == "reading":
+                    self.signals.stage = "linger"
+                self.signals.install()  # the wrapped command had its own handlers, to pass signals on
+                signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # from here on, the end decides the exit code
+        except Stop:
             report("stopping: delivering the final state")
-        finally:
-            signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # from here on, the end decides the exit code
         return EXIT_OK
 
     def finish(self, echo: Echo, strict_failed: bool = False) -> bool:
@@ -182,9 +236,14 @@ class Sidecar:
         s = self.settings
         if self.listen is not None:
             self._linger()
+        self.signals.stage = "flush"
         if self.sampler is not None:
             self.sampler.stop()
-        deadline = time.monotonic() + (0 if strict_failed else s.flush_timeout)
+        if self.push is not None:
+            self.signals.on_cut.append(self.push.hurry)
+        for writer in self.writers:
+            self.signals.on_cut.append(lambda writer=writer: writer.stop(time.monotonic()))  # type: ignore[misc]
+        deadline = time.monotonic() + (0 if strict_failed or self.signals.cut else s.flush_timeout)
         for writer in self.writers:
             writer.stop(deadline)
         delivered = self.push.close(max(0.0, deadline - time.monotonic())) if self.push else True
@@ -197,16 +256,30 @@ class Sidecar:
             sys.stderr.write(("\n" if echo.mid_line else "") + summarize(self.store.all_runs(), totals, dropped=self.store.dropped))
         if not delivered and self.push is not None and not strict_failed:
             what = ", ".join(self.push.undelivered()) or "the sidecar's own metrics"
-            report(f"not delivered to the Pushgateway at {s.pushgateway} within {s.flush_timeout:g} s: {what} ({self.push.last_error})")
+            when = "before the signal" if self.signals.cut else f"within {s.flush_timeout:g} s"
+            report(f"not delivered to the Pushgateway at {s.pushgateway} {when}: {what} ({self.push.last_error})")
         written = all([writer.join() for writer in self.writers])
         return delivered and written
 
     def _linger(self) -> None:
-        """Pipe mode: serve the final state a little longer, so that a last scrape can happen."""
+        """Serves the final state a little longer, so that a last scrape can happen; a signal ends it."""
         assert self.listen is not None
-        with contextlib.suppress(Stop, KeyboardInterrupt):
-            time.sleep(self.settings.linger)
+        end = time.monotonic() + self.settings.linger
+        while not self.signals.linger_over and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))  # a handler that returns does not end a sleep (PEP 475)
         self.listen.close()
+
+
+def _terminal_stdin() -> bool:
+    """At a terminal nobody else is cleaning up after a Ctrl-C: the first one stops."""
+    try:
+        return os.isatty(sys.stdin.fileno())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def run(settings: Settings) -> int:

@@ -208,7 +208,10 @@ class Follower:
 
     def _open(self, path: str) -> _Tail | None:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                self._not_regular(path)
+                return None
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: should a FIFO replace it, open() must not block
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -219,15 +222,18 @@ class Follower:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
-            if path not in self._unreadable:
-                self._unreadable.add(path)
-                self.report(f"not following {path}: not a regular file")
+            self._not_regular(path)
             return None
         self._unreadable.discard(path)
         tail = self._tails[path] = _Tail(path, fd, st.st_dev, st.st_ino)
         self.counts.opens += 1
         self.opened.add(path)
         return tail
+
+    def _not_regular(self, path: str) -> None:
+        if path not in self._unreadable:
+            self._unreadable.add(path)
+            self.report(f"not following {path}: not a regular file")
 
     def _read(self, tail: _Tail, limit: int | None = None) -> None:
         if os.fstat(tail.fd).st_size < tail.offset or (tail.head and os.pread(tail.fd, len(tail.head), 0) != tail.head):
@@ -267,6 +273,34 @@ class Follower:
         self._lines(tail, tail.splitter.flush())
         os.close(tail.fd)
         del self._tails[tail.path]
+
+
+def unusable(pattern: str) -> str | None:
+    """Why a FILE given on the command line can never be followed, or None.
+
+    A missing file is fine (it is waited for), and so is a glob (it names regular files only);
+    a directory, a device, a FIFO or a file we may not read is a mistake to say at start.
+    """
+    if not pattern.strip():
+        return "FILE '': an empty path"
+    if glob.has_magic(pattern):
+        return None
+    path = os.path.expanduser(pattern)
+    try:
+        mode = os.stat(path).st_mode  # not opened first: opening a FIFO would release a writer waiting on it
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot read {pattern}: {exc.strerror}"
+    if stat.S_ISDIR(mode):
+        return f"{pattern} is a directory (name the files in it, or a glob such as '{os.path.join(pattern, '*.log')}')"
+    if not stat.S_ISREG(mode):
+        return f"{pattern} is not a regular file: only files can be followed (pipe a stream to the sidecar's stdin instead)"
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError as exc:
+        return f"cannot read {pattern}: {exc.strerror}"
+    return None
 
 
 def follow(follower: Follower, store: Store, exit_on_end: bool) -> None:
