@@ -41,10 +41,6 @@ from gangplank_sidecar.system.sampler import Sampler, choose_target
 EXIT_OK, EXIT_UNDELIVERED, EXIT_USAGE = 0, 1, 2
 
 
-class Stop(Exception):
-    """SIGTERM, SIGHUP or Ctrl-C while reading: the same shutdown path as the end of the input."""
-
-
 class Undelivered(Exception):
     """--strict: a push failed after its retries; we stop at once, which breaks the producer's pipe."""
 
@@ -73,17 +69,18 @@ def _say(message: str) -> None:
 class Signals:
     """SIGTERM, SIGHUP and SIGINT from the read to the exit: one stop, then shorter waits, never a traceback.
 
-    While reading, a signal ends the read (``Stop``), except the first SIGINT in pipe mode: the
-    producer got the same Ctrl-C and may still be writing its last lines (a "saving checkpoint"
+    While reading, a signal ends the read (``stopped``), except the first SIGINT in pipe mode:
+    the producer got the same Ctrl-C and may still be writing its last lines (a "saving checkpoint"
     print, the emitter's end record), so we read and echo on to EOF like ``tee -i``; a second one
     stops at once. Then a signal ends ``--linger``; during the final delivery it cuts the
-    delivery short (``on_cut``), and what was not delivered is said as usual.
+    delivery short (``on_cut``), and what was not delivered is said as usual. The handler never
+    raises: an exception could land in the middle of a record's update of the run state.
     """
 
     def __init__(self, patient: bool) -> None:
         self.patient = patient
         self.stage = "reading"  # then "linger", then "flush"
-        self.interrupted = self.linger_over = self.cut = False
+        self.interrupted = self.stopped = self.linger_over = self.cut = False
         self.on_cut: list[Callable[[], None]] = []
 
     def install(self) -> None:
@@ -97,7 +94,9 @@ class Signals:
                 _say("interrupted: reading on until the producer closes the pipe (Ctrl-C again stops now)")
                 return
             self.stage = "linger"
-            raise Stop
+            self.stopped = True
+            _say("stopping: delivering the final state")
+            return
         if self.stage == "linger":
             self.linger_over = True
             return
@@ -214,21 +213,18 @@ class Sidecar:
         s = self.settings
         self.signals.install()
         try:
-            try:
-                if s.command:
-                    errors = Echo(None if s.quiet else sys.stderr.buffer, report)
-                    return run_command(s.command, self.pipeline.feed, echo, errors, report)
-                if self.follower is not None:
-                    follow(self.follower, self.store, s.exit_on_end)
-                else:
-                    read_stdin(self.pipeline.feed, echo)
-            finally:
-                if self.signals.stage == "reading":
-                    self.signals.stage = "linger"
-                self.signals.install()  # the wrapped command had its own handlers, to pass signals on
-                signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # from here on, the end decides the exit code
-        except Stop:
-            report("stopping: delivering the final state")
+            if s.command:
+                errors = Echo(None if s.quiet else sys.stderr.buffer, report)
+                return run_command(s.command, self.pipeline.feed, echo, errors, report)
+            if self.follower is not None:
+                follow(self.follower, self.store, s.exit_on_end, lambda: self.signals.stopped)
+            else:
+                read_stdin(self.pipeline.feed, echo, lambda: self.signals.stopped)
+        finally:
+            if self.signals.stage == "reading":
+                self.signals.stage = "linger"
+            self.signals.install()  # the wrapped command had its own handlers, to pass signals on
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # from here on, the end decides the exit code
         return EXIT_OK
 
     def finish(self, echo: Echo, strict_failed: bool = False) -> bool:

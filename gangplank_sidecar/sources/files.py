@@ -34,6 +34,7 @@ CHUNK = 1 << 16
 DEBOUNCE_MS, STEP_MS = 200, 50
 RESCAN_MS = 1000
 END_GRACE = 2.0
+STOP_POLL = 0.2  # how soon a stop signal is seen
 
 
 @dataclass
@@ -303,12 +304,12 @@ def unusable(pattern: str) -> str | None:
     return None
 
 
-def follow(follower: Follower, store: Store, exit_on_end: bool) -> None:
-    """Follows until a signal's exception (SIGTERM, Ctrl-C) or, with ``exit_on_end``, every run's end.
+def follow(follower: Follower, store: Store, exit_on_end: bool, stopped: Callable[[], bool] = lambda: False) -> None:
+    """Follows until ``stopped()`` (a signal: SIGTERM, Ctrl-C) or, with ``exit_on_end``, every run's end.
 
-    The files are read in a thread of their own: the main thread only waits, so a signal
-    handler's exception reaches the caller (watchfiles would swallow it), and the reader
-    makes its last pass before the caller delivers the final state.
+    The files are read in a thread of their own: the main thread only waits, looking at
+    ``stopped`` (set by a signal handler, which watchfiles would not let through), and the
+    reader makes its last pass before the caller delivers the final state.
     """
     stop, finished = threading.Event(), threading.Event()
     failed: list[BaseException] = []
@@ -323,7 +324,8 @@ def follow(follower: Follower, store: Store, exit_on_end: bool) -> None:
 
     threading.Thread(target=read, name="follow", daemon=True).start()
     try:
-        finished.wait()  # not Thread.join: an interrupted join forgets the thread (CPython bpo-45274)
+        while not finished.wait(STOP_POLL) and not stopped():
+            pass
     finally:
         stop.set()
         finished.wait()
