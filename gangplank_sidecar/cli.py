@@ -169,7 +169,6 @@ def no_effect(args: argparse.Namespace, s: Settings) -> str | None:
         (args.strict and not (s.pushgateway or s.remote_write), "--strict needs --pushgateway or --remote-write: nothing else can fail to deliver"),
         (args.pid is not None and not s.system_interval, "--pid has no effect with --system-interval 0"),
         (bool(args.disk_path) and not s.system_interval, "--disk-path has no effect with --system-interval 0"),
-        (bool(args.db) and args.no_history, "--db has no effect with --no-history"),
     )
     return next((message for wrong, message in rules if wrong), None)
 

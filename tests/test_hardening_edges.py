@@ -21,7 +21,6 @@ import pytest
 from conftest import SIDECAR, free_port, scrape, wait_http
 from gangplank_sidecar.settings import RESERVED_LABELS
 from gangplank_sidecar.sinks.transport import PushError, Transport, TransportConfig
-from gangplank_sidecar.sources.files import unusable
 
 PREFIX = "gangplank-sidecar: "
 RESERVED = ", ".join(RESERVED_LABELS)
@@ -145,6 +144,8 @@ def test_files_that_can_never_be_followed_are_refused(tmp_path: Path) -> None:
 def test_an_unreadable_file_is_refused(tmp_path: Path) -> None:
     """Root reads any file: as root the check runs in a forked child that has become nobody
     (no exec: the venv's interpreter may not be nobody's to run); it is the check the command runs."""
+    from gangplank_sidecar.sources.files import unusable
+
     log = tmp_path / "train.log"
     log.write_text("x\n")
     log.chmod(0)
@@ -213,7 +214,6 @@ def test_a_fifo_that_appears_later_does_not_block_a_stop(tmp_path: Path, signum:
         (["--strict"], "--strict needs --pushgateway or --remote-write: nothing else can fail to deliver"),
         (["--system-interval", "0", "--pid", "1"], "--pid has no effect with --system-interval 0"),
         (["--system-interval", "0", "--disk-path", "/"], "--disk-path has no effect with --system-interval 0"),
-        (["--db", "runs.db", "--no-history"], "--db has no effect with --no-history"),
         (["train.log", "--", "true"], "FILEs and '-- COMMAND' do not go together: the sidecar reads one or the other"),
     ],
 )
