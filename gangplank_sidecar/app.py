@@ -72,7 +72,7 @@ class Signals:
     While reading, a signal ends the read (``stopped``), except the first SIGINT in pipe mode:
     the producer got the same Ctrl-C and may still be writing its last lines (a "saving checkpoint"
     print, the emitter's end record), so we read and echo on to EOF like ``tee -i``; a second one
-    stops at once. Then a signal ends ``--linger``; during the final delivery it cuts the
+    stops at once. Then a signal ends ``--linger`` (a stop skips it); during the final delivery it cuts the
     delivery short (``on_cut``), and what was not delivered is said as usual. The handler never
     raises: an exception could land in the middle of a record's update of the run state.
     """
@@ -94,7 +94,7 @@ class Signals:
                 _say("interrupted: reading on until the producer closes the pipe (Ctrl-C again stops now)")
                 return
             self.stage = "linger"
-            self.stopped = True
+            self.stopped = self.linger_over = True  # a stop is no end of input to linger after
             _say("stopping: delivering the final state")
             return
         if self.stage == "linger":

@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -154,7 +155,9 @@ def test_an_unreadable_file_is_refused(tmp_path: Path) -> None:
         usage_error(sidecar("--no-history", str(log)), f"cannot read {log}: Permission denied")
         return
     read, write = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # JAX, if a test imported it, warns of fork: the child runs no JAX
+        pid = os.fork()
     if pid == 0:  # the child: never back into pytest
         try:
             os.setuid(65534)

@@ -173,3 +173,40 @@ def test_sighup_is_passed_on_to_a_wrapped_command(tmp_path: Path) -> None:
         assert proc.stdout.readline() == b"ready\n"
         proc.send_signal(signal.SIGHUP)
         assert proc.wait(30) == 128 + signal.SIGHUP
+
+
+def test_file_mode_cut_flush_still_writes_the_checkpoint(tmp_path: Path) -> None:
+    """Following a file: epoch 1 is delivered, then the gateway goes away, epoch 2 is written. SIGTERM,
+    and SIGTERM again during the flush: exit 0 at once, and the state file holds the end of epoch 1."""
+    from conftest import start_pushgateway
+
+    log, state = tmp_path / "metrics.jsonl", tmp_path / "follow.json"
+    log.write_bytes(epoch(1))
+    gateway = start_pushgateway()
+    proc = subprocess.Popen(
+        [*SIDECAR, "--system-interval", "0", "--db", str(tmp_path / "runs.db"), "--pushgateway", gateway.url, "--job", "follow",
+         "--state-file", str(state), "--flush-timeout", "60", "--push-retries", "0", "--retry-backoff", "0.05", str(log)],
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not state.exists() or json.loads(state.read_text())["files"].get(str(log), {}).get("offset") != len(epoch(1)):
+            assert time.monotonic() < deadline, "epoch 1 was never checkpointed"
+            time.sleep(0.1)
+    finally:
+        gateway.stop()
+    with log.open("ab") as out:
+        out.write(epoch(2))
+    time.sleep(1.0)  # read, and its push refused
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    assert proc.poll() is None  # flushing to a gateway that is gone
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert CUT in err and "Traceback" not in err
+    assert f"{PREFIX}not delivered to the Pushgateway at {gateway.url} before the signal: job=follow phase=train (epoch 2)" in err
+    assert json.loads(state.read_text())["files"][str(log)]["offset"] == len(epoch(1))
+    assert status(tmp_path) == ["interrupted"]
