@@ -211,8 +211,9 @@ class Sidecar:
     def read(self, echo: Echo) -> int:
         """Reads the source to its end or a stop signal; the wrapped command's exit code, else 0."""
         s = self.settings
-        self.signals.install()
         try:
+            if self.signals.stopped:  # during the start (a long replay of followed files)
+                return EXIT_OK
             if s.command:
                 errors = Echo(None if s.quiet else sys.stderr.buffer, report)
                 return run_command(s.command, self.pipeline.feed, echo, errors, report)
@@ -285,6 +286,7 @@ def run(settings: Settings) -> int:
         report(str(exc))
         return EXIT_USAGE
     echo = Echo(None if settings.quiet else sys.stdout.buffer, report)
+    sidecar.signals.install()
     try:
         sidecar.start()
         code = sidecar.read(echo)
