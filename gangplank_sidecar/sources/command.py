@@ -41,16 +41,16 @@ def run_command(
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda signum, frame: proc.send_signal(signum))
     lock = threading.Lock()
-    reading = [True]  # False once we stop waiting for a pipe that something else still holds
+    abandoned = threading.Event()  # set once we stop waiting for pipes that something else still holds
 
     def locked(name: str, line: bytes) -> None:
         with lock:
-            if reading[0]:
+            if not abandoned.is_set():
                 feed(name, line)
 
     def echoing(echo: Callable[[bytes], None]) -> Callable[[bytes], None]:
         def write(chunk: bytes) -> None:
-            if reading[0]:  # no lock: a slow reader of our stdout must not hold up the other pipe
+            if not abandoned.is_set():  # no lock: a slow reader of our stdout must not hold up the other pipe
                 echo(chunk)
 
         return write
@@ -71,7 +71,7 @@ def run_command(
     for reader in readers:
         reader.join(max(0.0, deadline - time.monotonic()))
     with lock:
-        reading[0] = False
+        abandoned.set()
     if any(reader.is_alive() for reader in readers):
         report("the command has exited, but a process it started still holds its output open: not reading it any more")
     return code
