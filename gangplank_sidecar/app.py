@@ -125,6 +125,9 @@ class Sidecar:
         for path in s.files if not s.command else ():
             if (why := unusable(path)) is not None:
                 raise ConfigError(why)
+        for option, path in (("--state-file", s.state_file), ("--db", s.db if s.history else None)):
+            if path and os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block our open() for good
+                raise ConfigError(f"{option} {path}: not a regular file")
         try:
             if s.pushgateway:
                 check(s.pushgateway, s.transport)

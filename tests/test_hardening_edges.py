@@ -140,6 +140,8 @@ def test_files_that_can_never_be_followed_are_refused(tmp_path: Path) -> None:
     not_regular = "is not a regular file: only files can be followed (pipe a stream to the sidecar's stdin instead)"
     usage_error(sidecar("--no-history", "/dev/null"), f"/dev/null {not_regular}")
     usage_error(sidecar("--no-history", str(fifo)), f"{fifo} {not_regular}")
+    usage_error(sidecar("--no-history", "--state-file", str(fifo), str(tmp_path / "a.log")), f"--state-file {fifo}: not a regular file")
+    usage_error(sidecar("--db", str(fifo)), f"--db {fifo}: not a regular file")
 
 
 def test_an_unreadable_file_is_refused(tmp_path: Path) -> None:
