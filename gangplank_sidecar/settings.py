@@ -66,15 +66,22 @@ def gateway_url(value: str, path: bool = False) -> str:
         url = "http://" + url
     if any(c.isspace() for c in url):
         raise ConfigError(f"bad URL {value!r}: no spaces")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed "[" of an IPv6 address
+        raise ConfigError(f"bad URL {value!r}: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise ConfigError(f"bad URL {value!r}: the scheme must be http or https")
     if not parts.hostname:
         raise ConfigError(f"bad URL {value!r}: no host")
     after_host = parts.netloc.rpartition("@")[2].rpartition("]")[2]  # "]" ends an IPv6 address
     sep, port = after_host.partition(":")[1:]
-    if sep and not (port.isdigit() and 1 <= int(port) <= 65535):
+    if sep and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         raise ConfigError(f"bad URL {value!r}: the port must be a number from 1 to 65535")
+    try:
+        parts.port  # noqa: B018 - whatever else urllib cannot read as a port
+    except ValueError as exc:
+        raise ConfigError(f"bad URL {value!r}: {exc}") from None
     if parts.fragment or "#" in url:
         raise ConfigError(f"bad URL {value!r}: no #fragment")
     if not path and (parts.query or "?" in url):

@@ -13,6 +13,8 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gangplank_emitter import Run
 from gangplank_emitter.values import NotAMetric, metric_values, to_float
@@ -139,3 +141,17 @@ def test_the_keras_callback_takes_one_name_and_checks_step_every() -> None:
             Emitter(step_every=bad)  # type: ignore[arg-type]
         assert str(error.value) == f"step_every must be a whole number of batches, 1 or more (or None: no step records), not {bad!r}"
     assert Emitter(step_every=2).step_every == 2
+
+
+@given(st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.complex_numbers(), st.text(max_size=5), st.fractions(),
+    st.lists(st.floats(), max_size=3).map(np.array), st.lists(st.integers(-5, 5), max_size=3).map(np.array),
+    st.lists(st.floats(width=32), max_size=3).map(jnp.array), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+))  # fmt: skip
+@settings(max_examples=300, deadline=None)
+def test_any_value_is_a_float_or_one_skip_reason(value: object) -> None:
+    """Property: the conversion raises nothing but NotAMetric, and what it keeps is a float or a protocol token."""
+    values, skipped = metric_values({"k": value})
+    assert len(values) + len(skipped) == (0 if value is None else 1)
+    if values:
+        assert isinstance(values["k"], float) or values["k"] in ("NaN", "Infinity", "-Infinity")

@@ -18,6 +18,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import SIDECAR, free_port, scrape, wait_http
 from gangplank_sidecar.settings import RESERVED_LABELS
@@ -324,3 +326,22 @@ def test_runs_list_refuses_a_bad_limit_or_sort(two_runs: Path, args: list[str], 
 def test_runs_list_limit_and_sort_still_work(two_runs: Path) -> None:
     assert [r["run"] for r in json.loads(runs_cli(two_runs, "list", "--json", "--limit", "1").stdout)] == ["run-b"]
     assert [r["run"] for r in json.loads(runs_cli(two_runs, "list", "--json", "--sort", "loss").stdout)] == ["run-b", "run-a"]
+
+
+@given(st.text(max_size=60), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_any_url_text_is_refused_in_one_sentence_or_is_a_usable_url(text: str, path: bool) -> None:
+    """Property: the URL check never crashes, and whatever it lets through has a scheme, a host and a port."""
+    from urllib.parse import urlsplit
+
+    from gangplank_sidecar.settings import ConfigError, gateway_url
+
+    try:
+        url = gateway_url(text, path=path)
+    except ConfigError as error:
+        assert str(error).startswith(f"bad URL {text!r}: ") and "\n" not in str(error).removeprefix(f"bad URL {text!r}: ")
+        return
+    parts = urlsplit(url)
+    assert parts.scheme in ("http", "https") and parts.hostname
+    assert parts.port is None or 1 <= parts.port <= 65535
+    assert path or (not parts.query and not parts.path)
