@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import subprocess
 import sys
@@ -112,6 +113,8 @@ def test_stdout_none_warns_once_and_never_raises(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ValueError, match=r"^sys.stdout is None \(give the emitter a file= to write to\)$"):
         strict.start()
     strict._at_exit()
+    for left_open in (run, strict):  # not at pytest's exit, with its stdout back
+        atexit.unregister(left_open._at_exit)
 
 
 def test_stdout_none_at_exit_in_a_real_process() -> None:
