@@ -159,7 +159,7 @@ def settings_from(argv: Sequence[str]) -> Settings:
     flush = args.flush_timeout if args.flush_timeout is not None else env("GANGPLANK_FLUSH_TIMEOUT")
     interval = args.system_interval if args.system_interval is not None else env("GANGPLANK_SYSTEM_INTERVAL")
     try:
-        return Settings(
+        settings = Settings(
             pushgateway=args.pushgateway or env("GANGPLANK_PUSHGATEWAY"),
             remote_write=args.remote_write or [u for u in (env("GANGPLANK_REMOTE_WRITE") or "").split(",") if u.strip()],
             listen=args.listen or env("GANGPLANK_LISTEN"),
@@ -191,6 +191,29 @@ def settings_from(argv: Sequence[str]) -> Settings:
         first = exc.errors()[0]
         where = next(str(p) for p in reversed(first["loc"]) if isinstance(p, str)).replace("_", "-")
         raise ConfigError(f"--{where}: {first['msg'].removeprefix('Value error, ')}") from None
+    pointless = no_effect(args, settings)
+    if pointless:
+        raise ConfigError(pointless)
+    return settings
+
+
+def no_effect(args: argparse.Namespace, s: Settings) -> str | None:
+    """An option given on the command line that would do nothing in the chosen mode: a mistake to say.
+
+    Only options from the command line: an environment variable may be shared by several modes.
+    """
+    following = (bool(s.files) and not s.command) or bool(s.kubernetes_logs)
+    rules = (
+        (bool(s.files and s.command), "FILEs and '-- COMMAND' do not go together: the sidecar reads one or the other"),
+        (args.linger > 0 and not s.listen, "--linger needs --listen: it keeps serving /metrics after the end"),
+        (args.exit_on_end and not following, "--exit-on-end only applies when following FILEs"),
+        (bool(args.state_file) and not following, "--state-file only applies when following FILEs or --kubernetes-logs"),
+        (args.quiet and following, "--quiet has no effect on FILEs: they are never echoed"),
+        (args.strict and not (s.pushgateway or s.remote_write), "--strict needs --pushgateway or --remote-write: nothing else can fail to deliver"),
+        (args.pid is not None and not s.system_interval, "--pid has no effect with --system-interval 0"),
+        (bool(args.disk_path) and not s.system_interval, "--disk-path has no effect with --system-interval 0"),
+    )
+    return next((message for wrong, message in rules if wrong), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

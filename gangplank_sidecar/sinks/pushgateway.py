@@ -32,6 +32,7 @@ from gangplank_sidecar.sinks.families import Families, families
 
 SELF_PUSH_EVERY = 10.0
 FINAL_ATTEMPT = 1.0  # the final flush always gets one attempt of at least this long
+MIN_BACKOFF = 0.01
 _PLAIN = re.compile(r"[A-Za-z0-9_:.~-]+\Z")
 
 
@@ -41,8 +42,8 @@ class Retry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     push_retries: int = Field(default=3, ge=0)
-    retry_backoff: float = Field(default=0.5, gt=0)
-    retry_backoff_max: float = Field(default=10.0, gt=0)
+    retry_backoff: float = Field(default=0.5, ge=MIN_BACKOFF, allow_inf_nan=False)  # smaller would spin on a dead gateway
+    retry_backoff_max: float = Field(default=10.0, ge=MIN_BACKOFF, allow_inf_nan=False)
 
     def delay(self, failures: int) -> float:
         """Capped exponential backoff with equal jitter: between half and all of the step."""
@@ -156,6 +157,10 @@ class PushgatewaySink:
         self._thread.join(max(flush_timeout, FINAL_ATTEMPT) + 1)
         return not self._pending()
 
+    def hurry(self) -> None:
+        """Ends the final flush after the attempt under way (a signal; safe in its handler)."""
+        self._deadline = time.monotonic()
+
     def delivered_through(self) -> int:
         """The store version up to which every change has reached the gateway (what a checkpoint may claim)."""
         version = self.store.version
@@ -249,7 +254,9 @@ class PushgatewaySink:
         left, failures = max(self._deadline - time.monotonic(), FINAL_ATTEMPT), 0
         while not self._guarded_round(left, final=True):
             failures += 1
-            time.sleep(max(0.0, min(self.retry.delay(failures), self._deadline - time.monotonic())))
+            until = time.monotonic() + self.retry.delay(failures)
+            while time.monotonic() < min(until, self._deadline):  # in steps: ``hurry`` may bring the deadline closer
+                time.sleep(0.05)
             left = self._deadline - time.monotonic()
             if left <= 0:
                 return
