@@ -152,7 +152,7 @@ class Sidecar:
         self.push: PushgatewaySink | None = None
         self.writers: list[RemoteWriteSink] = []
         self.history: HistorySink | None = None
-        self.signals = Signals(patient=not s.command and not s.files and not _terminal_stdin())
+        self.signals = Signals(patient=not (s.command or s.files or s.kubernetes_logs) and not _terminal_stdin())
 
     def job(self) -> str:
         """The job the sidecar's own series go under: --job, else the first record's job (the node agent's own)."""
