@@ -16,16 +16,16 @@ import contextlib
 import io
 import json
 import os
-import sys
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 
-import _common  # noqa: F401  (puts tests/ on the path)
 import numpy as np
 import torch
 
+import _common  # noqa: F401  (puts tests/ on the path)
 from gangplank_emitter import HISTOGRAM_WEIGHT_BUCKETS_1_0
 from gangplank_emitter.histogram import histogram as numpy_histogram
 from gangplank_emitter.torch_histogram import device_histogram, histogram
@@ -187,9 +187,9 @@ def main() -> None:
         assert device_histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_1_0)["counts"] == want
         assert histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_1_0)["counts"] == want
         best = best_of({
-            "numpy": lambda: numpy_histogram([values], HISTOGRAM_WEIGHT_BUCKETS_1_0),
-            "emitter": lambda: histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_1_0),
-            "kernel": lambda: device_histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_1_0),
+            "numpy": lambda values=values: numpy_histogram([values], HISTOGRAM_WEIGHT_BUCKETS_1_0),
+            "emitter": lambda tensor=tensor: histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_1_0),
+            "kernel": lambda tensor=tensor: device_histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_1_0),
         })  # fmt: skip  (the kernel last: torch's worker threads spin a while after it, slowing what follows)
         theirs, kernel, ours = best["numpy"], best["kernel"], best["emitter"]
         print(f"{size:<12,}{theirs * 1e3:>9.2f} ms{kernel * 1e3:>12.2f} ms{ours * 1e3:>9.2f} ms{theirs / kernel:>14.2f}x")

@@ -13,12 +13,11 @@ import contextlib
 import os
 import sys
 
-from _common import fmt, hung_address, median_call, per_call, refused_address, start_pushgateway
-
 import keras  # noqa: E402  (after _common: it sets the Keras backend)
 import numpy as np  # noqa: E402
 from gangplank import HISTOGRAM_WEIGHT_BUCKETS_1_0, TrainTestExporter  # noqa: E402
 
+from _common import fmt, hung_address, median_call, per_call, refused_address, start_pushgateway
 from gangplank_emitter import Emitter  # noqa: E402
 from gangplank_emitter.histogram import histogram  # noqa: E402
 
@@ -97,7 +96,7 @@ def main() -> None:
     sizes = [100_000, 1_000_000] + ([] if args.quick else [4_000_000])
     for size in sizes:
         weights = rng.normal(0, 0.3, size).astype(np.float32)
-        ours = per_call(lambda: histogram([weights], HISTOGRAM_WEIGHT_BUCKETS_1_0), 5)
+        ours = per_call(lambda weights=weights: histogram([weights], HISTOGRAM_WEIGHT_BUCKETS_1_0), 5)
         theirs = gangplank_histogram(weights)
         print(f"{size:<12,}{fmt(theirs):>14}{fmt(ours):>12}{theirs / ours:>9.0f}x")
     sys.stdout.flush()

@@ -40,7 +40,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def status_kib(pid: int, key: str) -> int:
-    line = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith(key + ":"))
+    line = next(s for s in Path(f"/proc/{pid}/status").read_text().splitlines() if s.startswith(key + ":"))
     return int(line.split()[1])
 
 
@@ -58,7 +58,7 @@ def inotify_watches(pid: int) -> int:
 def lines_read(port: int) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
-    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("gangplank_sidecar_lines_total{"))
+    return sum(float(s.rsplit(" ", 1)[1]) for s in text.splitlines() if s.startswith("gangplank_sidecar_lines_total{"))
 
 
 def wait_read(port: int, lines: float) -> float:

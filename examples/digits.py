@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from _digits import fit_and_evaluate
+
 from gangplank_emitter import HISTOGRAM_WEIGHT_BUCKETS_1_0, Emitter
 
 

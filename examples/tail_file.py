@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 from _digits import fit_and_evaluate
+
 from gangplank_emitter import Emitter
 
 

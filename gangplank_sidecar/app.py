@@ -21,24 +21,25 @@ from prometheus_client import disable_created_metrics
 
 from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.checks import thresholds_from
+from gangplank_sidecar.errors import ConfigError
 from gangplank_sidecar.parsers import patterns as user_patterns
 from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.runs import db as history_db
 from gangplank_sidecar.selfmetrics import SelfMetrics
-from gangplank_sidecar.settings import ConfigError, Settings
+from gangplank_sidecar.settings import Settings
 from gangplank_sidecar.sinks import Sink
 from gangplank_sidecar.sinks.history import HistorySink
-from gangplank_sidecar.sinks.listen import ListenSink
+from gangplank_sidecar.sinks.listen import ListenSink, parse_address
 from gangplank_sidecar.sinks.pushgateway import PushgatewaySink
 from gangplank_sidecar.sinks.remote_write import RemoteWriteSink, remote_write_sinks
 from gangplank_sidecar.sinks.summary import summarize
 from gangplank_sidecar.sinks.transport import Transport, check
-from gangplank_sidecar.sparkline import levels_for
 from gangplank_sidecar.sources.checkpoint import Checkpoints, default_path
 from gangplank_sidecar.sources.command import run_command
-from gangplank_sidecar.sources.files import Follower, follow
+from gangplank_sidecar.sources.files import Follower, follow, unusable
 from gangplank_sidecar.sources.kubernetes import KubernetesLogs
 from gangplank_sidecar.sources.stdin import Echo, read_stdin
+from gangplank_sidecar.sparkline import levels_for
 from gangplank_sidecar.system.families import PHASE as SYSTEM_PHASE
 from gangplank_sidecar.system.families import SystemCollector, SystemGroup
 from gangplank_sidecar.system.sampler import Sampler, choose_target
@@ -46,10 +47,6 @@ from gangplank_sidecar.system.sampler import Sampler, choose_target
 EXIT_OK, EXIT_UNDELIVERED, EXIT_USAGE = 0, 1, 2
 NODE_AGENT_JOB = "gangplank-node-agent"
 NODE_CHECKPOINT_EVERY = 2.0  # hundreds of noisy logs: a state file write (an fsync) at most this often
-
-
-class Stop(Exception):
-    """SIGTERM, turned into the same shutdown path as Ctrl-C."""
 
 
 class Undelivered(Exception):
@@ -71,6 +68,53 @@ def _raise(exception: type[Exception]) -> Callable[[int, object], None]:
     return handler
 
 
+def _say(message: str) -> None:
+    """``report`` for a signal handler: one unbuffered write, so it can never meet a half-done one."""
+    with contextlib.suppress(OSError):
+        os.write(2, f"gangplank-sidecar: {message}\n".encode())
+
+
+class Signals:
+    """SIGTERM, SIGHUP and SIGINT from the read to the exit: one stop, then shorter waits, never a traceback.
+
+    While reading, a signal ends the read (``stopped``), except the first SIGINT in pipe mode:
+    the producer got the same Ctrl-C and may still be writing its last lines (a "saving checkpoint"
+    print, the emitter's end record), so we read and echo on to EOF like ``tee -i``; a second one
+    stops at once. Then a signal ends ``--linger`` (a stop skips it); during the final delivery it cuts the
+    delivery short (``on_cut``), and what was not delivered is said as usual. The handler never
+    raises: an exception could land in the middle of a record's update of the run state.
+    """
+
+    def __init__(self, patient: bool) -> None:
+        self.patient = patient
+        self.stage = "reading"  # then "linger", then "flush"
+        self.interrupted = self.stopped = self.linger_over = self.cut = False
+        self.on_cut: list[Callable[[], None]] = []
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.stage == "reading":
+            if signum == signal.SIGINT and self.patient and not self.interrupted:
+                self.interrupted = True
+                _say("interrupted: reading on until the producer closes the pipe (Ctrl-C again stops now)")
+                return
+            self.stage = "linger"
+            self.stopped = self.linger_over = True  # a stop is no end of input to linger after
+            _say("stopping: delivering the final state")
+            return
+        if self.stage == "linger":
+            self.linger_over = True
+            return
+        if not self.cut:
+            self.cut = True
+            _say("interrupted: cutting the final delivery short")
+        for hurry in self.on_cut:
+            hurry()
+
+
 def _interrupt_main() -> None:
     """Called by the push worker: a signal is the one thing that ends the main thread's blocking read."""
     signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
@@ -89,6 +133,12 @@ class Sidecar:
         )
         if s.kubernetes_logs and not os.path.isdir(s.kubernetes_logs):
             raise ConfigError(f"--kubernetes-logs: {s.kubernetes_logs} is not a directory")
+        for path in s.files if not s.command else ():
+            if (why := unusable(path)) is not None:
+                raise ConfigError(why)
+        for option, path in (("--state-file", s.state_file), ("--db", s.db if s.history else None)):
+            if path and os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block our open() for good
+                raise ConfigError(f"{option} {path}: not a regular file")
         try:
             if s.pushgateway:
                 check(s.pushgateway, s.transport)
@@ -104,6 +154,7 @@ class Sidecar:
         self.push: PushgatewaySink | None = None
         self.writers: list[RemoteWriteSink] = []
         self.history: HistorySink | None = None
+        self.signals = Signals(patient=not (s.command or s.files or s.kubernetes_logs) and not _terminal_stdin())
 
     def job(self) -> str:
         """The job the sidecar's own series go under: --job, else the first record's job (the node agent's own)."""
@@ -123,6 +174,8 @@ class Sidecar:
         s = self.settings
         if self.listen is not None:
             self.listen.start()
+            if parse_address(s.listen or "")[1] == 0:
+                report(f"serving /metrics at http://{_host(self.listen.server.server_address[0])}:{self.listen.port}/metrics")
         if s.files and not s.command:
             path = Path(s.state_file) if s.state_file else default_path(s.files)
             self.follower = Follower(s.files, self.pipeline.feed, report, Checkpoints(path, report), lambda: self.store.version)
@@ -186,18 +239,20 @@ class Sidecar:
     def read(self, echo: Echo) -> int:
         """Reads the source to its end or a stop signal; the wrapped command's exit code, else 0."""
         s = self.settings
-        signal.signal(signal.SIGTERM, _raise(Stop))
         try:
+            if self.signals.stopped:  # during the start (a long replay of followed files)
+                return EXIT_OK
             if s.command:
                 errors = Echo(None if s.quiet else sys.stderr.buffer, report, records=echo_records(s, sys.stderr, "stderr", notice=not sys.stdout.isatty()))
                 return run_command(s.command, self.pipeline.feed, echo, errors, report)
             if self.follower is not None:
-                follow(self.follower, self.store, s.exit_on_end)
+                follow(self.follower, self.store, s.exit_on_end, lambda: self.signals.stopped)
             else:
-                read_stdin(self.pipeline.feed, echo)
-        except (Stop, KeyboardInterrupt):
-            report("stopping: delivering the final state")
+                read_stdin(self.pipeline.feed, echo, lambda: self.signals.stopped)
         finally:
+            if self.signals.stage == "reading":
+                self.signals.stage = "linger"
+            self.signals.install()  # the wrapped command had its own handlers, to pass signals on
             signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # from here on, the end decides the exit code
         return EXIT_OK
 
@@ -206,12 +261,17 @@ class Sidecar:
         s = self.settings
         if self.listen is not None:
             self._linger()
+        self.signals.stage = "flush"
         if self.sampler is not None:
             self.sampler.stop()
-        deadline = time.monotonic() + (0 if strict_failed else s.flush_timeout)
+        if self.push is not None:
+            self.signals.on_cut.append(self.push.hurry)
+        for writer in self.writers:
+            self.signals.on_cut.append(lambda writer=writer: writer.stop(time.monotonic()))  # type: ignore[misc]
+        deadline = time.monotonic() + (0 if strict_failed or self.signals.cut else s.flush_timeout)
         # The Pushgateway first: the remote writers keep sending their batches meanwhile.
         sinks: list[Sink] = [sink for sink in (self.listen, self.push, *self.writers, self.history) if sink is not None]
-        closed = [(sink, sink.close(deadline)) for sink in sinks]
+        closed = [(sink, sink.close(time.monotonic() if self.signals.cut else deadline)) for sink in sinks]
         if self.follower is not None and self.follower.checkpoints is not None:
             self.follower.checkpoints.close()
         if self.push is None:
@@ -219,13 +279,15 @@ class Sidecar:
             sys.stderr.write(("\n" if echo.mid_line else "") + summarize(self.store.all_runs(), totals, dropped=self.store.dropped, levels=levels_for(sys.stderr.encoding)))
         if self.push is not None and not dict(closed)[self.push] and not strict_failed:
             what = ", ".join(self.push.undelivered()) or "the sidecar's own metrics"
-            report(f"not delivered to the Pushgateway at {s.pushgateway} within {s.flush_timeout:g} s: {what} ({self.push.last_error})")
+            when = "before the signal" if self.signals.cut else f"within {s.flush_timeout:g} s"
+            report(f"not delivered to the Pushgateway at {s.pushgateway} {when}: {what} ({self.push.last_error})")
         return all(delivered for _, delivered in closed)
 
     def _linger(self) -> None:
-        """Pipe mode: serve the final state a little longer, so that a last scrape can happen."""
-        with contextlib.suppress(Stop, KeyboardInterrupt):
-            time.sleep(self.settings.linger)
+        """Serves the final state a little longer, so that a last scrape can happen; a signal ends it."""
+        end = time.monotonic() + self.settings.linger
+        while not self.signals.linger_over and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))  # a handler that returns does not end a sleep (PEP 475)
 
 
 def echo_records(settings: Settings, out: TextIO, name: str = "stdout", notice: bool = True) -> bool:
@@ -240,6 +302,16 @@ def echo_records(settings: Settings, out: TextIO, name: str = "stdout", notice: 
     if notice:
         report(f"{name} is a terminal: protocol records are not echoed (--echo all shows them)")
     return False
+def _terminal_stdin() -> bool:
+    """At a terminal nobody else is cleaning up after a Ctrl-C: the first one stops."""
+    try:
+        return os.isatty(sys.stdin.fileno())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def run(settings: Settings) -> int:
@@ -249,6 +321,7 @@ def run(settings: Settings) -> int:
         report(str(exc))
         return EXIT_USAGE
     echo = Echo(None if settings.quiet else sys.stdout.buffer, report, records=echo_records(settings, sys.stdout))
+    sidecar.signals.install()
     try:
         sidecar.start()
         code = sidecar.read(echo)

@@ -11,7 +11,9 @@ from pydantic import ValidationError
 from gangplank_sidecar import parsers
 from gangplank_sidecar.aggregation.state import DEFAULT_MAX_SERIES
 from gangplank_sidecar.app import EXIT_USAGE, report, run
-from gangplank_sidecar.settings import ConfigError, Settings, env, parse_labels
+from gangplank_sidecar.environment import env
+from gangplank_sidecar.errors import ConfigError
+from gangplank_sidecar.settings import Settings, parse_labels
 from gangplank_sidecar.sinks.transport import parse_headers, read_secret
 from gangplank_sidecar.sources.kubernetes import DEFAULT_ROOT
 
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 if anything could not be delivered")
     p.add_argument("--flush-timeout", type=float, metavar="SECONDS", help="time to deliver the final state [GANGPLANK_FLUSH_TIMEOUT]")
     add_delivery_options(p)
-    p.add_argument("--format", choices=parsers.FORMATS, default="auto", help="input format (default: auto)")
+    p.add_argument("--format", choices=("auto", *parsers.FORMATS), default="auto", help="input format (default: auto)")
     p.add_argument("--patterns", metavar="FILE", help="YAML list of {match: REGEX, phase: train|test}, tried before the formats [GANGPLANK_PATTERNS]")
     p.add_argument("--pattern", action="append", default=[], metavar="REGEX", help="a pattern whose named groups are metrics (epoch, step place them; repeatable)")
     p.add_argument("--state-file", metavar="PATH", help="where to keep the positions in the FILEs [GANGPLANK_STATE_FILE]")
@@ -159,7 +161,7 @@ def settings_from(argv: Sequence[str]) -> Settings:
     flush = args.flush_timeout if args.flush_timeout is not None else env("GANGPLANK_FLUSH_TIMEOUT")
     interval = args.system_interval if args.system_interval is not None else env("GANGPLANK_SYSTEM_INTERVAL")
     try:
-        return Settings(
+        settings = Settings(
             pushgateway=args.pushgateway or env("GANGPLANK_PUSHGATEWAY"),
             remote_write=args.remote_write or [u for u in (env("GANGPLANK_REMOTE_WRITE") or "").split(",") if u.strip()],
             listen=args.listen or env("GANGPLANK_LISTEN"),
@@ -191,6 +193,29 @@ def settings_from(argv: Sequence[str]) -> Settings:
         first = exc.errors()[0]
         where = next(str(p) for p in reversed(first["loc"]) if isinstance(p, str)).replace("_", "-")
         raise ConfigError(f"--{where}: {first['msg'].removeprefix('Value error, ')}") from None
+    pointless = no_effect(args, settings)
+    if pointless:
+        raise ConfigError(pointless)
+    return settings
+
+
+def no_effect(args: argparse.Namespace, s: Settings) -> str | None:
+    """An option given on the command line that would do nothing in the chosen mode: a mistake to say.
+
+    Only options from the command line: an environment variable may be shared by several modes.
+    """
+    following = (bool(s.files) and not s.command) or bool(s.kubernetes_logs)
+    rules = (
+        (bool(s.files and s.command), "FILEs and '-- COMMAND' do not go together: the sidecar reads one or the other"),
+        (args.linger > 0 and not s.listen, "--linger needs --listen: it keeps serving /metrics after the end"),
+        (args.exit_on_end and not following, "--exit-on-end only applies when following FILEs"),
+        (bool(args.state_file) and not following, "--state-file only applies when following FILEs or --kubernetes-logs"),
+        (args.quiet and following, "--quiet has no effect on FILEs: they are never echoed"),
+        (args.strict and not (s.pushgateway or s.remote_write or s.history), "--strict needs --pushgateway, --remote-write or the run history: nothing else can fail to deliver"),
+        (args.pid is not None and not s.system_interval, "--pid has no effect with --system-interval 0"),
+        (bool(args.disk_path) and not s.system_interval, "--disk-path has no effect with --system-interval 0"),
+    )
+    return next((message for wrong, message in rules if wrong), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

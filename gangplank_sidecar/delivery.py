@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+MIN_BACKOFF = 0.01
+
 
 class PushError(OSError):
     """One push failed; the message says why in words a user can act on, with no secret in it.
@@ -33,8 +35,8 @@ class Retry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     push_retries: int = Field(default=3, ge=0)
-    retry_backoff: float = Field(default=0.5, gt=0)
-    retry_backoff_max: float = Field(default=10.0, gt=0)
+    retry_backoff: float = Field(default=0.5, ge=MIN_BACKOFF, allow_inf_nan=False)  # smaller would spin on a dead gateway
+    retry_backoff_max: float = Field(default=10.0, ge=MIN_BACKOFF, allow_inf_nan=False)
 
     def delay(self, failures: int) -> float:
         """Capped exponential backoff with equal jitter: between half and all of the step."""

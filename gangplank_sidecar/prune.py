@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from gangplank_sidecar.cli import _Parser, add_delivery_options, delivery_from
-from gangplank_sidecar.settings import ConfigError, env, gateway_url
 from gangplank_sidecar.delivery import PushError, Retry, TransportConfig
+from gangplank_sidecar.environment import env
+from gangplank_sidecar.errors import ConfigError
+from gangplank_sidecar.settings import gateway_url
 from gangplank_sidecar.sinks.pushgateway import group_path
 from gangplank_sidecar.sinks.transport import Transport, check
 

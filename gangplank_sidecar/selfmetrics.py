@@ -5,7 +5,9 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 
-FORMATS = ("gangplank", "floydhub", "keras", "transformers", "lightning", "xgboost", "lightgbm", "csv", "kv", "patterns", "other", "error")
+from gangplank_sidecar.parsers import FORMATS
+
+LINE_FORMATS = (*FORMATS, "patterns", "other", "error")  # what a line can count as
 
 
 class LineCounts:
@@ -17,7 +19,7 @@ class LineCounts:
     """
 
     def __init__(self) -> None:
-        self.by_format = dict.fromkeys(FORMATS, 0)
+        self.by_format = dict.fromkeys(LINE_FORMATS, 0)
         self.parse_errors = 0
         self.oversized = 0
         self.dropped_values = 0

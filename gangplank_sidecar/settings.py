@@ -1,24 +1,29 @@
 """Settings: command-line options over environment variables over defaults, validated once.
 
-Each environment default is resolved by one small helper, so the precedence is in one place.
+``cli`` resolves each option from its flag or its environment variable; this model validates the result.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from gangplank_sidecar.aggregation.state import DEFAULT_MAX_SERIES
 from gangplank_sidecar.checks import thresholds_from
 from gangplank_sidecar.delivery import Retry, TransportConfig
-from gangplank_sidecar.environment import env
 from gangplank_sidecar.errors import ConfigError
 from gangplank_sidecar.parsers import patterns as user_patterns
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
-RESERVED_LABELS = frozenset({"job", "phase"})
+# Every label name the sidecar writes itself (design.md, section 8): a --label with one of these
+# would clash with ours (a duplicate ``le`` takes a whole gateway target down). New labels go here.
+RESERVED_LABELS = (
+    "job", "phase", "le", "quantile", "metric", "check", "code", "result", "format", "reason", "gpu", "run",
+    "namespace", "pod", "container",
+)  # fmt: skip
 
 
 def parse_labels(pairs: list[str]) -> dict[str, str]:
@@ -28,8 +33,10 @@ def parse_labels(pairs: list[str]) -> dict[str, str]:
         key = key.strip()
         if not sep or not _LABEL_NAME.match(key) or key.startswith("__"):
             raise ConfigError(f"bad label {pair!r}: expected KEY=VALUE with KEY a Prometheus label name")
-        if key in RESERVED_LABELS:
+        if key == "job":
             raise ConfigError(f"label {key!r} is reserved (use --job for the job)")
+        if key in RESERVED_LABELS:
+            raise ConfigError(f"label {key!r} is reserved: the sidecar writes it (reserved: {', '.join(RESERVED_LABELS)})")
         labels[key] = value
     return labels
 
@@ -43,14 +50,40 @@ def parse_duration(value: str | float) -> float:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
-def gateway_url(value: str) -> str:
-    """``host:port`` means ``http://host:port``."""
-    value = value.strip().rstrip("/")
-    if not re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", value):
-        value = "http://" + value
-    if not re.match(r"https?://[^/\s]+", value):
-        raise ConfigError(f"bad Pushgateway URL {value!r}")
-    return value
+def gateway_url(value: str, path: bool = False) -> str:
+    """``host:port`` means ``http://host:port``; anything else that is not plainly a server's URL is refused.
+
+    The gateway's URL is a server and nothing more (we add ``/metrics/job/...``): a path, a query or
+    a fragment would only fail after the flush timeout. ``path``: a remote-write URL needs one.
+    """
+    url = value.strip()
+    if not re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", url):
+        url = "http://" + url
+    if any(c.isspace() for c in url):
+        raise ConfigError(f"bad URL {value!r}: no spaces")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed "[" of an IPv6 address
+        raise ConfigError(f"bad URL {value!r}: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"bad URL {value!r}: the scheme must be http or https")
+    if not parts.hostname:
+        raise ConfigError(f"bad URL {value!r}: no host")
+    after_host = parts.netloc.rpartition("@")[2].rpartition("]")[2]  # "]" ends an IPv6 address
+    sep, port = after_host.partition(":")[1:]
+    if sep and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(f"bad URL {value!r}: the port must be a number from 1 to 65535")
+    try:
+        parts.port  # noqa: B018 - whatever else urllib cannot read as a port
+    except ValueError as exc:
+        raise ConfigError(f"bad URL {value!r}: {exc}") from None
+    if parts.fragment or "#" in url:
+        raise ConfigError(f"bad URL {value!r}: no #fragment")
+    if not path and (parts.query or "?" in url):
+        raise ConfigError(f"bad URL {value!r}: no ?query (the Pushgateway URL is the server's, e.g. http://host:9091)")
+    if not path and parts.path.strip("/"):
+        raise ConfigError(f"bad URL {value!r}: no path (the Pushgateway URL is the server's, e.g. http://host:9091)")
+    return url.rstrip("/")
 
 
 class Settings(BaseModel):
@@ -59,13 +92,13 @@ class Settings(BaseModel):
     pushgateway: str | None = None
     remote_write: list[str] = []
     listen: str | None = None
-    linger: float = Field(default=0.0, ge=0)
+    linger: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     job: str | None = None
     labels: dict[str, str] = {}
     quiet: bool = False
     echo: Literal["auto", "all", "text"] = "auto"
     strict: bool = False
-    flush_timeout: float = Field(default=10.0, ge=0)
+    flush_timeout: float = Field(default=10.0, ge=0, allow_inf_nan=False)
     transport: TransportConfig = TransportConfig()
     retry: Retry = Retry()
     format: str = "auto"
@@ -76,7 +109,7 @@ class Settings(BaseModel):
     state_file: str | None = None
     exit_on_end: bool = False
     command: list[str] = []
-    system_interval: float = Field(default=15.0, ge=0)
+    system_interval: float = Field(default=15.0, ge=0, allow_inf_nan=False)
     pid: int | None = Field(default=None, gt=0)
     disk_path: str | None = None
     patterns: str | None = None
@@ -96,12 +129,7 @@ class Settings(BaseModel):
     def _remote_write(cls, values: list[str]) -> list[str]:
         urls = []
         for value in values:
-            try:
-                url = gateway_url(value)
-            except ConfigError:
-                raise ConfigError(f"bad remote-write URL {value!r}") from None
-            if any(c.isspace() for c in url):
-                raise ConfigError(f"bad remote-write URL {value!r}")
+            url = gateway_url(value, path=True)
             if "@" in url.split("://", 1)[1].split("/", 1)[0]:
                 raise ConfigError("put credentials in --basic-auth-user and its password file, not in the remote-write URL")
             urls.append(url)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+
 from gangplank_sidecar.curve import Curve
 
 WIDTH = 40

@@ -192,7 +192,8 @@ def records(path):
 
 
 def test_emitter_puts_model_and_data_findings_into_start(digits, tmp_path):
-    from gangplank_emitter import Emitter, inspect as inspect_data
+    from gangplank_emitter import Emitter
+    from gangplank_emitter import inspect as inspect_data
 
     x, y, _, _, _, _ = digits
     order = np.argsort(y, kind="stable")
@@ -217,7 +218,8 @@ def test_emitter_puts_model_and_data_findings_into_start(digits, tmp_path):
 
 
 def test_emitter_on_healthy_digits_reports_no_checks(digits, tmp_path):
-    from gangplank_emitter import Emitter, inspect as inspect_data
+    from gangplank_emitter import Emitter
+    from gangplank_emitter import inspect as inspect_data
 
     x, y, xv, yv, _, _ = digits
     assert inspect_data(x, y, batch_size=32, validation_data=(xv, yv)) == []

@@ -28,7 +28,7 @@ BOUNDS = [-1.0, -0.5, -0.1, 0.0, 0.1, 0.5, 1.0]
 
 
 def epochs(loss: list[float], val: list[float] | None = None) -> list[tuple[int, dict[str, float]]]:
-    return [(i + 1, {"loss": l, **({"val_loss": val[i]} if val else {})}) for i, l in enumerate(loss)]
+    return [(i + 1, {"loss": value, **({"val_loss": val[i]} if val else {})}) for i, value in enumerate(loss)]
 
 
 def weights(shares: list[int], nonfinite: int = 0, biggest: float = 0.9) -> Weights:

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from conftest import SIDECAR
-from gangplank_sidecar.curve import MAX_BUCKETS, Curve
 from gangplank_sidecar.aggregation.state import MAX_CURVES, Series
+from gangplank_sidecar.curve import MAX_BUCKETS, Curve
 from gangplank_sidecar.sparkline import ASCII, UNICODE, curve_lines, sparkline
 
 RUNS = [sys.executable, "-m", "gangplank_sidecar.runs"]

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from conftest import SIDECAR, Pushgateway, start_pushgateway
-from gangplank_sidecar.sinks.pushgateway import group_path
 from gangplank_sidecar.delivery import TransportConfig
+from gangplank_sidecar.sinks.pushgateway import group_path
 from gangplank_sidecar.sinks.transport import Transport
 
 NASTY = ["a/b", "", " ", "x y", "é☃ 中", "a@b", "@base64", ".", "..", "../job/other", "%2F", "a+b", "a?b#c", "job/x/phase/test", "=", "a\\b"]

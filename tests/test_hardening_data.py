@@ -23,7 +23,6 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import SIDECAR, Prometheus, Pushgateway, free_port, start_prometheus, value, wait_http
-from proxy import FaultProxy, Request
 from gangplank_sidecar.aggregation.state import Series, Store
 from gangplank_sidecar.parsers import protocol
 from gangplank_sidecar.pipeline import Pipeline
@@ -35,6 +34,7 @@ from gangplank_sidecar.sinks.history import HistorySink
 from gangplank_sidecar.sinks.listen import ListenSink
 from gangplank_sidecar.sinks.remote_write import Record, RemoteWriteMetrics, RemoteWriteSink, remote_write_sinks
 from gangplank_sidecar.sinks.summary import summarize
+from proxy import FaultProxy, Request
 
 NOW = round(time.time() - 300)
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gangplank_sidecar import parsers
-from gangplank_sidecar.parsers import boosting, csv_log, kv, lightning_log, patterns, transformers_log
+from gangplank_sidecar.parsers import boosting, kv, lightning_log, patterns, transformers_log
 from gangplank_sidecar.parsers.boosting import Round
 from gangplank_sidecar.parsers.csv_log import CsvLog, Header, Row
 from gangplank_sidecar.parsers.kv import Pairs

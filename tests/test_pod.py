@@ -127,14 +127,14 @@ def test_sigkill_and_restart_push_every_record_exactly_once(tmp_path: Path, prox
 
     step(lambda: run.start(params=99, epochs=6), 1)
     for epoch in range(3):
-        step(lambda: run.epoch(epoch, {"loss": 1 / (epoch + 1)}), epoch + 2)
+        step(lambda epoch=epoch: run.epoch(epoch, {"loss": 1 / (epoch + 1)}), epoch + 2)
     sidecar.kill()
     assert sidecar.wait(10) == -signal.SIGKILL
     run.epoch(3, {"loss": 1 / 4})
     sidecar = start_sidecar(tmp_path, *args)
     wait_for(lambda: len(train_pushes(proxy)) == 5 and checkpointed(state, log))
     for epoch in (4, 5):
-        step(lambda: run.epoch(epoch, {"loss": 1 / (epoch + 1)}), epoch + 2)
+        step(lambda epoch=epoch: run.epoch(epoch, {"loss": 1 / (epoch + 1)}), epoch + 2)
     step(lambda: run.close(), 8)
     sidecar.terminate()
     assert sidecar.wait(20) == 0

@@ -25,7 +25,8 @@ def emitted(tmp_path, body) -> list[bytes]:
 def test_everything_the_emitter_writes_is_valid_v1(tmp_path) -> None:
     def body(run: Run) -> None:
         run.step(5, {"loss": 1.5})
-        run.epoch(0, {"loss": math.nan, "acc": math.inf, "x": -math.inf, "n": np.float32(2.5), "s": "text"}, weights=[np.ones(3)])
+        with pytest.warns(RuntimeWarning, match=r"^gangplank_emitter: s: str, not a real number"):  # skipped, said once
+            run.epoch(0, {"loss": math.nan, "acc": math.inf, "x": -math.inf, "n": np.float32(2.5), "s": "text"}, weights=[np.ones(3)])
         run.epoch(1, {"loss": 0.5})
         run.evaluate({"loss": 0.25})
 

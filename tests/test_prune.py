@@ -12,8 +12,8 @@ import pytest
 
 from conftest import SIDECAR, Pushgateway, free_port
 from gangplank_sidecar import cli
-from gangplank_sidecar.prune import age, duration, prune
 from gangplank_sidecar.delivery import Retry, TransportConfig
+from gangplank_sidecar.prune import age, duration, prune
 from gangplank_sidecar.sinks.transport import Transport
 
 SLASH = "/metrics/job/cifar/path@base64/" + base64.urlsafe_b64encode(b"runs/a b").decode()

@@ -13,10 +13,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from conftest import SIDECAR, Prometheus, Pushgateway, start_prometheus, value
-from proxy import FaultProxy
 from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.sinks import remote_write_pb2 as pb
-from gangplank_sidecar.sinks.remote_write import Record, RemoteWriteMetrics, RemoteWriteSink, remote_write_sinks, encode
+from gangplank_sidecar.sinks.remote_write import Record, RemoteWriteMetrics, RemoteWriteSink, encode, remote_write_sinks
+from proxy import FaultProxy
 
 EPOCHS = 30
 
@@ -122,7 +122,7 @@ def test_a_receiver_that_fails_for_a_while_loses_nothing(
     for chunk, failures in ((lines[:15], 1), (lines[15:], 3)):
         sidecar.stdin.write("".join(chunk))
         sidecar.stdin.flush()
-        wait_for(lambda: len(proxy.outcomes()) >= failures)
+        wait_for(lambda failures=failures: len(proxy.outcomes()) >= failures)
     assert set(proxy.outcomes()) == {"500"}
     proxy.clear()
     out, err = sidecar.communicate(timeout=60)
@@ -151,7 +151,7 @@ def test_a_400_answer_is_reported_once_and_not_retried(
     ):
         sidecar.stdin.write(line)
         sidecar.stdin.flush()
-        wait_for(lambda: len(proxy.outcomes()) == sent)  # one batch per record
+        wait_for(lambda sent=sent: len(proxy.outcomes()) == sent)  # one batch per record
     started = time.monotonic()
     out, err = sidecar.communicate(epoch_line("fresh", now - 5, 2, 0.0625), timeout=60)
     assert time.monotonic() - started < 5

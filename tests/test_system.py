@@ -247,8 +247,8 @@ def test_system_options(monkeypatch) -> None:
     monkeypatch.delenv("GANGPLANK_SYSTEM_INTERVAL", raising=False)
     default = settings_from([])
     assert (default.system_interval, default.pid, default.disk_path) == (15.0, None, None)
-    given_ = settings_from(["--system-interval", "0", "--pid", "42", "--disk-path", "/data"])
-    assert (given_.system_interval, given_.pid, given_.disk_path) == (0.0, 42, "/data")
+    given_ = settings_from(["--system-interval", "0.5", "--pid", "42", "--disk-path", "/data"])
+    assert (given_.system_interval, given_.pid, given_.disk_path) == (0.5, 42, "/data")
     monkeypatch.setenv("GANGPLANK_SYSTEM_INTERVAL", "2.5")
     assert settings_from([]).system_interval == 2.5
     with pytest.raises(ConfigError, match="--system-interval: Input should be greater than or equal to 0"):

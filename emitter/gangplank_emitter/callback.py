@@ -41,6 +41,8 @@ class Emitter(keras.callbacks.Callback):
         """``checks``: False turns Kepler's checks off; ``{"ignore": ["K102"], "updates": True}``
         drops codes and turns on the per-epoch update-ratio checks (which keep a weight copy)."""
         super().__init__()
+        if step_every is not None and (isinstance(step_every, bool) or not isinstance(step_every, int) or step_every < 1):
+            raise ValueError(f"step_every must be a whole number of batches, 1 or more (or None: no step records), not {step_every!r}")
         self.run = Run(
             job,
             file,

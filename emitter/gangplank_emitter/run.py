@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import numbers
 import os
 import secrets
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from gangplank_emitter.histogram import histogram
+from gangplank_emitter.values import NotAMetric, metric_values
 from gangplank_emitter.writer import Writer, finite_or_token
 
 PROTOCOL = 1
@@ -52,15 +53,14 @@ def _next_run_id(phase: str) -> str:
     return _current_run
 
 
-def _numbers(metrics: Mapping[str, object], keep: Sequence[str] | None) -> dict[str, float | str]:
-    out: dict[str, float | str] = {}
-    for key in keep if keep is not None else metrics:
-        value = metrics.get(key)
-        if isinstance(value, numbers.Number) and not isinstance(value, bool):
-            out[key] = finite_or_token(float(value))  # type: ignore[arg-type]
-        elif value is not None and getattr(value, "size", 0) == 1:
-            out[key] = finite_or_token(float(np.asarray(value)))
-    return out
+def _names(metrics: Sequence[str] | str | None) -> list[str] | None:
+    """The metric names to keep; one name alone (``metrics="loss"``) means that one."""
+    if metrics is None:
+        return None
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    if not all(isinstance(name, str) for name in names):
+        raise TypeError(f"metrics: expected metric names (str), got {names!r}")
+    return names
 
 
 def _size(arrays: Iterable[object]) -> int:
@@ -79,7 +79,7 @@ class Run:
         framework: str | None = None,
     ) -> None:
         self.job = job
-        self.metrics = list(metrics) if metrics is not None else None
+        self.metrics = _names(metrics)
         self.histogram_buckets = list(histogram_buckets) if histogram_buckets else None
         if self.histogram_buckets:
             histogram([], self.histogram_buckets)
@@ -88,6 +88,26 @@ class Run:
         self._open: dict[str, tuple[str, float]] = {}
         self._params: dict[str, int] = {"total": 0}
         self._params_given = False
+        self._skipped: set[str] = set()
+
+    def _skip(self, key: str, why: str) -> None:
+        """A value we cannot record: a TypeError in strict mode, else one warning per key."""
+        message = f"gangplank_emitter: {key}: {why}; expected a real number or an array of one"
+        if not self.writer.ignore_exceptions:
+            raise TypeError(message)
+        if key not in self._skipped:
+            self._skipped.add(key)
+            warnings.warn(message + " (skipped; training goes on)", RuntimeWarning, stacklevel=4)
+
+    def _numbers(self, metrics: Mapping[str, object]) -> dict[str, float | str]:
+        try:
+            values, skipped = metric_values(metrics, self.metrics)
+        except NotAMetric as why:
+            self._skip("metrics", str(why))
+            return {}
+        for key, why in skipped.items():
+            self._skip(key, why)
+        return values
 
     def _record(self, event: str, phase: str, **fields: object) -> None:
         run, _ = self._open[phase]
@@ -99,7 +119,11 @@ class Run:
     def _weights(self, weights: Iterable[object] | None) -> dict[str, object]:
         if weights is None or self.histogram_buckets is None:
             return {}
-        counts = histogram(weights, self.histogram_buckets)
+        try:
+            counts = histogram(weights, self.histogram_buckets)
+        except (TypeError, ValueError) as exc:
+            self._skip("weights", f"no histogram ({exc})")
+            return {}
         counts["sum"] = finite_or_token(counts["sum"])
         return {"weights": counts}
 
@@ -131,7 +155,7 @@ class Run:
 
     def step(self, step: int, metrics: Mapping[str, object]) -> None:
         self._ensure("train", None)
-        self._record("step", "train", step=step, metrics=_numbers(metrics, self.metrics))
+        self._record("step", "train", step=step, metrics=self._numbers(metrics))
 
     def epoch(
         self,
@@ -145,7 +169,7 @@ class Run:
         fields: dict[str, object] = {
             "epoch": epoch + 1,
             "elapsed_seconds": self._elapsed("train"),
-            "metrics": _numbers(metrics, self.metrics),
+            "metrics": self._numbers(metrics),
             "params": self._params,
             **self._weights(weights),
         }
@@ -160,7 +184,7 @@ class Run:
             "evaluate",
             "test",
             elapsed_seconds=self._elapsed("test"),
-            metrics=_numbers(metrics, self.metrics),
+            metrics=self._numbers(metrics),
             params=self._params,
             **self._weights(weights),
         )
@@ -175,7 +199,7 @@ class Run:
 
     def _at_exit(self) -> None:
         for phase in list(self._open):
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(Exception):  # the process is ending: nothing left to save by raising
                 self.end(phase, "interrupted")
 
     def close(self, status: str = "ok") -> None:

@@ -19,6 +19,14 @@ def finite_or_token(value: float) -> float | str:
     return "NaN" if math.isnan(value) else _NONFINITE[value]
 
 
+def _plain(value: object) -> object:
+    """A numpy (or jax, torch) scalar a caller passed as an epoch, a step or a count: its Python value."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 class Writer:
     """Writes lines; a failure warns once (or raises when ``ignore_exceptions`` is False)."""
 
@@ -29,17 +37,20 @@ class Writer:
         self._warned = False
 
     def write(self, record: dict) -> None:
-        line = json.dumps(record, allow_nan=False) + "\n"
         try:
+            line = json.dumps(record, allow_nan=False, default=_plain) + "\n"
             if self.path is None:
-                sys.stdout.write(line)
-                sys.stdout.flush()
+                out = sys.stdout
+                if out is None:
+                    raise ValueError("sys.stdout is None (give the emitter a file= to write to)")
+                out.write(line)
+                out.flush()
             else:
                 if self._fd is None:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                     self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 os.write(self._fd, line.encode())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError, AttributeError) as exc:  # AttributeError: a stdout without write()
             if not self.ignore_exceptions:
                 raise
             if not self._warned:

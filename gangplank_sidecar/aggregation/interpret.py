@@ -22,7 +22,17 @@ from collections.abc import Callable
 
 from gangplank_sidecar import checks
 from gangplank_sidecar.aggregation.state import DEFAULT_JOB, Series, Store
-from gangplank_sidecar.parsers import boosting, csv_log, floydhub, keras_log, kv, lightning_log, patterns, protocol, transformers_log
+from gangplank_sidecar.parsers import (
+    boosting,
+    csv_log,
+    floydhub,
+    keras_log,
+    kv,
+    lightning_log,
+    patterns,
+    protocol,
+    transformers_log,
+)
 
 Report = Callable[[str], None]
 MAX_REPORTED_COLLISIONS = 10  # per run: a record with thousands of colliding keys is not thousands of lines

@@ -11,10 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from gangplank_sidecar.parsers import boosting, csv_log, floydhub, keras_log, kv, lightning_log, protocol, transformers_log
+from gangplank_sidecar.parsers import (
+    boosting,
+    csv_log,
+    floydhub,
+    keras_log,
+    kv,
+    lightning_log,
+    protocol,
+    transformers_log,
+)
 from gangplank_sidecar.parsers.patterns import Patterns
 
-FORMATS = ("auto", "gangplank", "floydhub", "keras", "transformers", "lightning", "xgboost", "lightgbm", "csv", "kv")
+FORMATS = ("gangplank", "floydhub", "keras", "transformers", "lightning", "xgboost", "lightgbm", "csv", "kv")  # --format: these or auto
 Parsed = tuple[str, Sequence[object]]
 OTHER: Parsed = ("other", ())
 

@@ -237,6 +237,17 @@ def _label_filter(pairs: list[str]) -> dict[str, str]:
     return labels
 
 
+def _count(text: str) -> int:
+    """A number of runs: 1 or more (``-1`` used to mean "all but the first")."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of runs, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--db", default=argparse.SUPPRESS, metavar="PATH", help="the run history (default: $XDG_DATA_HOME/gangplank/runs.db) [GANGPLANK_DB]")
@@ -256,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--since", metavar="DATE", help="only runs started at or after DATE (local time)")
     ls.add_argument("--until", metavar="DATE", help="only runs started before DATE (local time)")
     ls.add_argument("--sort", metavar="METRIC", help="best runs first by this metric's best value")
-    ls.add_argument("--limit", type=int, metavar="N", help="only the last N runs (the first N with --sort)")
+    ls.add_argument("--limit", type=_count, metavar="N", help="only the last N runs (the first N with --sort)")
     show = sub.add_parser("show", parents=[common], help="a run's epochs by metrics, and its checks")
     show.add_argument("run", nargs="?", metavar="RUN", help="a run id or a unique prefix (default: the latest run)")
     show.add_argument("--phase", choices=("train", "test"), help="only this phase")
@@ -321,6 +332,9 @@ def _list(conn: sqlite3.Connection, args: argparse.Namespace) -> list[RunRow]:
     labels = _label_filter(args.label)
     runs = [r for r in runs if all(r.labels.get(k) == v for k, v in labels.items())]
     if args.sort:
+        if runs and all(args.sort not in r.keys for r in runs):
+            known = sorted({key for r in runs for key in r.keys})
+            raise UsageError(f"--sort {args.sort}: no run has this metric (they have: {', '.join(known) or 'none'})")
         runs = [r for r in runs if r.best(args.sort) is not None]
         runs.sort(key=lambda r: r.best(args.sort)[0], reverse=not lower_is_better(args.sort))  # type: ignore[index]
         return runs[: args.limit] if args.limit is not None else runs

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gangplank_sidecar.directions import lower_is_better
-from gangplank_sidecar.parsers.protocol import MAX_COUNT, MAX_TIME
 from gangplank_sidecar.environment import xdg_dir
+from gangplank_sidecar.parsers.protocol import MAX_COUNT, MAX_TIME
 
 STALE_AFTER = 24 * 3600.0  # a running run with no write for this long (or whose writer is gone) is interrupted
 BUSY_TIMEOUT_MS = 30_000

@@ -21,8 +21,8 @@ from typing import Protocol
 from urllib.parse import quote
 
 from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, default_handler, generate_latest
+from prometheus_client.registry import Collector
 
 from gangplank_sidecar.aggregation.state import Key, Series, Store
 from gangplank_sidecar.delivery import Retry
@@ -141,6 +141,10 @@ class PushgatewaySink:
         self._thread.join(max(flush_timeout, FINAL_ATTEMPT) + 1)
         return not self._pending()
 
+    def hurry(self) -> None:
+        """Ends the final flush after the attempt under way (a signal; safe in its handler)."""
+        self._deadline = time.monotonic()
+
     def delivered_through(self) -> int:
         """The store version up to which every change has reached the gateway (what a checkpoint may claim)."""
         version = self.store.version
@@ -195,7 +199,7 @@ class PushgatewaySink:
                     self.store.changed.wait_for(self._stopping.is_set, self.retry.delay(self._failures))
                 else:
                     due = self._last_self_push + SELF_PUSH_EVERY - time.monotonic()
-                    self.store.changed.wait_for(lambda: self.store.version != seen or self._woken or self._stopping.is_set(), max(due, 0))
+                    self.store.changed.wait_for(lambda: self.store.version != seen or self._woken or self._stopping.is_set(), max(due, 0))  # noqa: B023 - waited on here
                 if self._stopping.is_set():
                     break
                 seen, self._woken = self.store.version, False
@@ -234,7 +238,9 @@ class PushgatewaySink:
         left, failures = max(self._deadline - time.monotonic(), FINAL_ATTEMPT), 0
         while not self._guarded_round(left, final=True):
             failures += 1
-            time.sleep(max(0.0, min(self.retry.delay(failures), self._deadline - time.monotonic())))
+            until = time.monotonic() + self.retry.delay(failures)
+            while time.monotonic() < min(until, self._deadline):  # in steps: ``hurry`` may bring the deadline closer
+                time.sleep(0.05)
             left = self._deadline - time.monotonic()
             if left <= 0:
                 return

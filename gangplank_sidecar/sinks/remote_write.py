@@ -272,9 +272,10 @@ class RemoteWriteSink:
         return len(entry.record.values)
 
     def stop(self, deadline: float) -> None:
-        """Asks the worker to deliver what is buffered, trying until ``deadline`` (monotonic)."""
+        """Asks the worker to deliver what is buffered, trying until ``deadline`` (monotonic); never later
+        than a deadline already set (a signal may have cut the flush short)."""
         with self._cond:
-            self._deadline = deadline
+            self._deadline = deadline if self._deadline is None else min(self._deadline, deadline)
             self._cond.notify()
 
     def join(self) -> bool:

@@ -145,7 +145,7 @@ class Transport:
             body = response.read(_MAX_BODY if max_body is None else max_body + 1)
         except TimeoutError:  # socket.timeout is its alias
             waited = connect_timeout if stage == "connect" else read_timeout
-            raise PushError(f"no {'connection' if stage == 'connect' else 'answer'} within {waited:g} s") from None
+            raise PushError(f"no {'connection' if stage == 'connect' else 'answer'} within {waited:.3g} s") from None
         except ssl.SSLCertVerificationError as exc:
             raise PushError(f"TLS: the gateway's certificate is not trusted ({exc.verify_message}); check --tls-ca-file") from None
         except ssl.SSLError as exc:

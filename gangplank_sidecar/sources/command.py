@@ -11,11 +11,12 @@ import errno
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from gangplank_sidecar.sources.stdin import Feed, pump
 
-DRAIN_TIMEOUT = 5.0
+DRAIN_TIMEOUT = 2.0  # after the command exits: its pipes hold at most 64 KiB each, read in milliseconds
 EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE = 127, 126
 
 
@@ -37,17 +38,26 @@ def run_command(
     except OSError as exc:
         report(f"cannot run {argv[0]}: {exc.strerror}")
         return EXIT_NOT_FOUND if exc.errno == errno.ENOENT else EXIT_NOT_EXECUTABLE
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda signum, frame: proc.send_signal(signum))
     lock = threading.Lock()
+    abandoned = threading.Event()  # set once we stop waiting for pipes that something else still holds
 
     def locked(name: str, line: bytes) -> None:
         with lock:
-            feed(name, line)
+            if not abandoned.is_set():
+                feed(name, line)
+
+    def echoing(echo: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        def write(chunk: bytes) -> None:
+            if not abandoned.is_set():  # no lock: a slow reader of our stdout must not hold up the other pipe
+                echo(chunk)
+
+        return write
 
     assert proc.stdout is not None and proc.stderr is not None
     readers = [
-        threading.Thread(target=pump, args=(pipe.fileno(), name, locked, echo), name=f"read-{name}", daemon=True)
+        threading.Thread(target=pump, args=(pipe.fileno(), name, locked, echoing(echo)), name=f"read-{name}", daemon=True)
         for pipe, name, echo in ((proc.stdout, "stdout", out), (proc.stderr, "stderr", err))
     ]
     for reader in readers:
@@ -57,6 +67,11 @@ def run_command(
     except BaseException:
         proc.terminate()  # we are stopping for good (--strict): the command must not run on unseen
         raise
+    deadline = time.monotonic() + DRAIN_TIMEOUT
     for reader in readers:
-        reader.join(DRAIN_TIMEOUT)
+        reader.join(max(0.0, deadline - time.monotonic()))
+    with lock:
+        abandoned.set()
+    if any(reader.is_alive() for reader in readers):
+        report("the command has exited, but a process it started still holds its output open: not reading it any more")
     return code

@@ -34,6 +34,7 @@ CHUNK = 1 << 16
 DEBOUNCE_MS, STEP_MS = 200, 50
 RESCAN_MS = 1000
 END_GRACE = 2.0
+STOP_POLL = 0.2  # how soon a stop signal is seen
 
 
 @dataclass
@@ -252,7 +253,10 @@ class Follower:
     def _open(self, path: str, at: str | None = None) -> _Tail | None:
         """Opens ``path`` (or the file ``at``, read as ``path``'s stream) and follows it."""
         try:
-            fd = os.open(at or path, os.O_RDONLY)
+            if not stat.S_ISREG(os.stat(at or path).st_mode):
+                self._not_regular(path)
+                return None
+            fd = os.open(at or path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: should a FIFO replace it, open() must not block
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -263,15 +267,18 @@ class Follower:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
-            if path not in self._unreadable:
-                self._unreadable.add(path)
-                self.report(f"not following {path}: not a regular file")
+            self._not_regular(path)
             return None
         self._unreadable.discard(path)
         tail = self._tails[path] = _Tail(path, fd, st.st_dev, st.st_ino)
         self.counts.opens += 1
         self.opened.add(path)
         return tail
+
+    def _not_regular(self, path: str) -> None:
+        if path not in self._unreadable:
+            self._unreadable.add(path)
+            self.report(f"not following {path}: not a regular file")
 
     def _read(self, tail: _Tail, limit: int | None = None) -> None:
         if os.fstat(tail.fd).st_size < tail.offset or (tail.head and os.pread(tail.fd, len(tail.head), 0) != tail.head):
@@ -313,12 +320,40 @@ class Follower:
         del self._tails[tail.path]
 
 
-def follow(follower: Follower, store: Store, exit_on_end: bool) -> None:
-    """Follows until a signal's exception (SIGTERM, Ctrl-C) or, with ``exit_on_end``, every run's end.
+def unusable(pattern: str) -> str | None:
+    """Why a FILE given on the command line can never be followed, or None.
 
-    The files are read in a thread of their own: the main thread only waits, so a signal
-    handler's exception reaches the caller (watchfiles would swallow it), and the reader
-    makes its last pass before the caller delivers the final state.
+    A missing file is fine (it is waited for), and so is a glob (it names regular files only);
+    a directory, a device, a FIFO or a file we may not read is a mistake to say at start.
+    """
+    if not pattern.strip():
+        return "FILE '': an empty path"
+    if glob.has_magic(pattern):
+        return None
+    path = os.path.expanduser(pattern)
+    try:
+        mode = os.stat(path).st_mode  # not opened first: opening a FIFO would release a writer waiting on it
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot read {pattern}: {exc.strerror}"
+    if stat.S_ISDIR(mode):
+        return f"{pattern} is a directory (name the files in it, or a glob such as '{os.path.join(pattern, '*.log')}')"
+    if not stat.S_ISREG(mode):
+        return f"{pattern} is not a regular file: only files can be followed (pipe a stream to the sidecar's stdin instead)"
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError as exc:
+        return f"cannot read {pattern}: {exc.strerror}"
+    return None
+
+
+def follow(follower: Follower, store: Store, exit_on_end: bool, stopped: Callable[[], bool] = lambda: False) -> None:
+    """Follows until ``stopped()`` (a signal: SIGTERM, Ctrl-C) or, with ``exit_on_end``, every run's end.
+
+    The files are read in a thread of their own: the main thread only waits, looking at
+    ``stopped`` (set by a signal handler, which watchfiles would not let through), and the
+    reader makes its last pass before the caller delivers the final state.
     """
     stop, finished = threading.Event(), threading.Event()
     failed: list[BaseException] = []
@@ -333,7 +368,8 @@ def follow(follower: Follower, store: Store, exit_on_end: bool) -> None:
 
     threading.Thread(target=read, name="follow", daemon=True).start()
     try:
-        finished.wait()  # not Thread.join: an interrupted join forgets the thread (CPython bpo-45274)
+        while not finished.wait(STOP_POLL) and not stopped():
+            pass
     finally:
         stop.set()
         finished.wait()

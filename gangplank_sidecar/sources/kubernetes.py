@@ -266,7 +266,7 @@ class KubernetesLogs(Follower):
             for path in [p for p in self._decoders if p.startswith(prefix)]:
                 del self._decoders[path]
             if self.checkpoints is not None:
-                self.checkpoints.drop(lambda name: name.startswith(prefix) or name == container.directory)
+                self.checkpoints.drop(lambda name: name.startswith(prefix) or name == container.directory)  # noqa: B023 - called at once
             del self._containers[container.directory]
             self._ending[container.directory] = now + self.forget_after
             self.report(f"{container.namespace}/{container.pod} container {container.name} is gone; its runs ended")

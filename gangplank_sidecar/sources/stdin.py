@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from gangplank_sidecar.sources.lines import LineSplitter
@@ -44,10 +47,26 @@ class Echo:
             self.report(f"echo stopped ({exc.__class__.__name__}); still reading and pushing")
 
 
-def pump(fd: int, name: str, feed: Feed, echo: Callable[[bytes], None], splitter: LineSplitter | None = None) -> LineSplitter:
-    """Reads ``fd`` to its end: each chunk is echoed before its lines are parsed."""
+def pump(
+    fd: int,
+    name: str,
+    feed: Feed,
+    echo: Callable[[bytes], None],
+    splitter: LineSplitter | None = None,
+    readable: Callable[[], bool] = lambda: True,
+) -> LineSplitter:
+    """Reads ``fd`` to its end: each chunk is echoed before its lines are parsed.
+
+    ``readable`` waits for data and says False when we are to stop first (the last partial
+    line is then dropped, not parsed).
+    """
     splitter = splitter or LineSplitter()
-    while chunk := os.read(fd, CHUNK):
+    while True:
+        if not readable():
+            return splitter
+        chunk = os.read(fd, CHUNK)
+        if not chunk:
+            break
         echo(chunk)
         for line in splitter.feed(chunk):
             feed(name, line)
@@ -57,5 +76,41 @@ def pump(fd: int, name: str, feed: Feed, echo: Callable[[bytes], None], splitter
     return splitter
 
 
-def read_stdin(feed: Feed, echo: Echo) -> LineSplitter:
-    return pump(sys.stdin.fileno(), "stdin", feed, echo)
+@contextlib.contextmanager
+def _signal_wakeup() -> Iterator[int]:
+    """A pipe that every signal writes a byte to: a poll on it wakes up, whatever the handler does."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    try:
+        yield r
+    finally:
+        signal.set_wakeup_fd(old)
+        os.close(r)
+        os.close(w)
+
+
+def read_stdin(feed: Feed, echo: Echo, stopped: Callable[[], bool] = lambda: False) -> LineSplitter:
+    """Reads stdin to EOF or until ``stopped()`` (a signal's handler says so).
+
+    The handler only sets a flag: an exception raised from it could land in the middle of
+    ``feed`` and leave the run state half-updated (and that record never pushed).
+    """
+    fd = sys.stdin.fileno()
+    with _signal_wakeup() as wake:
+        poller = select.poll()
+        for watched in (fd, wake):
+            poller.register(watched, select.POLLIN)
+
+        def readable() -> bool:
+            while not stopped():
+                events = dict(poller.poll())
+                if wake in events:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake, 512)
+                if fd in events and not stopped():
+                    return True
+            return False
+
+        return pump(fd, "stdin", feed, echo, readable=readable)
