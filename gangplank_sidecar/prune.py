@@ -25,8 +25,8 @@ from pydantic import ValidationError
 
 from gangplank_sidecar.cli import _Parser, add_delivery_options, delivery_from
 from gangplank_sidecar.delivery import PushError, Retry, TransportConfig
-from gangplank_sidecar.environment import env
 from gangplank_sidecar.errors import ConfigError
+from gangplank_sidecar.options import BY_FLAG
 from gangplank_sidecar.settings import gateway_url
 from gangplank_sidecar.sinks.pushgateway import group_path
 from gangplank_sidecar.sinks.transport import Transport, check
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Delete the Pushgateway groups whose last push is older than --older-than (a dry run without --yes).",
         epilog="Exit codes: 0 done (or dry run); 1 the gateway could not be read or a group not deleted; 2 usage.",
     )
-    p.add_argument("--pushgateway", metavar="URL", help="the Pushgateway [GANGPLANK_PUSHGATEWAY]")
+    BY_FLAG["--pushgateway"].add_to(p)
     p.add_argument("--older-than", required=True, metavar="DURATION", help="last push longer ago than this: 90s, 12h, 7d, 1h30m")
     p.add_argument("--job", metavar="REGEX", help="only groups whose job matches (the whole name, as in PromQL)")
     p.add_argument("--yes", action="store_true", help="delete them (default: only list them)")
@@ -161,10 +161,10 @@ def main(argv: Sequence[str]) -> int:
     """``gangplank-sidecar prune ...``: the same --pushgateway, auth and TLS options as a push."""
     try:
         args = build_parser().parse_args(argv)
-        raw = args.pushgateway or env("GANGPLANK_PUSHGATEWAY")
+        raw = BY_FLAG["--pushgateway"].value(args)
         if not raw:
             raise ConfigError("--pushgateway (or GANGPLANK_PUSHGATEWAY) is needed")
-        url = gateway_url(raw)
+        url = gateway_url(str(raw))
         older_than = duration(args.older_than)
         try:
             job = re.compile(args.job) if args.job is not None else None

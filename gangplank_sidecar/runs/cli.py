@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import math
-import os
 import shutil
 import sqlite3
 import sys
@@ -22,12 +21,16 @@ from pathlib import Path
 
 from gangplank_sidecar.curve import Curve
 from gangplank_sidecar.directions import lower_is_better
+from gangplank_sidecar.environment import env
+from gangplank_sidecar.options import BY_FLAG
 from gangplank_sidecar.runs import db, plot, search
 from gangplank_sidecar.runs.db import RunRow
 from gangplank_sidecar.runs.style import PLAIN, SEVERITY, Cell, Painter, best, status
 from gangplank_sidecar.sparkline import UNICODE, curve_lines, levels_for
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
+
+DB = BY_FLAG["--db"]  # the sidecar's own option: one variable for both commands
 
 
 class UsageError(ValueError):
@@ -250,7 +253,7 @@ def _count(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
-    common.add_argument("--db", default=argparse.SUPPRESS, metavar="PATH", help="the run history (default: $XDG_DATA_HOME/gangplank/runs.db) [GANGPLANK_DB]")
+    common.add_argument(DB.flag, default=argparse.SUPPRESS, metavar="PATH", help=DB.help + DB.env_note())
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for a script")
     common.add_argument("--no-color", action="store_true", default=argparse.SUPPRESS, help="no colours (also NO_COLOR=1; off anyway when not a terminal)")
     common.add_argument(
@@ -400,7 +403,7 @@ def execute(args: argparse.Namespace, out: io.TextIOBase) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-        args.db = getattr(args, "db", None) or os.environ.get("GANGPLANK_DB") or None
+        args.db = getattr(args, "db", None) or env(DB.env or "")
         execute(args, sys.stdout)  # type: ignore[arg-type]
     except (UsageError, ValueError) as exc:
         print(f"gangplank-runs: {exc}", file=sys.stderr)

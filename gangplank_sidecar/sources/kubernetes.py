@@ -37,7 +37,6 @@ from gangplank_sidecar.sources import cri
 from gangplank_sidecar.sources.checkpoint import Checkpoints
 from gangplank_sidecar.sources.files import DEBOUNCE_MS, STEP_MS, Follower
 
-DEFAULT_ROOT = "/var/log/pods"
 FULL_SCAN = 5.0
 POLL = 2.0
 WAKE_MS = 1000
