@@ -209,7 +209,7 @@ def no_effect(args: argparse.Namespace, s: Settings) -> str | None:
         (args.exit_on_end and not following, "--exit-on-end only applies when following FILEs"),
         (bool(args.state_file) and not following, "--state-file only applies when following FILEs or --kubernetes-logs"),
         (args.quiet and following, "--quiet has no effect on FILEs: they are never echoed"),
-        (args.strict and not (s.pushgateway or s.remote_write), "--strict needs --pushgateway or --remote-write: nothing else can fail to deliver"),
+        (args.strict and not (s.pushgateway or s.remote_write or s.history), "--strict needs --pushgateway, --remote-write or the run history: nothing else can fail to deliver"),
         (args.pid is not None and not s.system_interval, "--pid has no effect with --system-interval 0"),
         (bool(args.disk_path) and not s.system_interval, "--disk-path has no effect with --system-interval 0"),
     )

@@ -215,10 +215,10 @@ def test_a_fifo_that_appears_later_does_not_block_a_stop(tmp_path: Path, signum:
     [
         (["--linger", "5"], "--linger needs --listen: it keeps serving /metrics after the end"),
         (["--exit-on-end"], "--exit-on-end only applies when following FILEs"),
-        (["--state-file", "s.json"], "--state-file only applies when following FILEs"),
+        (["--state-file", "s.json"], "--state-file only applies when following FILEs or --kubernetes-logs"),
         (["--exit-on-end", "--", "true"], "--exit-on-end only applies when following FILEs"),
         (["--quiet", "train.log"], "--quiet has no effect on FILEs: they are never echoed"),
-        (["--strict"], "--strict needs --pushgateway or --remote-write: nothing else can fail to deliver"),
+        (["--strict", "--no-history"], "--strict needs --pushgateway, --remote-write or the run history: nothing else can fail to deliver"),
         (["--system-interval", "0", "--pid", "1"], "--pid has no effect with --system-interval 0"),
         (["--system-interval", "0", "--disk-path", "/"], "--disk-path has no effect with --system-interval 0"),
         (["train.log", "--", "true"], "FILEs and '-- COMMAND' do not go together: the sidecar reads one or the other"),
