@@ -88,16 +88,15 @@ class Interpreter:
     def _record(self, rec: protocol.Step | protocol.Epoch | protocol.Evaluate | protocol.End) -> None:
         self.protocol_seen = True
         series = self._series(rec)
+        if isinstance(rec, protocol.Step):
+            self._step(series, rec)
+            return
 
         def change(s: Series) -> None:
             s.time = rec.time
             if isinstance(rec, protocol.End):
                 s.status = rec.status
                 s.elapsed = rec.elapsed_seconds
-                return
-            if isinstance(rec, protocol.Step):
-                s.step = rec.step
-                s.observe(rec.metrics, s.epoch, best=False)
                 return
             if isinstance(rec, protocol.Epoch):
                 s.epoch = rec.epoch
@@ -106,9 +105,20 @@ class Interpreter:
             s.params = rec.params.total
             if rec.weights is not None:
                 s.weights = rec.weights
+            s.epoch_metrics = rec.metrics
             s.observe(rec.metrics, s.epoch)
 
         self._update(series, rec.event, change)
+
+    def _step(self, series: Series, rec: protocol.Step) -> None:
+        """A step's running means: the step, its values, the time; no best, no checks, no history."""
+
+        def change(s: Series) -> None:
+            s.time = rec.time
+            s.step = rec.step
+            s.observe(rec.metrics, s.epoch, best=False)
+
+        self._update(series, "step", change, check=False)
 
     def _update(self, series: Series, event: str, change: Callable[[Series], None], check: bool = True) -> None:
         """``change`` under the store's lock, then the checks of a start or an epoch (unless ``check`` is off)."""
@@ -123,8 +133,9 @@ class Interpreter:
                 self._check_epoch(s)
 
         self.store.update(series, event, checked if check else change)
-        for key, name in series.names.collisions[seen:]:
-            self.report(f"metric key {key!r} collides with another key; exported as gangplank_{series.phase}_{name}")
+        if len(series.names.collisions) > seen:
+            for key, name in series.names.collisions[seen:]:
+                self.report(f"metric key {key!r} collides with another key; exported as gangplank_{series.phase}_{name}")
 
     def _text_series(self, phase: str, new_run: bool = False, planned_epochs: int | None = None) -> Series:
         """The series of this stream's current text run in ``phase``; ``new_run`` starts another run."""
@@ -154,14 +165,16 @@ class Interpreter:
         now = time.time()
 
         def change(s: Series) -> None:
-            if point.epoch is not None and s.epoch is not None and point.epoch != s.epoch:
-                s.settled()  # the previous epoch is complete: its checks see all its values
             if point.epoch is not None:
+                if point.epoch != s.epoch:
+                    s.settled()  # the previous epoch is complete: its checks see all its values
+                    s.epoch_metrics = {}
                 s.epoch = point.epoch
+                s.epoch_metrics[point.metric] = point.value
                 s.settle = self._check_epoch
             if point.step is not None:
                 s.step = point.step
-            s.observe({point.metric: point.value}, s.epoch)
+            s.observe_one(point.metric, point.value, s.epoch)
             s.time = now
 
         self._update(series, "epoch" if point.epoch is not None else "step", change, check=False)
@@ -181,6 +194,7 @@ class Interpreter:
             series = self._text_series("test")
 
             def evaluate(s: Series) -> None:
+                s.epoch_metrics = result.metrics
                 s.observe(result.metrics, None)
                 s.time = now
 
@@ -191,6 +205,7 @@ class Interpreter:
 
         def change(s: Series) -> None:
             s.epoch = epoch or 1
+            s.epoch_metrics = result.metrics
             s.observe(result.metrics, s.epoch)
             s.time = now
 

@@ -40,7 +40,10 @@ class Series:
     source: str = ""
     framework: str | None = None
     planned_epochs: int | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # every key's last value: the gauges
+    # The values measured at the current epoch (or evaluate), and only those: what the history
+    # and the checks see. A val_loss every 4 epochs is not carried into the 3 between.
+    epoch_metrics: dict[str, float] = field(default_factory=dict)
     names: Names = field(default_factory=Names)
     best: dict[str, tuple[float, int | None]] = field(default_factory=dict)
     epoch: int | None = None
@@ -77,6 +80,16 @@ class Series:
             best = bests.get(key)
             if best is None or (value < best[0] if lower_is_better(key) else value > best[0]):
                 bests[key] = (value, epoch)
+
+    def observe_one(self, key: str, value: float, epoch: int | None) -> None:
+        """``observe`` of one value (a FloydHub point): a few dict entries."""
+        if key not in self.metrics:
+            self.names.learn((key,))
+        self.metrics[key] = value
+        if math.isfinite(value):
+            best = self.best.get(key)
+            if best is None or (value < best[0] if lower_is_better(key) else value > best[0]):
+                self.best[key] = (value, epoch)
 
     def set_checks(self, checks: list[Check], fired: bool = True) -> None:
         """Known checks, as fired (1) or passed (0): a healthy run shows zeros, not nothing."""

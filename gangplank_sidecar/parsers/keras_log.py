@@ -92,16 +92,14 @@ def _unfinished(segment: bytes) -> bool:
     ``\\x1b[1m 12/75\\x1b[0m ...``); any other segment is left to the regexes (False).
     """
     head = segment[:64].lstrip(b" ")
-    if head.startswith(b"\x1b[1m"):
+    if head[:4] == b"\x1b[1m":
         head = head[4:].lstrip(b" ")
-    slash = head.find(b"/")
-    current = head[:slash]
-    if slash <= 0 or not current.isdigit():
+    current, slash, rest = head.partition(b"/")
+    if not slash or not current.isdigit():
         return False
-    rest = head[slash + 1 :]
     after = rest.lstrip(b"0123456789")
-    target = rest[: len(rest) - len(after)]
-    return bool(target) and (after[:1] == b" " or after[:5] == b"\x1b[0m ") and int(current) != int(target)
+    digits = len(rest) - len(after)
+    return digits > 0 and (after[:1] == b" " or after[:5] == b"\x1b[0m ") and int(current) != int(rest[:digits])
 
 
 def _cleaned(segment: bytes) -> bytes:
