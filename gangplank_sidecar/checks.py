@@ -80,6 +80,8 @@ def non_finite(epochs: Epochs, t: Thresholds) -> Check | None:
 
 
 def _non_finite(epoch: int, metrics: dict[str, float]) -> Check | None:
+    if math.isfinite(sum(metrics.values())):  # then every value is finite
+        return None
     bad = [f"{key}={_spelled(value)}" for key, value in sorted(metrics.items()) if not math.isfinite(value)]
     return _finding("non_finite", f"non-finite {', '.join(bad)} at epoch {epoch}") if bad else None
 
@@ -87,18 +89,19 @@ def _non_finite(epoch: int, metrics: dict[str, float]) -> Check | None:
 def divergence(epochs: Epochs, t: Thresholds) -> Check | None:
     """loss rose for ``divergence_epochs`` epochs in a row, or stands well above its first value."""
     loss = _series(epochs, "loss")
-    return _divergence(len(loss), loss[0] if loss else None, loss[-(t.divergence_epochs + 1) :], t)
+    window = [v for _, v in loss[-(t.divergence_epochs + 1) :]]
+    return _divergence(len(loss), loss[0] if loss else None, loss[-1][0] if loss else 0, window, t)
 
 
-def _divergence(count: int, first: Point | None, window: Sequence[Point], t: Thresholds) -> Check | None:
-    """``window``: the last ``divergence_epochs + 1`` (epoch, loss) of ``count``."""
+def _divergence(count: int, first: Point | None, epoch: int, window: Sequence[float], t: Thresholds) -> Check | None:
+    """``window``: the last ``divergence_epochs + 1`` losses of ``count``, the last of them at ``epoch``."""
     if count < 2 or first is None:
         return None
-    (first_epoch, first_loss), (epoch, last) = first, window[-1]
+    (first_epoch, first_loss), last = first, window[-1]
     if last > first_loss + t.divergence_margin * abs(first_loss):
         return _finding("divergence", f"loss {last:.4g} at epoch {epoch} is above its first value {first_loss:.4g} (epoch {first_epoch})")
     if t.divergence_epochs and len(window) == t.divergence_epochs + 1 and all(
-        _better(a, b, t.min_delta) for (_, a), (_, b) in zip(window, window[1:])
+        _better(a, b, t.min_delta) for a, b in zip(window, window[1:])
     ):
         return _finding("divergence", f"loss rose {t.divergence_epochs} epochs in a row, to {last:.4g} at epoch {epoch}")
     return None
@@ -222,7 +225,7 @@ CHECKS: dict[str, tuple[str, str, str]] = {
 }
 
 
-_QUIET = [Check(code=code, name=name, severity=severity, message="") for name, (_, code, severity) in CHECKS.items()]
+_QUIET = tuple(Check(code=code, name=name, severity=severity, message="") for name, (_, code, severity) in CHECKS.items())
 
 
 def quiet() -> list[Check]:
@@ -234,7 +237,7 @@ class RunChecks:
     """One run's checks, updated per epoch in O(metrics): ``epoch`` returns (fired, quiet).
 
     The rules above need only a few running values of the run so far: the first loss, the
-    last few losses (and the best before them), the best and the latest val_loss with the
+    last few losses (the epoch of the latest, the best before them), the best and the latest val_loss with the
     loss of their epochs, the last few gaps. Each epoch updates them, so a check costs the
     same at epoch 10 and 10000. The state is immutable values (tuples, numbers): text formats
     bring an epoch in pieces, and the same epoch again replaces itself on the state saved
@@ -244,45 +247,46 @@ class RunChecks:
     def __init__(self, thresholds: Thresholds | None = None) -> None:
         self.thresholds = t = thresholds or Thresholds()
         self._kept = max(t.divergence_epochs + 1, t.plateau_epochs, 2)  # losses kept, newest last
-        self.current: tuple[int, dict[str, float]] | None = None  # the latest epoch, whole
+        self.latest: int | None = None  # the latest epoch's number
         self.first_weights: Weights | None = None
         self.last_weights: Weights | None = None
-        self._state: tuple = (0, None, (), math.inf, None, None, None, None, ())
+        self._state: tuple = (0, None, 0, (), math.inf, None, None, None, None, ())
         self._before = self._state  # the state before the latest epoch
 
-    def epoch(self, epoch: int, metrics: dict[str, float], weights: Weights | None) -> tuple[list[Check], list[Check]]:
-        if self.current is not None and self.current[0] == epoch:
+    def epoch(self, epoch: int, metrics: dict[str, float], weights: Weights | None) -> tuple[list[Check], Sequence[Check]]:
+        if self.latest == epoch:
             self._state = self._before  # the same epoch again, with more of its values
         else:
-            self._before = self._state
-        self.current = (epoch, dict(metrics))
+            self._before, self.latest = self._state, epoch
         self._state = self._add(epoch, metrics)
         if weights is not None:
             self.first_weights = self.first_weights or weights
             self.last_weights = weights
-        t, (count, first, losses, before, best, loss_at_best, last, loss_at_last, gaps) = self.thresholds, self._state
+        t, (count, first, loss_epoch, losses, before, best, loss_at_best, last, loss_at_last, gaps) = self.thresholds, self._state
         found = [
             _non_finite(epoch, metrics),
-            _divergence(count, first, losses[-(t.divergence_epochs + 1) :], t),
+            _divergence(count, first, loss_epoch, losses[-(t.divergence_epochs + 1) :], t),
             None if last is None else _overfitting(best, loss_at_best, last, loss_at_last, t),
-            _plateau(before, min(v for _, v in losses[-t.plateau_epochs :]), t) if t.plateau_epochs and count > t.plateau_epochs else None,
+            _plateau(before, min(losses[-t.plateau_epochs :]), t) if t.plateau_epochs and count > t.plateau_epochs else None,
             _train_val_gap(gaps, t),
-            dead_weights(self.first_weights, self.last_weights, t),
-            exploding_weights(self.first_weights, self.last_weights, t),
         ]
+        if self.last_weights is not None:
+            found += [dead_weights(self.first_weights, self.last_weights, t), exploding_weights(self.first_weights, self.last_weights, t)]
         fired = [f for f in found if f is not None]
+        if not fired:
+            return fired, _QUIET
         names = {f.name for f in fired}
         return fired, [c for c in _QUIET if c.name not in names]
 
     def _add(self, epoch: int, metrics: dict[str, float]) -> tuple:
         """The state with this epoch's finite loss and val_loss taken in."""
-        t, (count, first, losses, before, best, loss_at_best, last, loss_at_last, gaps) = self.thresholds, self._state
+        t, (count, first, loss_epoch, losses, before, best, loss_at_best, last, loss_at_last, gaps) = self.thresholds, self._state
         loss, val = metrics.get("loss", math.nan), metrics.get("val_loss", math.nan)
         finite_loss = math.isfinite(loss)
         if finite_loss:
             if t.plateau_epochs and len(losses) >= t.plateau_epochs:
-                before = min(before, losses[-t.plateau_epochs][1])  # leaves the last plateau_epochs
-            count, first, losses = count + 1, first or (epoch, loss), (*losses[1 - self._kept :], (epoch, loss))
+                before = min(before, losses[-t.plateau_epochs])  # leaves the last plateau_epochs
+            count, first, loss_epoch, losses = count + 1, first or (epoch, loss), epoch, (*losses[1 - self._kept :], loss)
         if math.isfinite(val):
             at = loss if finite_loss else None
             if best is None or val < best[1]:
@@ -290,7 +294,7 @@ class RunChecks:
             last, loss_at_last = (epoch, val), at
             if finite_loss and t.gap_epochs:
                 gaps = (*gaps[-t.gap_epochs :], (epoch, val - loss, val))
-        return count, first, losses, before, best, loss_at_best, last, loss_at_last, gaps
+        return count, first, loss_epoch, losses, before, best, loss_at_best, last, loss_at_last, gaps
 
 
 class Monitor:
