@@ -123,16 +123,18 @@ class Interpreter:
     def _update(self, series: Series, event: str, change: Callable[[Series], None], check: bool = True) -> None:
         """``change`` under the store's lock, then the checks of a start or an epoch (unless ``check`` is off)."""
         seen = len(series.names.collisions)
+        if check:
+            applied = change
 
-        def checked(s: Series) -> None:
-            s.settled()
-            change(s)
-            if event == "start":
-                self.checks.start(s)
-            elif event == "epoch":
-                self._check_epoch(s)
+            def change(s: Series) -> None:
+                s.settled()
+                applied(s)
+                if event == "start":
+                    self.checks.start(s)
+                elif event == "epoch":
+                    self._check_epoch(s)
 
-        self.store.update(series, event, checked if check else change)
+        self.store.update(series, event, change)
         if len(series.names.collisions) > seen:
             for key, name in series.names.collisions[seen:]:
                 self.report(f"metric key {key!r} collides with another key; exported as gangplank_{series.phase}_{name}")
@@ -156,28 +158,37 @@ class Interpreter:
 
     def _point(self, point: floydhub.Point) -> None:
         """A FloydHub metric: points of one epoch (or step) build up that epoch's state."""
+        metric, value, epoch, step = point
         series = self._text_series("train")
-        if (point.epoch is not None and series.epoch is not None and point.epoch < series.epoch) or (
-            point.step is not None and series.step is not None and point.step < series.step
+        if (epoch is not None and series.epoch is not None and epoch < series.epoch) or (
+            step is not None and series.step is not None and step < series.step
         ):
             series = self._text_series("train", new_run=True)
-
         now = time.time()
+        if epoch is None:
+
+            def step_change(s: Series) -> None:
+                if step is not None:
+                    s.step = step
+                s.observe_one(metric, value, s.epoch)
+                s.time = now
+
+            self._update(series, "step", step_change, check=False)
+            return
 
         def change(s: Series) -> None:
-            if point.epoch is not None:
-                if point.epoch != s.epoch:
-                    s.settled()  # the previous epoch is complete: its checks see all its values
-                    s.epoch_metrics = {}
-                s.epoch = point.epoch
-                s.epoch_metrics[point.metric] = point.value
-                s.settle = self._check_epoch
-            if point.step is not None:
-                s.step = point.step
-            s.observe_one(point.metric, point.value, s.epoch)
+            if epoch != s.epoch:
+                s.settled()  # the previous epoch is complete: its checks see all its values
+                s.epoch_metrics = {}
+            s.epoch = epoch
+            s.epoch_metrics[metric] = value
+            s.settle = self._check_epoch
+            if step is not None:
+                s.step = step
+            s.observe_one(metric, value, epoch)
             s.time = now
 
-        self._update(series, "epoch" if point.epoch is not None else "step", change, check=False)
+        self._update(series, "epoch", change, check=False)
 
     def _header(self, header: keras_log.EpochHeader) -> None:
         """``Epoch i/N``: training goes on, or starts over if it ended or is back at an earlier epoch."""

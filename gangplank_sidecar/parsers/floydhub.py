@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PREFIX = b'{"metric"'
 _START = re.compile(rb"\s*" + re.escape(PREFIX))
@@ -22,9 +22,8 @@ _COMMON = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One metric value, with the epoch or step the user gave (if any)."""
+class Point(NamedTuple):
+    """One metric value, with the epoch or step the user gave (if any); a tuple: built per line, cheaply."""
 
     metric: str
     value: float
