@@ -165,7 +165,7 @@ class Interpreter:
         ):
             series = self._text_series("train", new_run=True)
         now = time.time()
-        if epoch is None:
+        if epoch is None:  # a step's value: the step, the value, its best, the time
 
             def step_change(s: Series) -> None:
                 if step is not None:
@@ -173,7 +173,10 @@ class Interpreter:
                 s.observe_one(metric, value, s.epoch)
                 s.time = now
 
-            self._update(series, "step", step_change, check=False)
+            if metric in series.metrics:  # a known key: no name to learn, no collision to report
+                self.store.update(series, "step", step_change)
+            else:
+                self._update(series, "step", step_change, check=False)
             return
 
         def change(s: Series) -> None:
