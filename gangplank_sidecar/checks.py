@@ -237,11 +237,11 @@ class RunChecks:
     """One run's checks, updated per epoch in O(metrics): ``epoch`` returns (fired, quiet).
 
     The rules above need only a few running values of the run so far: the first loss, the
-    last few losses (the epoch of the latest, the best before them), the best and the latest val_loss with the
-    loss of their epochs, the last few gaps. Each epoch updates them, so a check costs the
-    same at epoch 10 and 10000. The state is immutable values (tuples, numbers): text formats
-    bring an epoch in pieces, and the same epoch again replaces itself on the state saved
-    before it, at the cost of a tuple of references.
+    last few losses (with the epoch of the latest and the best before them), the best and the
+    latest val_loss with the loss of their epochs, the last few gaps. Each epoch updates them,
+    so a check costs the same at epoch 10 and 10000. The state is immutable values (tuples,
+    numbers): text formats bring an epoch in pieces, and the same epoch again replaces itself
+    on the state saved before it, at the cost of a tuple of references.
     """
 
     def __init__(self, thresholds: Thresholds | None = None) -> None:
