@@ -105,7 +105,6 @@ class Interpreter:
             s.params = rec.params.total
             if rec.weights is not None:
                 s.weights = rec.weights
-            s.epoch_metrics = rec.metrics
             s.observe(rec.metrics, s.epoch)
 
         self._update(series, rec.event, change)
@@ -208,7 +207,6 @@ class Interpreter:
             series = self._text_series("test")
 
             def evaluate(s: Series) -> None:
-                s.epoch_metrics = result.metrics
                 s.observe(result.metrics, None)
                 s.time = now
 
@@ -219,7 +217,6 @@ class Interpreter:
 
         def change(s: Series) -> None:
             s.epoch = epoch or 1
-            s.epoch_metrics = result.metrics
             s.observe(result.metrics, s.epoch)
             s.time = now
 

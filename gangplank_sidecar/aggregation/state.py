@@ -65,14 +65,16 @@ class Series:
         return (self.job, self.phase)
 
     def observe(self, metrics: dict[str, float], epoch: int | None, best: bool = True) -> None:
-        """Takes one record's metric values; keeps the best finite value of each key if ``best``.
+        """Takes one record's metric values; with ``best``, they are the epoch's (or evaluate's) values.
 
-        A step's values are running means within an epoch: no best is taken from them.
+        A step's values are running means within an epoch: no best is taken from them, and they
+        are not what the epoch measured. The epoch's values replace the previous epoch's.
         """
         self.names.learn(metrics)
         self.metrics.update(metrics)
         if not best:
             return
+        self.epoch_metrics = dict(metrics)  # its own: FloydHub points add to the current epoch
         bests = self.best
         for key, value in metrics.items():
             if not math.isfinite(value):
