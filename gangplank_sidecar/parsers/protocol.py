@@ -33,7 +33,8 @@ Name = Annotated[str, Field(max_length=256)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Built at first use: a stream of text formats never pays for the protocol's validators at start.
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class Params(_Model):
@@ -130,7 +131,7 @@ class End(_Record):
 
 
 Record = Annotated[Union[Start, Step, Epoch, Evaluate, End], Field(discriminator="event")]
-RECORD = TypeAdapter(Record)
+RECORD = TypeAdapter(Record, config=ConfigDict(defer_build=True))
 
 
 class UnknownVersion(ValueError):
