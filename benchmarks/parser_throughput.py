@@ -79,7 +79,75 @@ def mixed_lines(count: int, kinds: tuple[str, ...] = MIXES["emitter+floydhub+ker
                 f"1875/1875 [==============================] - 3s 1ms/step{metrics}",
             )[n // 2 % 3]
         else:
-            yield f"2025-11-25 10:15:{i % 60:02d} INFO loader: batch {i} of shard {i % 7} prefetched in {loss:.3f} ms"
+            yield noise(i, loss)
+
+
+# The streams of the mtail comparison (benchmarks/vs_mtail.py): one format each, as a real job
+# prints it, half noise, one epoch per 1,000 lines and step-level output in between.
+EPOCH_LINES = 1000
+
+
+def noise(i: int, value: float) -> str:
+    return f"2025-11-25 10:15:{i % 60:02d} INFO loader: batch {i} of shard {i % 7} prefetched in {value:.3f} ms"
+
+
+def keras3_progress(current: int, target: int, metrics: str, final: bool = False) -> str:
+    """One update of Keras 3's verbose=1 bar when its output is not a terminal: a line of its own."""
+    numdigits = len(str(target))
+    done = 20 * current // target
+    bar = f"\x1b[1m{current:{numdigits}d}/{target}\x1b[0m " + (f"\x1b[32m{BAR[:done]}\x1b[0m" if done else "")
+    bar += f"\x1b[37m{BAR[done:]}\x1b[0m"
+    timing = " \x1b[1m1s\x1b[0m 3ms/step" if final else f" \x1b[1m{(target - current) * 3 // 1000}s\x1b[0m 3ms/step"
+    return bar + timing + metrics
+
+
+def stream_lines(kind: str, count: int, seed: int = 0) -> Iterator[str]:
+    """``count`` lines of one stream: ``emitter``, ``floydhub`` or ``keras``, every second line noise.
+
+    An epoch ends every ``EPOCH_LINES`` lines: emitter step records then an epoch record;
+    FloydHub ``step`` points (loss and accuracy) then the epoch's four values; Keras 3 an
+    ``Epoch i/N`` header, progress updates (each a line: Keras' bar when piped), then the result.
+    """
+    rng = random.Random(seed)
+    epochs = count // EPOCH_LINES + 1
+    per_epoch = EPOCH_LINES // 2  # ours; the other half is noise
+    for i in range(count):
+        loss, acc = rng.random(), rng.random()
+        if i % 2:
+            yield noise(i, loss)
+            continue
+        epoch, k = i // EPOCH_LINES + 1, (i % EPOCH_LINES) // 2  # k-th line of ours in this epoch
+        step = (epoch - 1) * per_epoch + k
+        if kind == "emitter":
+            if k == per_epoch - 1:
+                yield json.dumps(
+                    {"gangplank": 1, "event": "epoch", "run": "bench", "phase": "train", "time": 1764065730.52 + i,
+                     "epoch": epoch, "elapsed_seconds": i * 0.01,
+                     "metrics": {"accuracy": acc, "loss": loss, "val_accuracy": acc, "val_loss": loss},
+                     "params": {"total": 104202, "trainable": 104202}}
+                )
+            else:
+                yield json.dumps(
+                    {"gangplank": 1, "event": "step", "run": "bench", "phase": "train", "time": 1764065730.52 + i,
+                     "step": step, "metrics": {"accuracy": acc, "loss": loss}}
+                )
+        elif kind == "floydhub":
+            last = ("loss", "accuracy", "val_loss", "val_accuracy")
+            if k >= per_epoch - len(last):
+                yield json.dumps({"metric": last[k - per_epoch + len(last)], "value": loss, "epoch": epoch})
+            else:
+                yield json.dumps({"metric": ("loss", "accuracy")[k % 2], "value": loss, "step": step // 2})
+        elif kind == "keras":
+            target = per_epoch - 1
+            metrics = f" - accuracy: {acc:.4f} - loss: {loss:.4f}"
+            if k == 0:
+                yield f"Epoch {epoch}/{epochs}"
+            elif k == per_epoch - 1:
+                yield keras3_progress(target, target, metrics + f" - val_accuracy: {acc:.4f} - val_loss: {loss:.4f}", final=True)
+            else:
+                yield keras3_progress(k, target, metrics)
+        else:
+            raise ValueError(f"no stream {kind!r}")
 
 
 def write(path: Path, count: int, kinds: tuple[str, ...] = MIXES["emitter+floydhub+keras+noise"]) -> None:

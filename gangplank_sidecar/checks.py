@@ -9,14 +9,14 @@ Metrics are Keras' names: ``loss`` (training) and ``val_loss`` (validation).
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 from gangplank_sidecar.aggregation.state import Series
 from gangplank_sidecar.parsers.protocol import Check, Weights
 
 Epochs = Sequence[tuple[int, dict[str, float]]]
+Point = tuple[int, float]  # (epoch, value)
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,12 @@ def _spelled(value: float) -> str:
 
 def non_finite(epochs: Epochs, t: Thresholds) -> Check | None:
     """A metric of the latest epoch is NaN or infinite: the run is broken from here on."""
-    if not epochs:
+    return _non_finite(*epochs[-1]) if epochs else None
+
+
+def _non_finite(epoch: int, metrics: dict[str, float]) -> Check | None:
+    if math.isfinite(sum(metrics.values())):  # then every value is finite
         return None
-    epoch, metrics = epochs[-1]
     bad = [f"{key}={_spelled(value)}" for key, value in sorted(metrics.items()) if not math.isfinite(value)]
     return _finding("non_finite", f"non-finite {', '.join(bad)} at epoch {epoch}") if bad else None
 
@@ -86,36 +89,49 @@ def non_finite(epochs: Epochs, t: Thresholds) -> Check | None:
 def divergence(epochs: Epochs, t: Thresholds) -> Check | None:
     """loss rose for ``divergence_epochs`` epochs in a row, or stands well above its first value."""
     loss = _series(epochs, "loss")
-    if len(loss) < 2:
+    window = [v for _, v in loss[-(t.divergence_epochs + 1) :]]
+    return _divergence(len(loss), loss[0] if loss else None, loss[-1][0] if loss else 0, window, t)
+
+
+def _divergence(count: int, first: Point | None, epoch: int, window: Sequence[float], t: Thresholds) -> Check | None:
+    """``window``: the last ``divergence_epochs + 1`` losses of ``count``, the last of them at ``epoch``."""
+    if count < 2 or first is None:
         return None
-    (first_epoch, first), (epoch, last) = loss[0], loss[-1]
-    if last > first + t.divergence_margin * abs(first):
-        return _finding("divergence", f"loss {last:.4g} at epoch {epoch} is above its first value {first:.4g} (epoch {first_epoch})")
-    window = loss[-(t.divergence_epochs + 1) :]
+    (first_epoch, first_loss), last = first, window[-1]
+    if last > first_loss + t.divergence_margin * abs(first_loss):
+        return _finding("divergence", f"loss {last:.4g} at epoch {epoch} is above its first value {first_loss:.4g} (epoch {first_epoch})")
     if t.divergence_epochs and len(window) == t.divergence_epochs + 1 and all(
-        _better(a, b, t.min_delta) for (_, a), (_, b) in zip(window, window[1:])
+        _better(a, b, t.min_delta) for a, b in zip(window, window[1:])
     ):
         return _finding("divergence", f"loss rose {t.divergence_epochs} epochs in a row, to {last:.4g} at epoch {epoch}")
     return None
 
 
 def overfitting(epochs: Epochs, t: Thresholds) -> Check | None:
-    """val_loss past its best for ``overfitting_patience`` epochs while loss still falls (Kepler K504)."""
+    """val_loss past its best for ``overfitting_patience`` epochs while loss still falls (Kepler K504).
+
+    Only the epochs that measured val_loss count (``validation_freq``): the others carry none.
+    """
     val = _series(epochs, "val_loss")
     loss = dict(_series(epochs, "loss"))
-    if not val or not loss:
+    if not val:
         return None
-    best_epoch, best = min(val, key=lambda ev: ev[1])
-    epoch, last_val = val[-1]
+    best, last = min(val, key=lambda ev: ev[1]), val[-1]
+    return _overfitting(best, loss.get(best[0]), last, loss.get(last[0]), t)
+
+
+def _overfitting(best: Point, loss_at_best: float | None, last: Point, loss_at_last: float | None, t: Thresholds) -> Check | None:
+    """``best`` and ``last``: the lowest (first of equals) and the latest (epoch, val_loss), with the loss of that epoch."""
+    (best_epoch, best_val), (epoch, last_val) = best, last
     since = epoch - best_epoch
-    if since < max(t.overfitting_patience, 1) or best_epoch not in loss or epoch not in loss:
+    if since < max(t.overfitting_patience, 1) or loss_at_best is None or loss_at_last is None:
         return None
-    if not loss[epoch] < loss[best_epoch]:
+    if not loss_at_last < loss_at_best:
         return None
     return _finding(
         "overfitting",
-        f"val_loss bottomed out at {best:.4g} at epoch {best_epoch} (best epoch {best_epoch}) and is {last_val:.4g} "
-        f"{since} epochs later while loss fell from {loss[best_epoch]:.4g} to {loss[epoch]:.4g}",
+        f"val_loss bottomed out at {best_val:.4g} at epoch {best_epoch} (best epoch {best_epoch}) and is {last_val:.4g} "
+        f"{since} epochs later while loss fell from {loss_at_best:.4g} to {loss_at_last:.4g}",
     )
 
 
@@ -124,8 +140,11 @@ def plateau(epochs: Epochs, t: Thresholds) -> Check | None:
     loss = _series(epochs, "loss")
     if not t.plateau_epochs or len(loss) <= t.plateau_epochs:
         return None
-    before = min(v for _, v in loss[: -t.plateau_epochs])
-    recent = min(v for _, v in loss[-t.plateau_epochs :])
+    return _plateau(min(v for _, v in loss[: -t.plateau_epochs]), min(v for _, v in loss[-t.plateau_epochs :]), t)
+
+
+def _plateau(before: float, recent: float, t: Thresholds) -> Check | None:
+    """``before``: the best loss before the last ``plateau_epochs`` epochs; ``recent``: the best of those."""
     if _better(recent, before, t.min_delta):
         return None
     return _finding("plateau", f"loss has not improved on {before:.4g} for {t.plateau_epochs} epochs (min_delta {t.min_delta:g})")
@@ -135,7 +154,11 @@ def train_val_gap(epochs: Epochs, t: Thresholds) -> Check | None:
     """val_loss - loss widened ``gap_epochs`` epochs in a row and is a good share of val_loss."""
     loss = dict(_series(epochs, "loss"))
     gaps = [(e, v - loss[e], v) for e, v in _series(epochs, "val_loss") if e in loss]
-    window = gaps[-(t.gap_epochs + 1) :]
+    return _train_val_gap(gaps[-(t.gap_epochs + 1) :], t)
+
+
+def _train_val_gap(window: Sequence[tuple[int, float, float]], t: Thresholds) -> Check | None:
+    """``window``: the last ``gap_epochs + 1`` (epoch, val_loss - loss, val_loss) of the epochs with both."""
     if not t.gap_epochs or len(window) < t.gap_epochs + 1:
         return None
     epoch, gap, val = window[-1]
@@ -190,9 +213,6 @@ def exploding_weights(first: Weights | None, last: Weights | None, t: Thresholds
     return None
 
 
-_METRIC_CHECKS: list[Callable[[Epochs, Thresholds], Check | None]] = [non_finite, divergence, overfitting, plateau, train_val_gap]
-_WEIGHT_CHECKS: list[Callable[[Weights | None, Weights | None, Thresholds], Check | None]] = [dead_weights, exploding_weights]
-
 # name -> (what it catches, Kepler code or "", severity)
 CHECKS: dict[str, tuple[str, str, str]] = {
     "non_finite": ("a NaN or infinite loss or metric", "", "error"),
@@ -205,7 +225,7 @@ CHECKS: dict[str, tuple[str, str, str]] = {
 }
 
 
-_QUIET = [Check(code=code, name=name, severity=severity, message="") for name, (_, code, severity) in CHECKS.items()]
+_QUIET = tuple(Check(code=code, name=name, severity=severity, message="") for name, (_, code, severity) in CHECKS.items())
 
 
 def quiet() -> list[Check]:
@@ -213,48 +233,68 @@ def quiet() -> list[Check]:
     return list(_QUIET)
 
 
-@dataclass
 class RunChecks:
-    """What one run's checks look at; ``epoch`` returns (fired, quiet) after each epoch.
+    """One run's checks, updated per epoch in O(metrics): ``epoch`` returns (fired, quiet).
 
-    Every check needs only the first epoch, the best loss and val_loss before the last few
-    epochs, and those last few: that view is kept, so a check costs the same at epoch 10 and 10000.
+    The rules above need only a few running values of the run so far: the first loss, the
+    last few losses (with the epoch of the latest and the best before them), the best and the
+    latest val_loss with the loss of their epochs, the last few gaps. Each epoch updates them,
+    so a check costs the same at epoch 10 and 10000. The state is immutable values (tuples,
+    numbers): text formats bring an epoch in pieces, and the same epoch again replaces itself
+    on the state saved before it, at the cost of a tuple of references.
     """
 
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    first: tuple[int, dict[str, float]] | None = None
-    tail: deque[tuple[int, dict[str, float]]] = field(default_factory=deque)
-    older_best: dict[str, tuple[int, dict[str, float]]] = field(default_factory=dict)
-    first_weights: Weights | None = None
-    last_weights: Weights | None = None
+    def __init__(self, thresholds: Thresholds | None = None) -> None:
+        self.thresholds = t = thresholds or Thresholds()
+        self._kept = max(t.divergence_epochs + 1, t.plateau_epochs, 2)  # losses kept, newest last
+        self.latest: int | None = None  # the latest epoch's number
+        self.first_weights: Weights | None = None
+        self.last_weights: Weights | None = None
+        self._state: tuple = (0, None, 0, (), math.inf, None, None, None, None, ())
+        self._before = self._state  # the state before the latest epoch
 
-    def view(self) -> list[tuple[int, dict[str, float]]]:
-        entries = {e[0]: e for e in [*([self.first] if self.first else []), *self.older_best.values(), *self.tail]}
-        return [entries[epoch] for epoch in sorted(entries)]
-
-    def _keep(self, entry: tuple[int, dict[str, float]]) -> None:
-        t = self.thresholds
-        if self.tail and self.tail[-1][0] == entry[0]:
-            self.tail.pop()
-        self.tail.append(entry)
-        self.first = self.first or entry
-        while len(self.tail) > max(t.divergence_epochs, t.plateau_epochs, t.gap_epochs) + 2:
-            old = self.tail.popleft()
-            for key in ("loss", "val_loss"):
-                value, best = old[1].get(key, math.nan), self.older_best.get(key)
-                if math.isfinite(value) and (best is None or value < best[1][key]):
-                    self.older_best[key] = old
-
-    def epoch(self, epoch: int, metrics: dict[str, float], weights: Weights | None) -> tuple[list[Check], list[Check]]:
-        self._keep((epoch, dict(metrics)))
+    def epoch(self, epoch: int, metrics: dict[str, float], weights: Weights | None) -> tuple[list[Check], Sequence[Check]]:
+        if self.latest == epoch:
+            self._state = self._before  # the same epoch again, with more of its values
+        else:
+            self._before, self.latest = self._state, epoch
+        self._state = self._add(epoch, metrics)
         if weights is not None:
             self.first_weights = self.first_weights or weights
             self.last_weights = weights
-        t, epochs = self.thresholds, self.view()
-        found = [c(epochs, t) for c in _METRIC_CHECKS] + [c(self.first_weights, self.last_weights, t) for c in _WEIGHT_CHECKS]
+        t, (count, first, loss_epoch, losses, before, best, loss_at_best, last, loss_at_last, gaps) = self.thresholds, self._state
+        found = [
+            _non_finite(epoch, metrics),
+            _divergence(count, first, loss_epoch, losses[-(t.divergence_epochs + 1) :], t),
+            None if last is None else _overfitting(best, loss_at_best, last, loss_at_last, t),
+            _plateau(before, min(losses[-t.plateau_epochs :]), t) if t.plateau_epochs and count > t.plateau_epochs else None,
+            _train_val_gap(gaps, t),
+        ]
+        if self.last_weights is not None:
+            found += [dead_weights(self.first_weights, self.last_weights, t), exploding_weights(self.first_weights, self.last_weights, t)]
         fired = [f for f in found if f is not None]
+        if not fired:
+            return fired, _QUIET
         names = {f.name for f in fired}
         return fired, [c for c in _QUIET if c.name not in names]
+
+    def _add(self, epoch: int, metrics: dict[str, float]) -> tuple:
+        """The state with this epoch's finite loss and val_loss taken in."""
+        t, (count, first, loss_epoch, losses, before, best, loss_at_best, last, loss_at_last, gaps) = self.thresholds, self._state
+        loss, val = metrics.get("loss", math.nan), metrics.get("val_loss", math.nan)
+        finite_loss = math.isfinite(loss)
+        if finite_loss:
+            if t.plateau_epochs and len(losses) >= t.plateau_epochs:
+                before = min(before, losses[-t.plateau_epochs])  # leaves the last plateau_epochs
+            count, first, loss_epoch, losses = count + 1, first or (epoch, loss), epoch, (*losses[1 - self._kept :], loss)
+        if math.isfinite(val):
+            at = loss if finite_loss else None
+            if best is None or val < best[1]:
+                best, loss_at_best = (epoch, val), at
+            last, loss_at_last = (epoch, val), at
+            if finite_loss and t.gap_epochs:
+                gaps = (*gaps[-t.gap_epochs :], (epoch, val - loss, val))
+        return count, first, loss_epoch, losses, before, best, loss_at_best, last, loss_at_last, gaps
 
 
 class Monitor:
@@ -273,6 +313,6 @@ class Monitor:
         current = self._runs.get(series.key)
         if current is None or current[0] != series.run:
             current = self._runs[series.key] = (series.run, RunChecks(self.thresholds))
-        fired, healthy = current[1].epoch(series.epoch or 0, series.metrics, series.weights)
+        fired, healthy = current[1].epoch(series.epoch or 0, series.epoch_metrics, series.weights)
         series.set_checks(healthy, fired=False)
         series.set_checks(fired)

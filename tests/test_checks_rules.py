@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT, SIDECAR, keras_env
 from gangplank_sidecar import checks
@@ -38,6 +40,7 @@ def weights(shares: list[int], nonfinite: int = 0, biggest: float = 0.9) -> Weig
 
 
 NORMAL = weights([0, 5, 20, 25, 25, 20, 5, 0])
+RULES = (checks.non_finite, checks.divergence, checks.overfitting, checks.plateau, checks.train_val_gap)
 
 
 def names(found: list[Check]) -> list[str]:
@@ -130,10 +133,10 @@ def test_a_check_clears_when_the_run_recovers() -> None:
 
 def test_text_formats_bring_an_epoch_in_pieces() -> None:
     """The same epoch seen twice (FloydHub: one metric per line) replaces, not appends."""
-    run = RunChecks()
-    run.epoch(1, {"loss": 1.0}, None)
-    run.epoch(1, {"loss": 1.0, "val_loss": 1.1}, None)
-    assert run.view() == [(1, {"loss": 1.0, "val_loss": 1.1})]
+    run = RunChecks(Thresholds(plateau_epochs=1))
+    assert run.epoch(1, {"loss": 1.0}, None)[0] == []
+    assert run.epoch(1, {"loss": 1.0, "val_loss": 1.1}, None)[0] == []  # one epoch: no plateau yet
+    assert names(run.epoch(2, {"loss": 1.0}, None)[0]) == ["plateau"]
 
 
 def test_a_long_run_is_checked_on_a_bounded_view_with_the_same_findings() -> None:
@@ -143,8 +146,8 @@ def test_a_long_run_is_checked_on_a_bounded_view_with_the_same_findings() -> Non
     run = RunChecks()
     for epoch, metrics in epochs(loss, val):
         fired, _ = run.epoch(epoch, metrics, None)
-    assert len(run.view()) <= 10
-    full = [c(epochs(loss, val), T) for c in (checks.non_finite, checks.divergence, checks.overfitting, checks.plateau, checks.train_val_gap)]
+    assert all(len(part) <= 10 for part in run._state if isinstance(part, tuple))
+    full = [c(epochs(loss, val), T) for c in RULES]
     assert fired == [c for c in full if c is not None]
     assert names(fired) == ["overfitting", "train_val_gap"] and "(best epoch 30)" in fired[0].message
     stuck = [1.0, 0.5] + [0.6] * 100
@@ -224,3 +227,24 @@ def test_thresholds_are_set_on_the_command_line() -> None:
     bad = subprocess.run([*command, "--check-threshold", "plateau=2"], input=lines, capture_output=True, timeout=60)
     assert bad.returncode == 2
     assert bad.stderr.decode().startswith("gangplank-sidecar: --check-threshold: bad check threshold 'plateau=2': expected NAME=VALUE")
+
+
+value = st.one_of(st.floats(0.0, 3.0), st.sampled_from([math.nan, math.inf, 1.0, 0.5]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.tuples(st.one_of(st.none(), value), st.one_of(st.none(), value), st.booleans()), max_size=40),
+    st.builds(Thresholds, divergence_epochs=st.integers(0, 4), overfitting_patience=st.integers(0, 4),
+              plateau_epochs=st.integers(0, 6), gap_epochs=st.integers(0, 5), min_delta=st.sampled_from([0.0, 1e-3, 0.1])),
+)  # fmt: skip
+def test_running_checks_equal_the_rules_over_the_whole_history(rows, t: Thresholds) -> None:
+    """Per epoch, RunChecks' findings are each rule's over every epoch so far (some brought in two pieces)."""
+    run, history = RunChecks(t), []
+    for epoch, (loss, val, in_pieces) in enumerate(rows, start=1):
+        metrics = {**({"loss": loss} if loss is not None else {}), **({"val_loss": val} if val is not None else {})}
+        if in_pieces and loss is not None:
+            run.epoch(epoch, {"loss": loss}, None)
+        history.append((epoch, metrics))
+        fired, _ = run.epoch(epoch, metrics, None)
+        assert fired == [f for f in (rule(history, t) for rule in RULES) if f is not None]

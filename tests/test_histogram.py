@@ -107,3 +107,49 @@ def test_counts_equal_gangplank(weights: np.ndarray, le: list[float]) -> None:
     # On the bounds themselves too; Gangplank sees the weights as float64 (see README).
     weights = np.concatenate([weights, np.float32(le)])
     assert histogram([weights], le)["counts"] == gangplank_counts(weights, le)
+
+
+@st.composite
+def even_bounds(draw) -> list[float]:
+    """Evenly spaced bounds as people write them (rounded decimals) or as a float progression."""
+    n = draw(st.integers(2, 40))
+    step = draw(st.sampled_from([0.05, 0.1, 0.25, 1.0, 1e-3, 0.3, 7.0]))
+    first = draw(st.integers(-n, 2)) * step
+    digits = draw(st.sampled_from([None, 2, 3, 6]))
+    bounds = [first + i * step if digits is None else round(first + i * step, digits) for i in range(n)]
+    return sorted(set(bounds))
+
+
+@st.composite
+def weights_near(draw, le: list[float]) -> list[np.ndarray]:
+    """Weights on the bounds, a few ulps either side of them, tiny, huge and random."""
+    picks = [le[i] for i in draw(st.lists(st.integers(0, len(le) - 1), max_size=30))]
+    values = []
+    for bound in picks:
+        for dtype in (np.float64, np.float32):
+            v = dtype(bound)
+            for _ in range(draw(st.integers(0, 3))):
+                v = np.nextafter(v, dtype(draw(st.sampled_from([-np.inf, np.inf]))))
+            values.append((dtype, v))
+    extra = draw(st.lists(st.one_of(st.floats(-3 * abs(le[-1]) - 3, 3 * abs(le[-1]) + 3), st.sampled_from(
+        [0.0, -0.0, 1e-30, -1e-30, 1e-45, 3e38, -3e38, 1e300, math.inf, math.nan])), max_size=30))  # fmt: skip
+    values += [(np.float64, np.float64(x)) for x in extra] + [(np.float32, np.float32(x)) for x in extra if abs(x) < 3e38 or not math.isfinite(x)]
+    return [np.array([v for d, v in values if d is dtype], dtype=dtype) for dtype in (np.float64, np.float32)]
+
+
+@settings(max_examples=400, deadline=None)
+@given(even_bounds().flatmap(lambda le: st.tuples(st.just(le), weights_near(le))))
+def test_evenly_spaced_bounds_count_exactly_at_the_bounds(case) -> None:
+    le, arrays = case
+    got, want = histogram(arrays, le), brute_force(arrays, le)
+    for key in ("counts", "count", "nonfinite"):
+        assert got[key] == want[key], key
+
+
+def test_the_shipped_bounds_count_a_large_array_exactly() -> None:
+    w = np.random.default_rng(1).normal(0, 0.5, 300_000).astype(np.float32)
+    w[:21] = np.float32(HISTOGRAM_WEIGHT_BUCKETS_1_0)  # and some on the bounds themselves
+    w64 = w.astype(np.float64)
+    expected = [int(np.count_nonzero(w64 <= b)) for b in HISTOGRAM_WEIGHT_BUCKETS_1_0] + [w.size]
+    assert histogram([w], HISTOGRAM_WEIGHT_BUCKETS_1_0)["counts"] == expected
+    assert histogram([w64], HISTOGRAM_WEIGHT_BUCKETS_1_0)["counts"] == expected

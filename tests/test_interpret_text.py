@@ -139,8 +139,10 @@ def test_floydhub_checks_see_each_epoch_whole() -> None:
         for epoch, loss, val_loss in [(1, 1.0, "NaN"), (2, 0.5, 0.5), (3, 0.25, "Infinity")]
         for key, value in (("loss", loss), ("val_loss", val_loss))
     ]
-    store, _ = feed(lines[:3])  # epoch 2's val_loss is not in yet: NaN is epoch 1's
-    assert store.all_runs()[0].checks["non_finite"].message == "non-finite val_loss=NaN at epoch 2"
+    store, _ = feed(lines[:2])
+    assert store.all_runs()[0].checks["non_finite"].message == "non-finite val_loss=NaN at epoch 1"
+    store, _ = feed(lines[:3])  # epoch 2's val_loss is not in yet, and epoch 1's NaN is not carried into it
+    assert "non_finite" not in store.all_runs()[0].failed_checks
     store, _ = feed(lines[:4])
     assert "non_finite" not in store.all_runs()[0].failed_checks
     store, _ = feed(lines)

@@ -133,16 +133,15 @@ class Interpreter:
     def _record(self, rec: protocol.Step | protocol.Epoch | protocol.Evaluate | protocol.End) -> None:
         self.protocol_seen = True
         series = self._series(rec)
+        if isinstance(rec, protocol.Step):
+            self._step(series, rec)
+            return
 
         def change(s: Series) -> None:
             s.time = rec.time
             if isinstance(rec, protocol.End):
                 s.status = rec.status
                 s.elapsed = rec.elapsed_seconds
-                return
-            if isinstance(rec, protocol.Step):
-                s.step = rec.step
-                s.observe(rec.metrics, s.epoch, best=False)
                 return
             if isinstance(rec, protocol.Epoch):
                 s.epoch = rec.epoch
@@ -155,19 +154,31 @@ class Interpreter:
 
         self._update(series, rec.event, change)
 
+    def _step(self, series: Series, rec: protocol.Step) -> None:
+        """A step's running means: the step, its values, the time; no best, no checks, no history."""
+
+        def change(s: Series) -> None:
+            s.time = rec.time
+            s.step = rec.step
+            s.observe(rec.metrics, s.epoch, best=False)
+
+        self._update(series, "step", change, check=False)
+
     def _update(self, series: Series, event: str, change: Callable[[Series], None], check: bool = True) -> None:
         """``change`` under the store's lock, then the checks of a start or an epoch (unless ``check`` is off)."""
         seen, dropped = len(series.names.collisions), series.dropped_values
+        if check:
+            applied = change
 
-        def checked(s: Series) -> None:
-            s.settled()
-            change(s)
-            if event == "start":
-                self.checks.start(s)
-            elif event == "epoch":
-                self._check_epoch(s)
+            def change(s: Series) -> None:
+                s.settled()
+                applied(s)
+                if event == "start":
+                    self.checks.start(s)
+                elif event == "epoch":
+                    self._check_epoch(s)
 
-        self.store.update(series, event, checked if check else change)
+        self.store.update(series, event, change)
         if series.dropped_values > dropped and self.dropped is not None:
             self.dropped(series, series.dropped_values - dropped)
         for i, (key, name) in enumerate(series.names.collisions[seen:MAX_REPORTED_COLLISIONS], seen + 1):
@@ -201,30 +212,46 @@ class Interpreter:
         A run whose first epoch is 0 counts from 0 (an index, as Lightning and XGBoost print it),
         so one is added to each of its epochs: epochs_count is the number of completed epochs.
         """
+        metric, value, epoch, step = point
         series = self._text_series("train")
-        epoch = None if point.epoch is None else point.epoch + self._floyd_offset
+        if epoch is not None:
+            epoch += self._floyd_offset
         if (epoch is not None and series.epoch is not None and epoch < series.epoch) or (
-            point.step is not None and series.step is not None and point.step < series.step
+            step is not None and series.step is not None and step < series.step
         ):
             series = self._text_series("train", new_run=True)
         if point.epoch is not None and series.epoch is None:
             self._floyd_offset = int(point.epoch == 0)
             epoch = point.epoch + self._floyd_offset
-
         now = self._now()
+        if epoch is None:  # a step's value: the step, the value, its best, the time
+
+            def step_change(s: Series) -> None:
+                if step is not None:
+                    s.step = step
+                s.observe_one(metric, value, s.epoch)
+                s.time = now
+
+            if metric in series.metrics:  # a known key: no name to learn, no collision to report
+                self.store.update(series, "step", step_change)
+            else:
+                self._update(series, "step", step_change, check=False)
+            return
+        known = epoch
 
         def change(s: Series) -> None:
-            if epoch is not None and s.epoch is not None and epoch != s.epoch:
+            if known != s.epoch:
                 s.settled()  # the previous epoch is complete: its checks see all its values
-            if epoch is not None:
-                s.epoch = epoch
-                s.settle = self._check_epoch
-            if point.step is not None:
-                s.step = point.step
-            s.observe({point.metric: point.value}, s.epoch)
+                s.epoch_metrics, s.metrics_epoch = {}, known
+            s.epoch = known
+            s.settle = self._check_epoch
+            if step is not None:
+                s.step = step
+            if s.observe_one(metric, value, known, curve=True):
+                s.epoch_metrics[metric] = value
             s.time = now
 
-        self._update(series, "epoch" if epoch is not None else "step", change, check=False)
+        self._update(series, "epoch", change, check=False)
 
     def _header(self, header: keras_log.EpochHeader) -> None:
         """``Epoch i/N``: training goes on, or starts over if it ended or is back at an earlier epoch."""

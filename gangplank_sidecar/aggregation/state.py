@@ -38,11 +38,11 @@ class Series:
     labels: dict[str, str] = field(default_factory=dict)
     framework: str | None = None
     planned_epochs: int | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    # The values measured at ``measured_epoch`` only: a metric a framework measures some epochs
-    # (validation every 4 epochs) is not carried into the history rows of the others.
-    measured: dict[str, float] = field(default_factory=dict)
-    measured_epoch: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # every key's last value: the gauges
+    # The values measured at the current epoch (or evaluate), and only those: what the history
+    # and the checks see. A val_loss every 4 epochs is not carried into the 3 between.
+    epoch_metrics: dict[str, float] = field(default_factory=dict)
+    metrics_epoch: int | None = None  # the epoch ``epoch_metrics`` belong to: its later records add to them
     names: Names = field(default_factory=Names)
     best: dict[str, tuple[float, int | None]] = field(default_factory=dict)
     epoch: int | None = None
@@ -67,20 +67,22 @@ class Series:
         return key(self.job, self.phase, self.labels)
 
     def observe(self, metrics: dict[str, float], epoch: int | None, best: bool = True) -> None:
-        """Takes one record's metric values; keeps the best finite value of each key if ``best``.
+        """Takes one record's metric values; with ``best``, they are the epoch's (or evaluate's) values.
 
-        A step's values are running means within an epoch: no best is taken from them. Keys
-        beyond ``max_keys`` (the run's first keys win) are dropped and counted in ``dropped_values``.
+        A step's values are running means within an epoch: no best is taken from them, and they
+        are not what the epoch measured. Records of one epoch (a training log, then its validation)
+        add up to the epoch's values; a new epoch's replace them. Keys beyond ``max_keys`` (the run's
+        first keys win) are dropped and counted in ``dropped_values``.
         """
         if len(self.metrics) + len(metrics) > self.max_keys:
             metrics = self._within_limit(metrics)
         self.names.learn(metrics)
         self.metrics.update(metrics)
-        if epoch != self.measured_epoch:
-            self.measured, self.measured_epoch = {}, epoch
-        self.measured.update(metrics)
         if not best:
             return
+        if epoch is None or epoch != self.metrics_epoch:
+            self.epoch_metrics, self.metrics_epoch = {}, epoch
+        self.epoch_metrics.update(metrics)
         bests = self.best
         for key, value in metrics.items():
             if epoch is not None and (key in self.curves or len(self.curves) < MAX_CURVES):
@@ -99,6 +101,22 @@ class Series:
         dropped = set(new[room:])
         self.dropped_values += len(dropped)
         return {key: value for key, value in metrics.items() if key not in dropped}
+
+    def observe_one(self, key: str, value: float, epoch: int | None, curve: bool = False) -> bool:
+        """``observe`` of one value (a FloydHub point): a few dict entries. False: dropped (--max-series)."""
+        if key not in self.metrics:
+            if len(self.metrics) >= self.max_keys:
+                self.dropped_values += 1
+                return False
+            self.names.learn((key,))
+        self.metrics[key] = value
+        if curve and epoch is not None and (key in self.curves or len(self.curves) < MAX_CURVES):
+            self.curves.setdefault(key, Curve()).add(epoch, value)
+        if math.isfinite(value):
+            best = self.best.get(key)
+            if best is None or (value < best[0] if lower_is_better(key) else value > best[0]):
+                self.best[key] = (value, epoch)
+        return True
 
     def set_checks(self, checks: list[Check], fired: bool = True) -> None:
         """Known checks, as fired (1) or passed (0): a healthy run shows zeros, not nothing."""

@@ -9,18 +9,23 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from gangplank_sidecar.parsers.protocol import MAX_COUNT
 
 PREFIX = b'{"metric"'
 _START = re.compile(rb"\s*" + re.escape(PREFIX))
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+# The common shape, as json.dumps and most hand-written prints give it: an ASCII name without
+# escapes, a JSON number, one of step or epoch. Anything else takes the JSON decoder.
+_COMMON = re.compile(
+    rb'[ \t\r\n]*\{"metric": ?"([ !#-\[\]-~]{1,256})", ?"value": ?(-?(?:0|[1-9]\d{0,30})(\.\d{1,30})?([eE][-+]?\d{1,3})?)'
+    rb', ?"(step|epoch)": ?(0|[1-9]\d{0,17})\}[ \t\r\n]*'
+)
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One metric value, with the epoch or step the user gave (if any)."""
+class Point(NamedTuple):
+    """One metric value, with the epoch or step the user gave (if any); a tuple: built per line, cheaply."""
 
     metric: str
     value: float
@@ -34,6 +39,17 @@ def parse(line: bytes) -> list[Point]:
     Raises ValueError, with the reason, for a line that starts with ``{"metric"`` but is
     not valid JSON or lacks a metric name or a numeric value.
     """
+    common = _COMMON.fullmatch(line)
+    if common:
+        metric, number, fraction, exponent, index, n = common.groups()
+        value = float(number) if fraction or exponent else float(int(number))  # JSON: an int, then float
+        at = int(n)
+        return [Point(metric.decode("ascii"), value, at if index == b"epoch" else None, at if index == b"step" else None)]
+    return _parse(line)
+
+
+def _parse(line: bytes) -> list[Point]:
+    """The full parser, for any line (``parse`` takes the common shape without it)."""
     if not _START.match(line):
         return []
     try:

@@ -58,10 +58,12 @@ def parse(line: bytes) -> list[EpochHeader | Result]:
     if not candidate(line):
         return []
     marker = line.find(MARKER)
-    finished = marker < 0
-    if not finished:
-        line = line[:marker]
-    segment = _final_segment(line)
+    segment = _last_segment(line if marker < 0 else line[:marker])
+    return [] if _unfinished(segment) else _items(_cleaned(segment), finished=marker < 0)
+
+
+def _items(segment: bytes, finished: bool) -> list[EpochHeader | Result]:
+    """The full parse of a final segment (cleaned): its header, or its result if ``finished``."""
     header = _HEADER.fullmatch(segment)
     if header:
         return [EpochHeader(int(header[1]), int(header[2]))]
@@ -77,11 +79,31 @@ def candidate(line: bytes) -> bool:
     return b"Epoch " in line or (b" - " in line and b": " in line)
 
 
-def _final_segment(line: bytes) -> bytes:
-    """What is left on screen after the bar's last rewrite, without colours or backspaces."""
+def _last_segment(line: bytes) -> bytes:
+    """What follows the bar's last ``\\r``: the last rewrite, the one a terminal finally shows."""
     line = line.rstrip(b"\r\n")
-    segment = line[line.rfind(b"\r") + 1 :]
+    return line[line.rfind(b"\r") + 1 :]
+
+
+def _unfinished(segment: bytes) -> bool:
+    """A bar whose step counter is short of its target: neither a header nor a result.
+
+    A few byte operations decide the shapes Keras prints (``  12/75 ...`` and Keras 3's
+    ``\\x1b[1m 12/75\\x1b[0m ...``); any other segment is left to the regexes (False).
+    """
+    head = segment[:64].lstrip(b" ")
+    if head[:4] == b"\x1b[1m":
+        head = head[4:].lstrip(b" ")
+    current, slash, rest = head.partition(b"/")
+    if not slash or not current.isdigit():
+        return False
+    after = rest.lstrip(b"0123456789")
+    digits = len(rest) - len(after)
+    return digits > 0 and (after[:1] == b" " or after[:5] == b"\x1b[0m ") and int(current) != int(rest[:digits])
+
+
+def _cleaned(segment: bytes) -> bytes:
+    """The segment without colours or backspaces."""
     if b"\x1b" in segment:
         segment = _ANSI.sub(b"", segment)
     return segment.replace(b"\x08", b"")
-

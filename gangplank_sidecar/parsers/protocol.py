@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, TypeAdapter, ValidationError, field_validator, model_validator
 
 MARKER = b'{"gangplank":'
 VERSION = 1
@@ -27,13 +27,14 @@ MAX_CHECKS = 256  # checks in one record: each one is a series too
 Phase = Literal["train", "test"]
 Metrics = dict[str, float]  # metric values may be NaN or infinite (the design's "NaN"/"Infinity" strings)
 Seconds = Annotated[float, Field(ge=0, lt=MAX_TIME, allow_inf_nan=False)]  # a Unix time or a duration
-Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Count = Annotated[int, Strict(), Field(ge=0, le=MAX_COUNT)]  # strict: JSON true or 3.0 is no count
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Name = Annotated[str, Field(max_length=256)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Built at first use: a stream of text formats never pays for the protocol's validators at start.
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class Params(_Model):
@@ -107,7 +108,7 @@ class Step(_Record):
 
 class Epoch(_Record):
     event: Literal["epoch"]
-    epoch: int = Field(ge=1, le=MAX_COUNT)
+    epoch: Annotated[int, Strict(), Field(ge=1, le=MAX_COUNT)]
     elapsed_seconds: Seconds
     metrics: Metrics
     params: Params
@@ -130,7 +131,7 @@ class End(_Record):
 
 
 Record = Annotated[Union[Start, Step, Epoch, Evaluate, End], Field(discriminator="event")]
-RECORD = TypeAdapter(Record)
+RECORD = TypeAdapter(Record, config=ConfigDict(defer_build=True))
 
 
 class UnknownVersion(ValueError):

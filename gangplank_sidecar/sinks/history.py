@@ -101,7 +101,7 @@ class HistorySink:
         if event not in _WRITTEN:
             return
         checks = tuple((c.name, c.code, c.severity, c.message, c.name in s.failed_checks) for c in s.checks.values())
-        metrics = dict(s.measured) if event == "epoch" else dict(s.metrics) if event == "evaluate" else None
+        metrics = dict(s.epoch_metrics) if event in ("epoch", "evaluate") else None
         self._queue.put(
             _Record(event, s.run, s.phase, s.job, s.started, s.time, s.epoch, metrics, s.status, s.params,
                     s.framework, s.planned_epochs, s.elapsed, s.source, checks,

@@ -1,0 +1,137 @@
+"""Every fast path of the parsers gives the same items (or the same error) as its full parser.
+
+Lines are drawn near the fast paths' edges: the shapes they take, one piece off.
+"""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from gangplank_sidecar.parsers import floydhub, keras_log
+
+
+def outcome(parse, line: bytes) -> tuple[str, object]:
+    try:
+        return "items", parse(line)
+    except ValueError as exc:
+        return "error", str(exc)
+
+
+def keras_full(line: bytes) -> list:
+    """keras_log.parse without its byte-level rejection of unfinished bars."""
+    if not keras_log.candidate(line):
+        return []
+    marker = line.find(keras_log.MARKER)
+    segment = keras_log._last_segment(line if marker < 0 else line[:marker])
+    return keras_log._items(keras_log._cleaned(segment), finished=marker < 0)
+
+
+digits = st.one_of(st.integers(0, 120).map(str), st.sampled_from(["0", "00", "075", "75", "7" * 20, ""]))
+keras_piece = st.sampled_from(
+    [" ", "  ", "\x1b[1m", "\x1b[0m", "\x1b[0m ", "\x1b[32m", "\x08", "\r", "/", "s", "ms", "━", "━━━━━━━━━━", "[=====>....]",
+     " 0s 3ms/step", " - loss: 0.5", " - accuracy: 0.9", " - val_loss: 1e-3", " - 0s", "Epoch 3/10", "9", "x: 1", "\n",
+     '{"gangplank": 1}']
+)
+
+
+@st.composite
+def mutated(draw, line: str) -> bytes:
+    """``line`` with up to two pieces inserted, dropped or replaced: a near miss, or the line itself."""
+    for _ in range(draw(st.sampled_from([0, 0, 1, 1, 2]))):
+        at = draw(st.integers(0, len(line)))
+        cut = draw(st.integers(0, 3))
+        line = line[:at] + draw(st.one_of(st.just(""), keras_piece, st.text(max_size=2))) + line[at + cut :]
+    return line.encode("utf-8", "surrogatepass")
+
+
+@st.composite
+def keras_lines(draw) -> bytes:
+    current, target = draw(digits), draw(digits)
+    if draw(st.booleans()):
+        width = len(target)
+        done = "━" * draw(st.integers(0, 20))
+        line = (f"\x1b[1m{current:>{width}}/{target}\x1b[0m \x1b[32m{done}\x1b[0m\x1b[37m━\x1b[0m \x1b[1m0s\x1b[0m 3ms/step"
+                f" - accuracy: 0.5 - loss: 0.25")  # fmt: skip
+        return draw(mutated(line))
+    head = draw(st.lists(st.sampled_from([" ", "\x1b[1m", "\x08", "\r", "Epoch "]), max_size=3))
+    tail = draw(st.lists(keras_piece, max_size=8))
+    return "".join([*head, f"{current}/{target}" if draw(st.booleans()) else current, *tail]).encode()
+
+
+@settings(max_examples=3000, deadline=None)
+@given(keras_lines())
+@example("\x1b[1m 12/75\x1b[0m \x1b[32m━━━\x1b[0m\x1b[37m━\x1b[0m \x1b[1m0s\x1b[0m 3ms/step - loss: 0.5".encode())
+@example("\x1b[1m75/75\x1b[0m \x1b[32m━━━━\x1b[0m \x1b[1m1s\x1b[0m 3ms/step - loss: 0.5 - val_loss: 0.6".encode())
+@example(b"075/75 - 0s - loss: 0.5")
+@example(b"7/7\x1b[0m5 - loss: 0.5")
+@example(b"75/7\x1b[0m5 - loss: 0.5")
+def test_keras_rejection_of_unfinished_bars_matches_the_full_parser(line: bytes) -> None:
+    assert keras_log.parse(line) == keras_full(line)
+
+
+@given(st.binary(max_size=200))
+def test_keras_rejection_on_arbitrary_bytes(line: bytes) -> None:
+    assert keras_log.parse(line) == keras_full(line)
+
+
+def test_keras_rejection_really_skips_the_regexes() -> None:
+    """An unfinished Keras 3 bar is decided before any regex; a complete one still gives its result."""
+    unfinished = "\x1b[1m 12/75\x1b[0m \x1b[32m━━━\x1b[0m\x1b[37m━\x1b[0m \x1b[1m0s\x1b[0m 3ms/step - loss: 0.5".encode()
+    assert keras_log._unfinished(keras_log._last_segment(unfinished)) is True
+    finished = unfinished.replace(b"12/75", b"75/75")
+    assert keras_log._unfinished(keras_log._last_segment(finished)) is False
+    assert keras_log.parse(finished) == [keras_log.Result({"loss": 0.5})]
+
+
+number = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.integers(-(10**40), 10**40).map(str),
+    st.sampled_from(["-0", "0", "00", "-", "1.", ".5", "1e5", "1E+400", "1e-400", "-1.5e3", "NaN", "Infinity", '"NaN"', "true",
+                     "1" * 31, "1" * 32, "0.1234567890123456789012345678901"]),
+)  # fmt: skip
+name = st.one_of(st.sampled_from(["loss", "val_loss", "acc", "", 'a"b', "a\\b", "é", "x" * 256, "x" * 257, "\x7f"]), st.text(max_size=8))
+index = st.one_of(st.integers(-3, 10**20).map(str), st.sampled_from(["007", "1.0", "-0", '"3"', "null", "true"]))
+space = st.sampled_from(["", " ", "  ", "\t", "\n", "\r"])
+
+
+@st.composite
+def floydhub_lines(draw) -> bytes:
+    key = draw(st.sampled_from(["step", "epoch", "step", "epoch", "steps", "Step"]))
+    if draw(st.integers(0, 3)):  # json.dumps' shape, then maybe a near miss
+        value = draw(st.one_of(st.floats(-1e6, 1e6), st.floats(), st.integers(-(10**40), 10**40), st.sampled_from([-0.0, 1e300, 5e-324])))
+        line = json.dumps({"metric": draw(name), "value": value, key: draw(st.one_of(st.integers(0, 10**6), st.integers(-2, 10**19)))})
+        if draw(st.booleans()):
+            line = line.replace(", ", ",").replace(": ", ":")
+        return draw(mutated(line))
+    parts = [draw(space), '{"metric":', draw(space), json.dumps(draw(name)) if draw(st.booleans()) else f'"{draw(name)}"', ",",
+             draw(space), '"value":', draw(space), draw(number)]  # fmt: skip
+    if draw(st.booleans()):
+        parts += [",", draw(space), f'"{key}":', draw(space), draw(index)]
+    if draw(st.booleans()):
+        parts += [', "epoch": 2']
+    parts += [draw(st.sampled_from(["}", "} ", "}x", "", "}}"])), draw(space)]
+    return "".join(parts).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(floydhub_lines())
+@example(b'{"metric": "loss", "value": -0, "step": 0}')
+@example(b'{"metric": "loss", "value": 1E+400, "epoch": 12}')
+@example(b'{"metric": "loss", "value": 5, "step": 007}')
+@example(b'{"metric":"loss","value":0.25,"epoch":3}\r')
+def test_floydhub_common_shape_matches_the_full_parser(line: bytes) -> None:
+    assert outcome(floydhub.parse, line) == outcome(floydhub._parse, line)
+
+
+@given(st.binary(max_size=120))
+def test_floydhub_common_shape_on_arbitrary_bytes(line: bytes) -> None:
+    assert outcome(floydhub.parse, b'{"metric"' + line) == outcome(floydhub._parse, b'{"metric"' + line)
+
+
+def test_floydhub_common_shape_is_taken() -> None:
+    line = b'{"metric": "loss", "value": 0.25, "step": 12}'
+    assert floydhub._COMMON.fullmatch(line) is not None
+    assert floydhub.parse(line) == [floydhub.Point("loss", 0.25, None, 12)]
