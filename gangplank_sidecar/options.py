@@ -8,6 +8,7 @@ imports nothing of the sidecar but the environment helper, so the SQLite reader 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass, field
 
 from gangplank_sidecar.environment import env
@@ -17,7 +18,7 @@ GROUPS = {
     "delivery": "delivery (secrets only from files or the environment)",
     "node agent": "node agent (one per Kubernetes node, reading every container's logs)",
 }
-_UNSET = (None, "", [])
+_UNSET: tuple[object, ...] = (None, "", [])
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Option:
     split: str | None = None  # a repeatable flag: how its environment variable separates the items
     secret_env: str | None = None  # a file option: the variable that may hold the secret itself
     group: str | None = None
-    argparse: dict[str, object] = field(default_factory=dict)  # metavar, type, action, choices, ...
+    kwargs: dict[str, object] = field(default_factory=dict)  # argparse's: metavar, type, action, choices, ...
 
     @property
     def dest(self) -> str:
@@ -42,7 +43,7 @@ class Option:
         return f" [{self.env}{how}{alternative}]"
 
     def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-        kwargs = dict(self.argparse)
+        kwargs = dict(self.kwargs)
         if self.split is not None:
             kwargs.update(action="append", default=[])
         parser.add_argument(self.flag, help=(self.help + self.env_note()).strip(), **kwargs)  # type: ignore[arg-type]
@@ -62,7 +63,7 @@ class Option:
 
 def _o(flag: str, help: str, env: str | None = None, **kwargs: object) -> Option:
     fields = {k: kwargs.pop(k) for k in ("split", "secret_env", "group") if k in kwargs}
-    return Option(flag, help, env, argparse=kwargs, **fields)  # type: ignore[arg-type]
+    return Option(flag, help, env, kwargs=kwargs, **fields)  # type: ignore[arg-type]
 
 
 OPTIONS = (
@@ -150,7 +151,7 @@ def add_options(parser: argparse.ArgumentParser, group: str | None, **extra: dic
     for option in OPTIONS:
         if option.group == group:
             if option.dest in extra:
-                option = Option(option.flag, option.help, option.env, option.split, option.secret_env, option.group, {**option.argparse, **extra[option.dest]})
+                option = dataclasses.replace(option, kwargs={**option.kwargs, **extra[option.dest]})
             option.add_to(target)
 
 
