@@ -3,6 +3,7 @@ framework values as exact floats, and a core that imports no framework."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import subprocess
@@ -269,3 +270,13 @@ def test_the_pytorch_lightning_package_has_its_own_emitter(tmp_path: Path) -> No
     assert records[0]["framework"] == f"pytorch_lightning-{pytorch_lightning.__version__}/torch-{torch.__version__}"
     assert records[0]["params"] == {"total": 3, "trainable": 3}
     assert records[2]["metrics"] == {"loss": trainer.callback_metrics["loss"].item()}
+
+
+@pytest.mark.parametrize("module", ["gangplank_emitter.transformers", "gangplank_emitter.lightning", "gangplank_emitter.pytorch_lightning"])
+def test_every_framework_checks_step_every_as_keras_does(module: str) -> None:
+    emitter = importlib.import_module(module).Emitter
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError) as error:
+            emitter(step_every=bad)
+        assert str(error.value) == f"step_every must be a whole number of batches, 1 or more (or None: no step records), not {bad!r}"
+    assert emitter(step_every=2).step_every == 2

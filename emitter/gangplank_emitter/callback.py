@@ -25,6 +25,7 @@ from gangplank_emitter.checks import (
     trainable_by_layer,
 )
 from gangplank_emitter.run import Run
+from gangplank_emitter.values import steps
 
 
 class Emitter(keras.callbacks.Callback):
@@ -41,8 +42,7 @@ class Emitter(keras.callbacks.Callback):
         """``checks``: False turns Kepler's checks off; ``{"ignore": ["K102"], "updates": True}``
         drops codes and turns on the per-epoch update-ratio checks (which keep a weight copy)."""
         super().__init__()
-        if step_every is not None and (isinstance(step_every, bool) or not isinstance(step_every, int) or step_every < 1):
-            raise ValueError(f"step_every must be a whole number of batches, 1 or more (or None: no step records), not {step_every!r}")
+        steps(step_every)
         self.run = Run(
             job,
             file,

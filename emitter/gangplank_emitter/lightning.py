@@ -9,9 +9,6 @@ Trainer calls either (its hooks are looked up by name); the hooks are in ``light
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-
 try:
     import lightning.pytorch as pl
     from lightning import __version__ as _version
@@ -27,15 +24,5 @@ from gangplank_emitter.lightning_hooks import LightningHooks
 
 
 class Emitter(LightningHooks, pl.Callback):
-    def __init__(
-        self,
-        file: str | os.PathLike[str] | None = None,
-        metrics: Sequence[str] | None = None,
-        histogram_buckets: Sequence[float] | None = None,
-        ignore_exceptions: bool = True,
-        job: str | None = None,
-        step_every: int | None = None,
-    ) -> None:
-        super().__init__(
-            file, metrics, histogram_buckets, ignore_exceptions, job, step_every, package=_package, version=_version
-        )
+    package = _package
+    version = _version

@@ -14,9 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from gangplank_emitter.torch_run import TorchRun, framework, params, scalars, trainable
+from gangplank_emitter.values import steps
 
 
 class LightningHooks:
+    package = ""  # the Lightning package the Emitter is built on, and its version, for the start record
+    version = ""
+
     def __init__(
         self,
         file: str | os.PathLike[str] | None = None,
@@ -25,9 +29,6 @@ class LightningHooks:
         ignore_exceptions: bool = True,
         job: str | None = None,
         step_every: int | None = None,
-        *,
-        package: str,
-        version: str,
     ) -> None:
         """``step_every=N``: a step record every N optimizer steps (``trainer.global_step``)."""
         super().__init__()
@@ -37,9 +38,9 @@ class LightningHooks:
             metrics=metrics,
             histogram_buckets=histogram_buckets,
             ignore_exceptions=ignore_exceptions,
-            framework=framework(package, version),
+            framework=framework(self.package, self.version),
         )
-        self.step_every = step_every
+        self.step_every = steps(step_every)
         self._last_step = 0
         self._val_keys: set[str] = set()
         self._before: set[str] = set()

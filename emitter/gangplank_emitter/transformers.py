@@ -18,6 +18,7 @@ import transformers
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from gangplank_emitter.torch_run import TorchRun, framework, params, scalars, trainable
+from gangplank_emitter.values import steps
 
 # What the Trainer adds to its own logs: not a measurement of the model.
 _BOOKKEEPING = ("epoch", "step", "total_flos")
@@ -48,7 +49,7 @@ class Emitter(TrainerCallback):
             ignore_exceptions=ignore_exceptions,
             framework=framework("transformers", transformers.__version__),
         )
-        self.step_every = step_every
+        self.step_every = steps(step_every)
         self._in_fit = self._testing = False
         self._last_step = 0
         self._epochs = 0

@@ -44,6 +44,8 @@ def parse(line: bytes) -> list[Point]:
         metric, number, fraction, exponent, index, n = common.groups()
         value = float(number) if fraction or exponent else float(int(number))  # JSON: an int, then float
         at = int(n)
+        if at > MAX_COUNT:
+            return _parse(line)  # its error says why
         return [Point(metric.decode("ascii"), value, at if index == b"epoch" else None, at if index == b"step" else None)]
     return _parse(line)
 
