@@ -19,7 +19,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +89,24 @@ def _same_file(path: str, tail: _Tail) -> bool:
     except OSError:
         return True  # gone: nothing to read there
     return (st.st_dev, st.st_ino) == (tail.dev, tail.ino)
+
+
+def watch(
+    dirs: list[str], stop: threading.Event, timeout_ms: int, watch_filter: Callable[[watchfiles.Change, str], bool] | None = None
+) -> Iterator[set[tuple[watchfiles.Change, str]]]:
+    """watchfiles' watch as the followers use it: these directories only (no recursion), a batch at
+    least every ``timeout_ms`` even when nothing changed, and an end of its own when ``stop`` is set."""
+    return watchfiles.watch(
+        *dirs,
+        watch_filter=watch_filter or watchfiles.DefaultFilter(),
+        debounce=DEBOUNCE_MS,
+        step=STEP_MS,
+        stop_event=stop,
+        rust_timeout=timeout_ms,
+        yield_on_timeout=True,
+        recursive=False,
+        raise_interrupt=False,
+    )
 
 
 class Follower:
@@ -206,17 +224,7 @@ class Follower:
         while not stop.is_set() and not done():
             dirs = self._watch_dirs()
             try:
-                for _ in watchfiles.watch(  # ends by itself when ``stop`` is set
-                    *dirs,
-                    watch_filter=self._relevant,
-                    debounce=DEBOUNCE_MS,
-                    step=STEP_MS,
-                    stop_event=stop,
-                    rust_timeout=RESCAN_MS,
-                    yield_on_timeout=True,
-                    recursive=False,
-                    raise_interrupt=False,
-                ):
+                for _ in watch(dirs, stop, RESCAN_MS, self._relevant):
                     self.scan()
                     if done() or self._watch_dirs() != dirs:
                         break

@@ -35,7 +35,7 @@ from gangplank_sidecar.aggregation.state import Key, Series, Store, key
 from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.sources import cri
 from gangplank_sidecar.sources.checkpoint import Checkpoints
-from gangplank_sidecar.sources.files import DEBOUNCE_MS, STEP_MS, Follower
+from gangplank_sidecar.sources.files import Follower, watch
 
 FULL_SCAN = 5.0
 POLL = 2.0
@@ -186,16 +186,7 @@ class KubernetesLogs(Follower):
                 continue
             dirs = self._watch_dirs()
             try:
-                for changes in watchfiles.watch(
-                    *dirs,
-                    debounce=DEBOUNCE_MS,
-                    step=STEP_MS,
-                    stop_event=stop,
-                    rust_timeout=WAKE_MS,
-                    yield_on_timeout=True,
-                    recursive=False,
-                    raise_interrupt=False,
-                ):
+                for changes in watch(dirs, stop, WAKE_MS):
                     self._changed(changes)
                     if done() or self._watch_dirs() != dirs:
                         break
