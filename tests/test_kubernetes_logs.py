@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -183,6 +185,26 @@ def test_a_fresh_agent_reads_the_plain_rotated_file_first(tmp_path: Path) -> Non
     assert agent.lines() == [b"old", b"new"]
 
 
+@contextlib.contextmanager
+def following(agent: Agent) -> Iterator[threading.Thread]:
+    """The agent's follow loop in a thread, stopped and joined at the end of the block."""
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.source.follow, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 def test_no_watches_left_means_periodic_scans_reported_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_watches(*args: object, **kwargs: object) -> None:
         raise OSError("OS file watch limit reached")
@@ -192,21 +214,10 @@ def test_no_watches_left_means_periodic_scans_reported_once(tmp_path: Path, monk
     k = Kubelet(tmp_path)
     k.write("ml", "p", "c", cri("one"))
     agent = Agent(tmp_path)
-    stop = threading.Event()
-    thread = threading.Thread(target=agent.source.follow, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not agent.source.polling:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    with following(agent):
+        until(lambda: agent.source.polling)
         k.write("ml", "q", "c", cri("two"))
-        while agent.lines() != [b"one", b"two"]:
-            assert time.monotonic() < deadline, agent.lines()
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        thread.join(10)
+        until(lambda: agent.lines() == [b"one", b"two"])
     assert agent.source.polling
     (reported,) = [r for r in agent.reports if "cannot watch" in r]
     assert re.fullmatch(
@@ -220,25 +231,12 @@ def test_follow_with_real_watches_finds_a_new_pod_and_new_lines(tmp_path: Path) 
     k = Kubelet(tmp_path)
     k.write("ml", "p", "c", cri("one"))
     agent = Agent(tmp_path)
-    stop = threading.Event()
-    thread = threading.Thread(target=agent.source.follow, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while agent.lines() != [b"one"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    with following(agent) as thread:
+        until(lambda: agent.lines() == [b"one"])
         k.write("ml", "later", "c", cri("two"))
-        while agent.lines() != [b"one", b"two"]:
-            assert time.monotonic() < deadline, agent.lines()
-            time.sleep(0.05)
+        until(lambda: agent.lines() == [b"one", b"two"])
         k.write("ml", "later", "c", cri("three"))
-        while agent.lines() != [b"one", b"two", b"three"]:
-            assert time.monotonic() < deadline, agent.lines()
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        thread.join(10)
+        until(lambda: agent.lines() == [b"one", b"two", b"three"])
     assert not agent.source.polling and not thread.is_alive()
 
 
