@@ -10,6 +10,7 @@ import json
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from gangplank_sidecar import parsers
 from gangplank_sidecar.parsers import floydhub, keras_log
 
 
@@ -135,3 +136,41 @@ def test_floydhub_common_shape_is_taken() -> None:
     line = b'{"metric": "loss", "value": 0.25, "step": 12}'
     assert floydhub._COMMON.fullmatch(line) is not None
     assert floydhub.parse(line) == [floydhub.Point("loss", 0.25, None, 12)]
+
+
+# ``auto``'s prefilter: a line without any byte or word of ours is "other" before any format looks at it.
+framework_piece = st.sampled_from(
+    ["{", "|", "[", "]", "\t", "Epoch ", "Epoch 3/10", " - ", " - loss: 0.5", "%|", "100%|██████████| 16/16 [00:00<00:00]",
+     "/? [", "{'loss': 0.5, 'epoch': 1.0}", '{"metric": "loss", "value": 0.5, "step": 1}', '{"gangplank": 1}',
+     "[3]\tvalidation_0-logloss:0.5", "[3]\ttraining's auc: 0.9", " metric", "\r", "loss: 0.5", "-", "E"]
+)
+
+
+@st.composite
+def framework_lines(draw) -> bytes:
+    noise = "2025-11-25 10:15:07 INFO loader: batch 7 of shard 0 prefetched in 0.123 ms"
+    pieces = draw(st.lists(st.one_of(framework_piece, st.text(max_size=4), st.just(noise)), max_size=6))
+    return "".join(pieces).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(framework_lines())
+@example(b"Epoch 3/10")
+@example(b" - 20s - loss: 0.4097 - acc: 0.8078")
+@example(b"[11]\tvalidation_0-logloss:0.05123")
+def test_auto_prefilter_matches_the_formats(line: bytes) -> None:
+    assert outcome(parsers.PARSERS["auto"], line) == outcome(parsers._formats, line)
+
+
+@given(st.binary(max_size=200))
+def test_auto_prefilter_on_arbitrary_bytes(line: bytes) -> None:
+    assert outcome(parsers.PARSERS["auto"], line) == outcome(parsers._formats, line)
+
+
+def test_auto_prefilter_really_skips_the_formats(monkeypatch) -> None:
+    called = []
+    monkeypatch.setattr(parsers, "_formats", lambda line: called.append(line))
+    assert parsers.PARSERS["auto"](b"2025-11-25 10:15:07 INFO loader: batch 7 of shard 0 prefetched in 0.123 ms") is parsers.OTHER
+    assert called == []
+    parsers.PARSERS["auto"](b"[LightGBM] [Info] Number of data points: 7")
+    assert called == [b"[LightGBM] [Info] Number of data points: 7"]

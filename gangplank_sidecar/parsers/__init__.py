@@ -32,7 +32,21 @@ def parse(line: bytes, fmt: str = "auto") -> Parsed:
 # regex or a decode): most lines of a log are none of ours.
 
 
+# Every line ``_formats`` claims holds one of these bytes ({ of a dict or JSON, | and [ of a bar
+# or a boosting round) or one of ``_WORDS`` (Keras' header and results): one C pass over the
+# line tells the rest, most of a log, apart.
+_MARKS = b"{|["
+_WORDS = (b"Epoch ", b" - ")
+
+
 def _auto(line: bytes) -> Parsed:
+    if len(line.translate(None, _MARKS)) == len(line) and _WORDS[0] not in line and _WORDS[1] not in line:
+        return OTHER
+    return _formats(line)
+
+
+def _formats(line: bytes) -> Parsed:
+    """``auto`` without the prefilter: each format's own byte test, then its parser."""
     if protocol.MARKER in line:
         return "gangplank", protocol.parse(line)
     if floydhub.PREFIX in line:
