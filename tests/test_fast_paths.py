@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gangplank_sidecar import parsers
-from gangplank_sidecar.parsers import floydhub, keras_log
+from gangplank_sidecar.parsers import floydhub, keras_log, transformers_log
 
 
 def outcome(parse, line: bytes) -> tuple[str, object]:
@@ -174,3 +174,44 @@ def test_auto_prefilter_really_skips_the_formats(monkeypatch) -> None:
     assert called == []
     parsers.PARSERS["auto"](b"[LightGBM] [Info] Number of data points: 7")
     assert called == [b"[LightGBM] [Info] Number of data points: 7"]
+
+
+# transformers: a flat dict of numbers is read by one regex; ``_full`` (ast.literal_eval) reads any dict.
+trainer_piece = st.sampled_from(
+    ["'loss'", "'epoch'", "'eval_loss'", ": ", ", ", "'0.5'", "0.5", "1e-3", "'1e-3'", "nan", "inf", "-inf", "'nan'", "True",
+     "None", "'a b'", "[1]", "{", "}", "'", '"', "np.float64(0.5)", "1_0", "0x1", ".5", "5.", "+1", "--1", "1e400"]
+)
+
+
+@st.composite
+def trainer_dicts(draw) -> bytes:
+    pairs = draw(st.lists(st.tuples(st.sampled_from(["loss", "epoch", "eval_loss", "grad_norm", "a.b", "x-y"]),
+                                    st.sampled_from(["0.5", "'0.5'", "1e-05", "'1e-05'", "3", "'3'", "nan", "'inf'", "-0.0"])),
+                          min_size=1, max_size=4))  # fmt: skip
+    line = "{" + ", ".join(f"'{key}': {value}" for key, value in pairs) + "}"
+    return draw(mutated(line)) if draw(st.booleans()) else (line + draw(trainer_piece)).encode()
+
+
+def same_values(fast: dict | None, full: dict | None) -> bool:
+    """The fast path declines (None: the full parser reads the line) or finds the full parser's values."""
+    return fast is None or full is not None and fast.keys() == full.keys() and all(
+        x == y or (x != x and y != y) for x, y in zip(fast.values(), full.values()))  # fmt: skip
+
+
+@settings(max_examples=3000, deadline=None)
+@given(trainer_dicts())
+@example(b"{'loss': '0.6931', 'grad_norm': '1.234', 'learning_rate': '0.0009', 'epoch': '0.5'}")
+@example(b"{'loss': nan, 'epoch': 1.0}")
+def test_transformers_flat_dicts_match_the_full_parser(line: bytes) -> None:
+    fast = transformers_log._fast(line)
+    assert same_values(fast, transformers_log._full(line))
+
+
+@given(st.binary(max_size=120))
+def test_transformers_flat_dicts_on_arbitrary_bytes(line: bytes) -> None:
+    assert same_values(transformers_log._fast(line), transformers_log._full(line))
+
+
+def test_transformers_flat_dict_is_taken() -> None:
+    line = b"{'loss': '0.6931', 'grad_norm': 1.5, 'epoch': '0.5'}"
+    assert transformers_log._fast(line) == {"loss": 0.6931, "grad_norm": 1.5, "epoch": 0.5}
