@@ -158,6 +158,7 @@ def framework_lines(draw) -> bytes:
 @example(b"Epoch 3/10")
 @example(b" - 20s - loss: 0.4097 - acc: 0.8078")
 @example(b"[11]\tvalidation_0-logloss:0.05123")
+@example(b"Epoch 0: |          | 5/? [00:00<?, ?it/s, loss=0.5]")
 def test_auto_prefilter_matches_the_formats(line: bytes) -> None:
     assert outcome(parsers.PARSERS["auto"], line) == outcome(parsers._formats, line)
 
@@ -171,9 +172,10 @@ def test_auto_prefilter_really_skips_the_formats(monkeypatch) -> None:
     called = []
     monkeypatch.setattr(parsers, "_formats", lambda line: called.append(line))
     assert parsers.PARSERS["auto"](b"2025-11-25 10:15:07 INFO loader: batch 7 of shard 0 prefetched in 0.123 ms") is parsers.OTHER
+    assert parsers.PARSERS["auto"](b"[LightGBM] [Info] Number of data points: 7") is parsers.OTHER
     assert called == []
-    parsers.PARSERS["auto"](b"[LightGBM] [Info] Number of data points: 7")
-    assert called == [b"[LightGBM] [Info] Number of data points: 7"]
+    parsers.PARSERS["auto"](b"[3]\ttraining's auc: 0.9")
+    assert called == [b"[3]\ttraining's auc: 0.9"]
 
 
 # transformers: a flat dict of numbers is read by one regex; ``_full`` (ast.literal_eval) reads any dict.

@@ -32,15 +32,19 @@ def parse(line: bytes, fmt: str = "auto") -> Parsed:
 # regex or a decode): most lines of a log are none of ours.
 
 
-# Every line ``_formats`` claims holds one of these bytes ({ of a dict or JSON, | and [ of a bar
-# or a boosting round) or one of ``_WORDS`` (Keras' header and results): one C pass over the
-# line tells the rest, most of a log, apart.
-_MARKS = b"{|["
-_WORDS = (b"Epoch ", b" - ")
+# Every line ``_formats`` claims holds one of these bytes ({ of a dict or JSON, | of a bar), one
+# of Keras' words (its header, its results' " - ") or starts as a boosting round: one C pass over
+# the line and three tests tell the rest, most of a log, apart ("[INFO] ..." lines included).
+_MARKS = b"{|"
 
 
 def _auto(line: bytes) -> Parsed:
-    if len(line.translate(None, _MARKS)) == len(line) and _WORDS[0] not in line and _WORDS[1] not in line:
+    if (
+        len(line.translate(None, _MARKS)) == len(line)
+        and b"Epoch " not in line
+        and b" - " not in line
+        and not (line[:1] == b"[" and b"]\t" in line)
+    ):
         return OTHER
     return _formats(line)
 
