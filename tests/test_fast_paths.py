@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from gangplank_sidecar import parsers
-from gangplank_sidecar.parsers import floydhub, keras_log, transformers_log
+from gangplank_sidecar.parsers import csv_log, floydhub, keras_log, transformers_log
 
 
 def outcome(parse, line: bytes) -> tuple[str, object]:
@@ -217,3 +217,38 @@ def test_transformers_flat_dicts_on_arbitrary_bytes(line: bytes) -> None:
 def test_transformers_flat_dict_is_taken() -> None:
     line = b"{'loss': '0.6931', 'grad_norm': 1.5, 'epoch': '0.5'}"
     assert transformers_log._fast(line) == {"loss": 0.6931, "grad_norm": 1.5, "epoch": 0.5}
+
+
+# CSV: a row of numbers and empty cells is read without decoding; ``_full`` reads any row.
+csv_cell = st.one_of(
+    st.sampled_from(["", "0", "1", "12", "0.5", "1e-3", "-2", "nan", "inf", "-inf", "1_0", " 1", "1 ", " ", "x", "loss", '"1"',
+                     "é", "١", "\t2", "\x1c3", "1e400", "0x1", "007", "3.0", "1e9", "2e9", "-0"]),
+    st.text(max_size=3),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(csv_cell, min_size=1, max_size=6), st.sampled_from([("epoch", "step", "loss", "val_loss"), ("epoch", "loss"), ("a", "b", "c")]))
+@example(["0", "7", "", "0.5"], ("epoch", "step", "loss", "val_loss"))
+def test_csv_numeric_rows_match_the_full_parser(cells: list[str], keys: tuple[str, ...]) -> None:
+    line = ",".join(cells).encode("utf-8", "surrogatepass")
+    fast, full = csv_log.CsvLog(), csv_log.CsvLog()
+    fast.keys = full.keys = keys
+    trimmed = line.rstrip(b"\r\n")
+    assume(trimmed)  # an empty line is nothing before either path
+    assert repr(outcome(fast.parse, line)) == repr(outcome(full._full, trimmed))
+
+
+@given(st.binary(max_size=80))
+def test_csv_numeric_rows_on_arbitrary_bytes(line: bytes) -> None:
+    fast, full = csv_log.CsvLog(), csv_log.CsvLog()
+    fast.keys = full.keys = ("epoch", "step", "loss")
+    trimmed = line.rstrip(b"\r\n")
+    if trimmed and len(trimmed) <= csv_log.MAX_LINE:
+        assert repr(outcome(fast.parse, line)) == repr(outcome(full._full, trimmed))
+
+
+def test_csv_numeric_row_is_taken() -> None:
+    log = csv_log.CsvLog()
+    log.parse(b"epoch,step,train_loss_epoch,train_loss_step,val_loss\n")
+    assert log._fast(b"0,7,,0.5,") == [csv_log.Row({"train_loss_step": 0.5}, 0, 7)]
