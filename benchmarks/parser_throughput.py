@@ -236,14 +236,14 @@ def rate(loop: Callable[[Path], int], path: Path, repeat: int) -> float:
     return best
 
 
-def peak_rss_mib(path: Path) -> float:
+def peak_rss_mib(path: Path, options: list[str] | None = None) -> float:
     """Peak RSS (VmHWM) of ``gangplank-sidecar --quiet`` reading ``path`` on stdin, read until it exits.
 
     Not ``wait4``'s ru_maxrss: that also counts this process's pages, copied by fork before exec.
     """
     peak = 0.0
     with path.open("rb") as stdin:
-        process = subprocess.Popen([sys.executable, "-m", "gangplank_sidecar", "--quiet"], stdin=stdin, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen([sys.executable, "-m", "gangplank_sidecar", "--quiet", *(options or [])], stdin=stdin, stderr=subprocess.DEVNULL)
         while process.poll() is None:
             try:
                 status = Path(f"/proc/{process.pid}/status").read_text()

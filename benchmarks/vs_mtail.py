@@ -4,7 +4,8 @@
 
 Three streams (parser_throughput.stream_lines: emitter step records + epochs, FloydHub lines
 per step, Keras 3 verbose=1 progress updates + results; half noise, one epoch per 1,000
-lines), each read from a file to its end by: the bare loop (parser_throughput.bare_loop in
+lines) and one per framework format (parser_throughput.framework_lines, read with the
+``--format``/``--pattern`` of parser_throughput.FRAMEWORK_STREAMS; CSV as ``--format csv``), each read from a file to its end by: the bare loop (parser_throughput.bare_loop in
 a fresh interpreter), mtail in one-shot mode with the program of benchmarks/mtail/ that
 extracts the same values, and ``gangplank-sidecar --quiet`` without and with the run
 history. Best of ``--repeat`` wall times of each whole process; mtail is installed with
@@ -23,14 +24,33 @@ import tempfile
 import time
 from pathlib import Path
 
-from parser_throughput import peak_rss_mib, stream_lines
+from parser_throughput import FRAMEWORK_STREAMS, framework_lines, peak_rss_mib, stream_lines
 
 HERE = Path(__file__).resolve().parent
 STREAMS = {
     "emitter": "emitter step records + epochs",
     "floydhub": "FloydHub lines per step",
     "keras": "Keras 3 verbose=1 (progress updates + results)",
+    "transformers": "transformers Trainer dicts after tqdm bars",
+    "lightning": "Lightning TQDM bars (epoch per line)",
+    "xgboost": "XGBoost rounds + warnings",
+    "lightgbm": "LightGBM rounds + [Info] lines",
+    "csv": "CSV metrics rows (--format csv)",
+    "kv": "name=value lines (--format kv)",
+    "patterns": "three --pattern regexes",
 }
+
+
+def lines_of(kind: str, count: int) -> list[str]:
+    return list(framework_lines(kind, count) if kind in FRAMEWORK_STREAMS else stream_lines(kind, count))
+
+
+def sidecar_options(kind: str) -> list[str]:
+    """The options that make the sidecar read ``kind`` as mtail's program does: its format, its patterns."""
+    if kind not in FRAMEWORK_STREAMS:
+        return []
+    fmt, _source, regexes = FRAMEWORK_STREAMS[kind]
+    return ["--format", "csv" if kind == "csv" else fmt] + [option for regex in regexes for option in ("--pattern", regex)]
 SIDECAR = str(Path(sys.executable).parent / "gangplank-sidecar")
 
 
@@ -84,16 +104,17 @@ def main() -> None:
         for kind in args.streams:
             path, progs, db = Path(tmp) / f"{kind}.log", Path(tmp) / f"progs-{kind}", Path(tmp) / "db"
             with path.open("w", encoding="utf-8") as out:
-                out.writelines(line + "\n" for line in stream_lines(kind, args.lines))
+                out.writelines(line + "\n" for line in lines_of(kind, args.lines))
             progs.mkdir()
             shutil.copy(HERE / "mtail" / f"{kind}.mtail", progs)
             bare = best_wall([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(HERE)!r}); "
                               f"from parser_throughput import bare_loop; bare_loop({str(path)!r})"], args.repeat)  # fmt: skip
             theirs = best_wall([mtail, "-one_shot", "-one_shot_format", "prometheus", "-progs", str(progs), "-logs", str(path),
                                 "-logtostderr", "-address", "127.0.0.1", "-port", "0"], args.repeat)  # fmt: skip
-            ours = best_wall([SIDECAR, "--quiet", "--no-history"], args.repeat, stdin=path)
-            history = best_wall([SIDECAR, "--quiet", "--db", str(db / "runs.db")], args.repeat, stdin=path, fresh=db)
-            rss = peak_rss_mib(path)
+            options = sidecar_options(kind)
+            ours = best_wall([SIDECAR, "--quiet", "--no-history", *options], args.repeat, stdin=path)
+            history = best_wall([SIDECAR, "--quiet", "--db", str(db / "runs.db"), *options], args.repeat, stdin=path, fresh=db)
+            rss = peak_rss_mib(path, options)
             for what, i in (("wall", 0), ("CPU", 1)):
                 print(f"{STREAMS[kind] if i == 0 else '':<44}{what:>6}{bare[i]:>8.2f} s{theirs[i]:>7.2f} s{ours[i]:>7.2f} s"
                       f"{history[i]:>8.2f} s{theirs[i] / ours[i]:>9.2f}x" + (f"{rss:>6.1f} MiB" if i == 0 else ""))  # fmt: skip

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from gangplank_sidecar.parsers import floydhub, keras_log
+from gangplank_sidecar import parsers
+from gangplank_sidecar.parsers import csv_log, floydhub, keras_log, transformers_log
 
 
 def outcome(parse, line: bytes) -> tuple[str, object]:
@@ -135,3 +136,119 @@ def test_floydhub_common_shape_is_taken() -> None:
     line = b'{"metric": "loss", "value": 0.25, "step": 12}'
     assert floydhub._COMMON.fullmatch(line) is not None
     assert floydhub.parse(line) == [floydhub.Point("loss", 0.25, None, 12)]
+
+
+# ``auto``'s prefilter: a line without any byte or word of ours is "other" before any format looks at it.
+framework_piece = st.sampled_from(
+    ["{", "|", "[", "]", "\t", "Epoch ", "Epoch 3/10", " - ", " - loss: 0.5", "%|", "100%|██████████| 16/16 [00:00<00:00]",
+     "/? [", "{'loss': 0.5, 'epoch': 1.0}", '{"metric": "loss", "value": 0.5, "step": 1}', '{"gangplank": 1}',
+     "[3]\tvalidation_0-logloss:0.5", "[3]\ttraining's auc: 0.9", " metric", "\r", "loss: 0.5", "-", "E"]
+)
+
+
+@st.composite
+def framework_lines(draw) -> bytes:
+    noise = "2025-11-25 10:15:07 INFO loader: batch 7 of shard 0 prefetched in 0.123 ms"
+    pieces = draw(st.lists(st.one_of(framework_piece, st.text(max_size=4), st.just(noise)), max_size=6))
+    return "".join(pieces).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(framework_lines())
+@example(b"Epoch 3/10")
+@example(b" - 20s - loss: 0.4097 - acc: 0.8078")
+@example(b"[11]\tvalidation_0-logloss:0.05123")
+@example(b"Epoch 0: |          | 5/? [00:00<?, ?it/s, loss=0.5]")
+def test_auto_prefilter_matches_the_formats(line: bytes) -> None:
+    assert outcome(parsers.PARSERS["auto"], line) == outcome(parsers._formats, line)
+
+
+@given(st.binary(max_size=200))
+def test_auto_prefilter_on_arbitrary_bytes(line: bytes) -> None:
+    assert outcome(parsers.PARSERS["auto"], line) == outcome(parsers._formats, line)
+
+
+def test_auto_prefilter_really_skips_the_formats(monkeypatch) -> None:
+    called = []
+    monkeypatch.setattr(parsers, "_formats", lambda line: called.append(line))
+    assert parsers.PARSERS["auto"](b"2025-11-25 10:15:07 INFO loader: batch 7 of shard 0 prefetched in 0.123 ms") is parsers.OTHER
+    assert parsers.PARSERS["auto"](b"[LightGBM] [Info] Number of data points: 7") is parsers.OTHER
+    assert called == []
+    parsers.PARSERS["auto"](b"[3]\ttraining's auc: 0.9")
+    assert called == [b"[3]\ttraining's auc: 0.9"]
+
+
+# transformers: a flat dict of numbers is read by one regex; ``_full`` (ast.literal_eval) reads any dict.
+trainer_piece = st.sampled_from(
+    ["'loss'", "'epoch'", "'eval_loss'", ": ", ", ", "'0.5'", "0.5", "1e-3", "'1e-3'", "nan", "inf", "-inf", "'nan'", "True",
+     "None", "'a b'", "[1]", "{", "}", "'", '"', "np.float64(0.5)", "1_0", "0x1", ".5", "5.", "+1", "--1", "1e400"]
+)
+
+
+@st.composite
+def trainer_dicts(draw) -> bytes:
+    pairs = draw(st.lists(st.tuples(st.sampled_from(["loss", "epoch", "eval_loss", "grad_norm", "a.b", "x-y"]),
+                                    st.sampled_from(["0.5", "'0.5'", "1e-05", "'1e-05'", "3", "'3'", "nan", "'inf'", "-0.0"])),
+                          min_size=1, max_size=4))  # fmt: skip
+    line = "{" + ", ".join(f"'{key}': {value}" for key, value in pairs) + "}"
+    return draw(mutated(line)) if draw(st.booleans()) else (line + draw(trainer_piece)).encode()
+
+
+def same_values(fast: dict | None, full: dict | None) -> bool:
+    """The fast path declines (None: the full parser reads the line) or finds the full parser's values."""
+    return fast is None or full is not None and fast.keys() == full.keys() and all(
+        x == y or (x != x and y != y) for x, y in zip(fast.values(), full.values()))  # fmt: skip
+
+
+@settings(max_examples=3000, deadline=None)
+@given(trainer_dicts())
+@example(b"{'loss': '0.6931', 'grad_norm': '1.234', 'learning_rate': '0.0009', 'epoch': '0.5'}")
+@example(b"{'loss': nan, 'epoch': 1.0}")
+def test_transformers_flat_dicts_match_the_full_parser(line: bytes) -> None:
+    fast = transformers_log._fast(line)
+    assert same_values(fast, transformers_log._full(line))
+
+
+@given(st.binary(max_size=120))
+def test_transformers_flat_dicts_on_arbitrary_bytes(line: bytes) -> None:
+    assert same_values(transformers_log._fast(line), transformers_log._full(line))
+
+
+def test_transformers_flat_dict_is_taken() -> None:
+    line = b"{'loss': '0.6931', 'grad_norm': 1.5, 'epoch': '0.5'}"
+    assert transformers_log._fast(line) == {"loss": 0.6931, "grad_norm": 1.5, "epoch": 0.5}
+
+
+# CSV: a row of numbers and empty cells is read without decoding; ``_full`` reads any row.
+csv_cell = st.one_of(
+    st.sampled_from(["", "0", "1", "12", "0.5", "1e-3", "-2", "nan", "inf", "-inf", "1_0", " 1", "1 ", " ", "x", "loss", '"1"',
+                     "é", "١", "\t2", "\x1c3", "1e400", "0x1", "007", "3.0", "1e9", "2e9", "-0"]),
+    st.text(max_size=3),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(csv_cell, min_size=1, max_size=6), st.sampled_from([("epoch", "step", "loss", "val_loss"), ("epoch", "loss"), ("a", "b", "c")]))
+@example(["0", "7", "", "0.5"], ("epoch", "step", "loss", "val_loss"))
+def test_csv_numeric_rows_match_the_full_parser(cells: list[str], keys: tuple[str, ...]) -> None:
+    line = ",".join(cells).encode("utf-8", "surrogatepass")
+    fast, full = csv_log.CsvLog(), csv_log.CsvLog()
+    fast.keys = full.keys = keys
+    trimmed = line.rstrip(b"\r\n")
+    assume(trimmed)  # an empty line is nothing before either path
+    assert repr(outcome(fast.parse, line)) == repr(outcome(full._full, trimmed))
+
+
+@given(st.binary(max_size=80))
+def test_csv_numeric_rows_on_arbitrary_bytes(line: bytes) -> None:
+    fast, full = csv_log.CsvLog(), csv_log.CsvLog()
+    fast.keys = full.keys = ("epoch", "step", "loss")
+    trimmed = line.rstrip(b"\r\n")
+    if trimmed and len(trimmed) <= csv_log.MAX_LINE:
+        assert repr(outcome(fast.parse, line)) == repr(outcome(full._full, trimmed))
+
+
+def test_csv_numeric_row_is_taken() -> None:
+    log = csv_log.CsvLog()
+    log.parse(b"epoch,step,train_loss_epoch,train_loss_step,val_loss\n")
+    assert log._fast(b"0,7,,0.5,") == [csv_log.Row({"train_loss_step": 0.5}, 0, 7)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from typing import Any
 
 from gangplank_sidecar import checks
 from gangplank_sidecar.aggregation.state import DEFAULT_JOB, Series, Store
@@ -75,30 +76,15 @@ class Interpreter:
     def apply(self, item: object, when: float | None = None) -> None:
         """``when``: the time the source gives the line (text records take it; else the time it is read)."""
         self.when = when
+        text = _TEXT_ITEMS.get(type(item))
+        if text is not None:  # one dict lookup for the text formats' items, not a row of isinstance tests
+            if not self.protocol_seen:
+                text(self, item)
+            return
         if isinstance(item, protocol.Start):
             self._start(item)
         elif isinstance(item, (protocol.Step, protocol.Epoch, protocol.Evaluate, protocol.End)):
             self._record(item)
-        elif self.protocol_seen:
-            return  # one stream, one source of truth: the emitter's values are exact, the text is rounded
-        elif isinstance(item, floydhub.Point):
-            self._point(item)
-        elif isinstance(item, keras_log.EpochHeader):
-            self._header(item)
-        elif isinstance(item, keras_log.Result):
-            self._result(item)
-        elif isinstance(item, transformers_log.Log):
-            self._trainer_log(item)
-        elif isinstance(item, lightning_log.Bar):
-            self._bar(item)
-        elif isinstance(item, lightning_log.Results):
-            self._evaluate(item.metrics, end_training=True)
-        elif isinstance(item, boosting.Round):
-            self._round(item)
-        elif isinstance(item, csv_log.Row):
-            self._csv_row(item)
-        elif isinstance(item, (kv.Pairs, patterns.Match)):
-            self._pairs(item)
 
     def _job(self, run: str, named: str | None = None) -> str:
         job = self.job_override or named or self._jobs.get(run) or self.default_job
@@ -398,6 +384,22 @@ class Interpreter:
             or (found.step is not None and train.step is not None and found.step < train.step)
         )
         self._placed(found.metrics, found.epoch, found.step, new_run=back or self._trained)
+
+
+# The handler of each text format's item (exact types: the parsers build no subclasses). After
+# protocol records, a stream's text is ignored (one source of truth: the emitter's values are exact, the text rounded).
+_TEXT_ITEMS: dict[type, Callable[[Interpreter, Any], None]] = {
+    floydhub.Point: Interpreter._point,
+    keras_log.EpochHeader: Interpreter._header,
+    keras_log.Result: Interpreter._result,
+    transformers_log.Log: Interpreter._trainer_log,
+    lightning_log.Bar: Interpreter._bar,
+    lightning_log.Results: lambda self, item: self._evaluate(item.metrics, end_training=True),
+    boosting.Round: Interpreter._round,
+    csv_log.Row: Interpreter._csv_row,
+    kv.Pairs: Interpreter._pairs,
+    patterns.Match: Interpreter._pairs,
+}
 
 
 def _whole(epoch: float | None) -> int | None:

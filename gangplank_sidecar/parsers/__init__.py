@@ -41,7 +41,25 @@ def parse(line: bytes, fmt: str = "auto") -> Parsed:
 # regex or a decode): most lines of a log are none of ours.
 
 
+# Every line ``_formats`` claims holds one of these bytes ({ of a dict or JSON, | of a bar), one
+# of Keras' words (its header, its results' " - ") or starts as a boosting round: one C pass over
+# the line and three tests tell the rest, most of a log, apart ("[INFO] ..." lines included).
+_MARKS = b"{|"
+
+
 def _auto(line: bytes) -> Parsed:
+    if (
+        len(line.translate(None, _MARKS)) == len(line)
+        and b"Epoch " not in line
+        and b" - " not in line
+        and not (line[:1] == b"[" and b"]\t" in line)
+    ):
+        return OTHER
+    return _formats(line)
+
+
+def _formats(line: bytes) -> Parsed:
+    """``auto`` without the prefilter: each format's own byte test, then its parser."""
     if protocol.MARKER in line:
         return "gangplank", protocol.parse(line)
     if floydhub.PREFIX in line:

@@ -49,6 +49,25 @@ class CsvLog:
         line = line.rstrip(b"\r\n")
         if not line or len(line) > MAX_LINE:
             return []
+        rows = self._fast(line)
+        return rows if rows is not None else self._full(line)
+
+    def _fast(self, line: bytes) -> list[Row] | None:
+        """A row of numbers and empty cells as the header has keys, without decoding; None for any other row.
+
+        Such a row is no header (a name is no number) and, as long as its header, no bad row: the full parse's answer.
+        """
+        keys, cells = self.keys, line.split(b",")
+        if keys is None or len(cells) != len(keys) or b'"' in line:
+            return None
+        try:
+            values = {key: float(cell) for key, cell in zip(keys, cells) if cell}
+        except ValueError:
+            return None  # text, blanks or non-ASCII in a cell: the full parse says what it is
+        epoch, step = _index(values.pop("epoch", None)), _index(values.pop("step", None))
+        return [Row(values, epoch, step)] if values or epoch is not None else []
+
+    def _full(self, line: bytes) -> list[Header | Row]:
         text = line.decode("utf-8", "replace")
         try:
             cells = next(csv.reader([text])) if '"' in text else text.split(",")

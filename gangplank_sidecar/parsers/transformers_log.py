@@ -26,6 +26,7 @@ _PAIR = rb"'([A-Za-z0-9_./-]{1,200})': (?:" + _VALUE + rb")"
 # The common shape, all values numbers or number strings: read by one regex, no eval.
 _FLAT = re.compile(rb"\{" + _PAIR + rb"(?:, " + _PAIR + rb")*\}")
 _PAIRS = re.compile(_PAIR)
+_OCTAL = re.compile(rb"[-+]?0\d+")
 _BARE = re.compile(rb"(?<=: )([-+]?(?:nan|inf))(?=[,}])")
 _NUMPY = re.compile(rb"np\.(?:float|int|uint)(?:16|32|64)\(([^()]{0,64})\)")
 MAX_DICT = 1 << 16
@@ -59,7 +60,10 @@ def _fast(text: bytes) -> dict[str, float] | None:
     """The values of a flat dict of numbers by regex; None for any other shape."""
     if _FLAT.fullmatch(text) is None:
         return None
-    return {key.decode(): _number((quoted or bare).decode()) for key, quoted, bare in _PAIRS.findall(text)}
+    pairs = _PAIRS.findall(text)
+    if any(bare[:1] in b"+-0" and _OCTAL.fullmatch(bare) for _key, _quoted, bare in pairs):
+        return None  # 05 is no Python literal (the full parser refuses the dict); Python never prints one
+    return {key.decode(): _number((quoted or bare).decode()) for key, quoted, bare in pairs}
 
 
 def _full(text: bytes) -> dict[str, float] | None:
