@@ -29,6 +29,7 @@ from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.runs import cli as runs_cli
 from gangplank_sidecar.runs import db
 from gangplank_sidecar.selfmetrics import SelfMetrics
+from gangplank_sidecar.sinks import history
 from gangplank_sidecar.sinks.families import families
 from gangplank_sidecar.sinks.history import HistorySink
 from gangplank_sidecar.sinks.listen import ListenSink
@@ -231,6 +232,30 @@ def test_3_a_record_the_database_refuses_costs_only_itself(tmp_path: Path) -> No
     conn.close()
     assert registry.get_sample_value("gangplank_sidecar_history_dropped_records_total") == 2.0
     assert len(reports) == 1 and "the record is dropped" in reports[0]
+
+
+def test_the_history_queue_is_bounded_when_the_database_falls_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that cannot keep up (here: not started) holds the reader back at most WAIT_FOR_ROOM,
+    then records are shed, counted and reported once, until half of the queue is free again."""
+    monkeypatch.setattr(history, "MAX_QUEUED", 10)
+    monkeypatch.setattr(history, "WAIT_FOR_ROOM", 0.05)
+    reports: list[str] = []
+    registry = CollectorRegistry()
+    sink = HistorySink(tmp_path / "runs.db", {}, reports.append, registry)
+    for epoch in range(1, 26):
+        sink.listen("epoch", _series("fast", epoch, 10))
+    assert (sink._queue.qsize(), sink.shed) == (10, 15)
+    assert registry.get_sample_value("gangplank_sidecar_history_dropped_records_total") == 15.0
+    assert reports == [
+        f"run history {tmp_path / 'runs.db'}: the database cannot keep up; records are dropped while "
+        "5 or more wait (counted in gangplank_sidecar_history_dropped_records_total)"
+    ]
+    sink.start()
+    assert sink.close(time.monotonic() + 30) is False  # shed records are lost records: --strict fails
+    conn = db.connect(tmp_path / "runs.db")
+    (run,) = db.load_runs(conn)
+    conn.close()
+    assert run.run == "fast"
 
 
 # 5. the remote-write buffer with the receiver down

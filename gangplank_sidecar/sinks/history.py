@@ -31,6 +31,8 @@ from gangplank_sidecar.system.sampler import Reading
 
 _WRITTEN = ("start", "epoch", "evaluate", "end")
 LOCAL_WAIT = 30.0  # seconds the database gets to take what is queued, whatever --flush-timeout says
+MAX_QUEUED = 2_000  # records and samples waiting for the writer (a few MB); a faster reader waits for room
+WAIT_FOR_ROOM = 1.0  # seconds a record waits for room before the history sheds records until half is free
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,9 @@ class HistorySink:
         self._labels = json.dumps(labels, sort_keys=True)
         self._conn = db.connect(path)
         db.mark_stale(self._conn)
-        self._queue: queue.SimpleQueue[_Record | _System | None] = queue.SimpleQueue()
+        self._queue: queue.Queue[_Record | _System | None] = queue.Queue(maxsize=MAX_QUEUED)
+        self._shedding = False
+        self.shed = 0  # records and samples dropped because the writer could not keep up
         self._projects: dict[str, int] = {}
         self._ids: dict[tuple[str, str], int] = {}
         self._open: dict[tuple[str, str], bool] = {}  # runs without an end record -> from the protocol
@@ -102,7 +106,7 @@ class HistorySink:
             return
         checks = tuple((c.name, c.code, c.severity, c.message, c.name in s.failed_checks) for c in s.checks.values())
         metrics = dict(s.epoch_metrics) if event in ("epoch", "evaluate") else None
-        self._queue.put(
+        self._put(
             _Record(event, s.run, s.phase, s.job, s.started, s.time, s.epoch, metrics, s.status, s.params,
                     s.framework, s.planned_epochs, s.elapsed, s.source, checks,
                     json.dumps({**self._label_dict, **s.labels}, sort_keys=True) if s.labels else self._labels)  # fmt: skip
@@ -110,16 +114,42 @@ class HistorySink:
 
     def system(self, job: str, reading: Reading) -> None:
         """A sampler listener: one row per sample, under the job, so each run can sum up its own."""
-        self._queue.put(_System(job, time.time(), _system_values(reading)))
+        self._put(_System(job, time.time(), _system_values(reading)))
+
+    def _put(self, item: _Record | _System) -> None:
+        """Queues ``item``; a writer that cannot keep up slows the reader by at most ``WAIT_FOR_ROOM``,
+        then records are dropped (counted, reported once) until half of the queue is free again."""
+        if self._shedding and self._queue.qsize() > MAX_QUEUED // 2:
+            self._shed()
+            return
+        self._shedding = False
+        try:
+            self._queue.put(item, timeout=WAIT_FOR_ROOM)
+        except queue.Full:
+            self._shedding = True
+            self._shed()
+
+    def _shed(self) -> None:
+        self.dropped.inc()
+        if not self.shed:
+            self.report(
+                f"run history {self.path}: the database cannot keep up; records are dropped while "
+                f"{MAX_QUEUED // 2} or more wait (counted in gangplank_sidecar_history_dropped_records_total)"
+            )
+        self.shed += 1
 
     def close(self, deadline: float) -> bool:
         """Writes what is queued and closes the runs left open; True when no record was lost.
 
         A local write is not the network: it gets at least ``LOCAL_WAIT`` seconds past a shorter ``deadline``.
         """
-        self._queue.put(None)
-        self._thread.join(max(deadline - time.monotonic(), LOCAL_WAIT))
-        return self.lost == 0
+        wait = max(deadline - time.monotonic(), LOCAL_WAIT)
+        try:
+            self._queue.put(None, timeout=wait)
+        except queue.Full:
+            return False
+        self._thread.join(wait)
+        return self.lost == 0 and self.shed == 0
 
     def _run(self) -> None:
         while True:
