@@ -52,6 +52,16 @@ class Agent:
     def lines(self) -> list[bytes]:
         return [line for _, line in self.fed]
 
+    def run_once(self, close: bool = True) -> None:
+        """An agent's life in short: resume, one pass, its checkpoints saved; ``close`` ends its files too."""
+        assert self.checkpoints is not None
+        self.source.resume()
+        self.checkpoints.start(lambda: self.store.version)
+        self.source.scan()
+        self.checkpoints.close()
+        if close:
+            self.source.close()
+
 
 def test_labels_job_and_cri_time_for_every_container(tmp_path: Path) -> None:
     k = Kubelet(tmp_path / "pods")
@@ -135,11 +145,7 @@ def test_an_agent_restart_neither_replays_nor_skips_across_a_rotation(tmp_path: 
     state = tmp_path / "state.json"
     log = k.write("ml", "p", "c", cri(start("r")) + cri(epoch("r", 1, {"loss": 1.0}), split=1))
     first = Agent(tmp_path / "pods", state)
-    first.source.resume()
-    first.checkpoints.start(lambda: first.store.version)
-    first.source.scan()
-    first.checkpoints.close()
-    first.source.close()
+    first.run_once()
 
     with open(log, "ab") as still_open:  # while the agent is away: a line more, a rotation, a new file
         still_open.write(cri(epoch("r", 2, {"loss": 0.5}), split=2))
@@ -161,10 +167,7 @@ def test_pods_deleted_while_the_agent_was_away_are_named_for_deletion(tmp_path: 
     k.write("ml", "gone", "c", cri(start("r", job="mnist")) + cri(epoch("r", 1, {"loss": 1.0})))
     k.write("ml", "stays", "c", cri("noise"))
     first = Agent(tmp_path / "pods", state)
-    first.source.resume()
-    first.checkpoints.start(lambda: first.store.version)
-    first.source.scan()
-    first.checkpoints.close()
+    first.run_once(close=False)
     k.delete("ml", "gone")
     second = Agent(tmp_path / "pods", state)
     second.source.resume()
@@ -258,11 +261,7 @@ def test_the_job_a_start_record_named_survives_a_restart_without_that_record(tmp
     state = tmp_path / "state.json"
     log = k.write("ml", "p", "c", cri(start("r", job="mnist")) + cri(epoch("r", 1, {"loss": 1.0})))
     first = Agent(tmp_path / "pods", state)
-    first.source.resume()
-    first.checkpoints.start(lambda: first.store.version)
-    first.source.scan()
-    first.checkpoints.close()
-    first.source.close()
+    first.run_once()
     k.rotate(log, "20261203-101500").unlink()  # as if gzipped by now: the start record is out of reach
     k.write("ml", "p", "c", cri(epoch("r", 2, {"loss": 0.5})))
     second = Agent(tmp_path / "pods", state)
