@@ -33,8 +33,14 @@ def main() -> None:
     data = best_ms(lambda: inspect(x, y, batch_size=32), 5)
     with_val = best_ms(lambda: inspect(x, y, batch_size=32, validation_data=(x_val, y_val)), 5)
     take_inspected()
-    model = keras.Sequential([keras.Input((784,)), layers.Dense(1024, activation="relu"),
-                              layers.Dense(192, activation="relu"), layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((784,)),
+            layers.Dense(1024, activation="relu"),
+            layers.Dense(192, activation="relu"),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     params = model.count_params()
     checks = best_ms(lambda: model_checks(model, samples=60_000), 20)

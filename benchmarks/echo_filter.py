@@ -17,16 +17,36 @@ BAR = "━" * 20
 
 
 def stream(epochs: int = 2000, steps: int = 30) -> bytes:
-    weights = {"le": [i / 10 - 1 for i in range(21)], "counts": list(range(22)), "count": 21, "sum": 0.5, "min": -1.0, "max": 1.0, "nonfinite": 0}
+    weights = {
+        "le": [i / 10 - 1 for i in range(21)],
+        "counts": list(range(22)),
+        "count": 21,
+        "sum": 0.5,
+        "min": -1.0,
+        "max": 1.0,
+        "nonfinite": 0,
+    }
     out = []
     for epoch in range(1, epochs + 1):
         out.append(f"Epoch {epoch}/{epochs}\n")
         for step in range(1, steps + 1):
             out.append(f"\r{step:2d}/{steps} {BAR} 0s 3ms/step - accuracy: 0.9{step:02d} - loss: 0.1{step:02d}")
-        record = {"gangplank": 1, "event": "epoch", "run": "r", "phase": "train", "time": 1.0, "epoch": epoch, "elapsed_seconds": 1.0,
-                  "metrics": {"loss": 0.1, "accuracy": 0.9}, "params": {"total": 1000}, "weights": weights}  # fmt: skip
+        record = {
+            "gangplank": 1,
+            "event": "epoch",
+            "run": "r",
+            "phase": "train",
+            "time": 1.0,
+            "epoch": epoch,
+            "elapsed_seconds": 1.0,
+            "metrics": {"loss": 0.1, "accuracy": 0.9},
+            "params": {"total": 1000},
+            "weights": weights,
+        }
         out.append(json.dumps(record) + "\n")
-        out.append(f"\r{steps}/{steps} {BAR} 1s 3ms/step - accuracy: 0.95 - loss: 0.1 - val_accuracy: 0.96 - val_loss: 0.09\n")
+        out.append(
+            f"\r{steps}/{steps} {BAR} 1s 3ms/step - accuracy: 0.95 - loss: 0.1 - val_accuracy: 0.96 - val_loss: 0.09\n"
+        )
     return "".join(out).encode()
 
 

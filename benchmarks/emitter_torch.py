@@ -31,8 +31,18 @@ from gangplank_emitter.histogram import histogram as numpy_histogram
 from gangplank_emitter.torch_histogram import device_histogram, histogram
 
 EPOCHS = 200
-TRAIN_LOGS = {"loss": 0.6914536952972412, "grad_norm": 0.436879426240921, "learning_rate": 0.003472222222222222, "epoch": 1.0}
-EVAL_METRICS = {"eval_loss": 0.6918436884880066, "eval_runtime": 0.0466, "eval_samples_per_second": 1372.355, "epoch": 1.0}
+TRAIN_LOGS = {
+    "loss": 0.6914536952972412,
+    "grad_norm": 0.436879426240921,
+    "learning_rate": 0.003472222222222222,
+    "epoch": 1.0,
+}
+EVAL_METRICS = {
+    "eval_loss": 0.6918436884880066,
+    "eval_runtime": 0.0466,
+    "eval_samples_per_second": 1372.355,
+    "epoch": 1.0,
+}
 
 
 @contextlib.contextmanager
@@ -70,8 +80,16 @@ def transformers_epoch_cost() -> dict[str, list[float]]:
 
     from gangplank_emitter.transformers import Emitter
 
-    model = BertForSequenceClassification(BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                                     intermediate_size=32, max_position_embeddings=16))  # fmt: skip
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=40,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=16,
+        )
+    )
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, report_to="none", use_cpu=True, num_train_epochs=EPOCHS)
     state, control = TrainerState(), TrainerControl()
@@ -120,8 +138,15 @@ def lightning_epoch_cost() -> dict[str, list[float]]:
 
     data = DataLoader(TensorDataset(torch.randn(64, 64), torch.randint(0, 10, (64,))), batch_size=32)
     model = Module()
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
         trainer.fit(model, data, data)  # a real trainer whose callback_metrics hold four tensors
     emitter = Emitter(job="bench")
@@ -169,13 +194,21 @@ def best_of(fns: dict[str, Callable[[], object]], repeat: int = 5) -> dict[str, 
 def main() -> None:
     print(f"## Per-epoch cost, mean of {EPOCHS} epochs, no histogram (target <= 50 us): min and median of 20 runs")
     print(f"{'':<26}{'pipe min':>10}{'median':>10}{'/dev/null min':>16}{'median':>10}")
-    for name, measure in (("transformers Emitter", transformers_epoch_cost), ("lightning Emitter", lightning_epoch_cost),
-                          ("bare write + flush", bare_write_cost)):  # fmt: skip
+    for name, measure in (
+        ("transformers Emitter", transformers_epoch_cost),
+        ("lightning Emitter", lightning_epoch_cost),
+        ("bare write + flush", bare_write_cost),
+    ):
         costs = measure()
-        cells = "".join(f"{costs[s][0] * 1e6:>{w}.1f}{costs[s][len(costs[s]) // 2] * 1e6:>10.1f}" for s, w in (("pipe", 10), ("/dev/null", 16)))
+        cells = "".join(
+            f"{costs[s][0] * 1e6:>{w}.1f}{costs[s][len(costs[s]) // 2] * 1e6:>10.1f}"
+            for s, w in (("pipe", 10), ("/dev/null", 16))
+        )
         print(f"{name:<26}{cells}")
 
-    print(f"\n## Weight histogram (HISTOGRAM_WEIGHT_BUCKETS_1_0), float32 on CPU, best of 5; torch with {torch.get_num_threads()} threads")
+    print(
+        f"\n## Weight histogram (HISTOGRAM_WEIGHT_BUCKETS_1_0), float32 on CPU, best of 5; torch with {torch.get_num_threads()} threads"
+    )
     print("numpy: the numpy path on the same values; torch kernel: bucketize + bincount, what runs on a GPU;")
     print("emitter: what TorchRun does with a CPU tensor (numpy on a view of its memory)")
     print(f"{'weights':<12}{'numpy':>12}{'torch kernel':>15}{'emitter':>12}{'numpy/kernel':>15}")
@@ -186,13 +219,18 @@ def main() -> None:
         want = numpy_histogram([values], HISTOGRAM_WEIGHT_BUCKETS_1_0)["counts"]
         assert device_histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_1_0)["counts"] == want
         assert histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_1_0)["counts"] == want
-        best = best_of({
-            "numpy": lambda values=values: numpy_histogram([values], HISTOGRAM_WEIGHT_BUCKETS_1_0),
-            "emitter": lambda tensor=tensor: histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_1_0),
-            "kernel": lambda tensor=tensor: device_histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_1_0),
-        })  # fmt: skip  (the kernel last: torch's worker threads spin a while after it, slowing what follows)
+        # The kernel last: torch's worker threads spin a while after it, slowing what follows.
+        best = best_of(
+            {
+                "numpy": lambda values=values: numpy_histogram([values], HISTOGRAM_WEIGHT_BUCKETS_1_0),
+                "emitter": lambda tensor=tensor: histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_1_0),
+                "kernel": lambda tensor=tensor: device_histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_1_0),
+            }
+        )
         theirs, kernel, ours = best["numpy"], best["kernel"], best["emitter"]
-        print(f"{size:<12,}{theirs * 1e3:>9.2f} ms{kernel * 1e3:>12.2f} ms{ours * 1e3:>9.2f} ms{theirs / kernel:>14.2f}x")
+        print(
+            f"{size:<12,}{theirs * 1e3:>9.2f} ms{kernel * 1e3:>12.2f} ms{ours * 1e3:>9.2f} ms{theirs / kernel:>14.2f}x"
+        )
     sys.stdout.flush()
 
 

@@ -25,7 +25,9 @@ LOGS = {"accuracy": 0.9448, "loss": 0.1839, "val_accuracy": 0.9835, "val_loss": 
 
 
 def digits_model() -> keras.Model:
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((64,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10, activation="softmax")]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
@@ -68,7 +70,9 @@ def gangplank_histogram(weights: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="skip the 4M-weight Gangplank histogram and the hung gateway")
+    parser.add_argument(
+        "--quick", action="store_true", help="skip the 4M-weight Gangplank histogram and the hung gateway"
+    )
     args = parser.parse_args()
     model = digits_model()
 
@@ -77,7 +81,10 @@ def main() -> None:
     ours = emitter_epoch(model)
     gateway = start_pushgateway()
     try:
-        cases = [("live Pushgateway", gateway.url.removeprefix("http://"), 200), ("refused port", refused_address(), 200)]
+        cases = [
+            ("live Pushgateway", gateway.url.removeprefix("http://"), 200),
+            ("refused port", refused_address(), 200),
+        ]
         hung_sock = None
         if not args.quick:
             hung, hung_sock = hung_address()

@@ -31,14 +31,33 @@ TARGET_US = 25.0
 
 def lines(epochs: int) -> list[bytes]:
     rng = random.Random(0)
-    start = {"gangplank": 1, "event": "start", "run": "bench", "phase": "train", "time": 1764065730.0, "params": {"total": 104202}}
+    start = {
+        "gangplank": 1,
+        "event": "start",
+        "run": "bench",
+        "phase": "train",
+        "time": 1764065730.0,
+        "params": {"total": 104202},
+    }
     out = [json.dumps(start).encode()]
     for e in range(1, epochs + 1):
         loss = 1.0 / e + rng.random() * 0.01
         metrics = {"accuracy": 1 - loss / 2, "loss": loss, "val_accuracy": 1 - loss / 1.8, "val_loss": loss * 1.1}
-        out.append(json.dumps({"gangplank": 1, "event": "epoch", "run": "bench", "phase": "train", "time": 1764065730.0 + e,
-                               "epoch": e, "elapsed_seconds": float(e), "metrics": metrics,
-                               "params": {"total": 104202, "trainable": 104202}}).encode())  # fmt: skip
+        out.append(
+            json.dumps(
+                {
+                    "gangplank": 1,
+                    "event": "epoch",
+                    "run": "bench",
+                    "phase": "train",
+                    "time": 1764065730.0 + e,
+                    "epoch": e,
+                    "elapsed_seconds": float(e),
+                    "metrics": metrics,
+                    "params": {"total": 104202, "trainable": 104202},
+                }
+            ).encode()
+        )
     return out
 
 
@@ -77,7 +96,11 @@ def profile(records: list[bytes]) -> None:
     profiler.runcall(feed, records, None)
     by_module: dict[str, float] = defaultdict(float)
     for (filename, _, _), (_, _, tottime, _, _) in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
-        name = filename.split("/gangplank_sidecar/")[-1] if "/gangplank_sidecar/" in filename else "other (stdlib, pydantic)"
+        name = (
+            filename.split("/gangplank_sidecar/")[-1]
+            if "/gangplank_sidecar/" in filename
+            else "other (stdlib, pydantic)"
+        )
         by_module[name] += tottime
     total = sum(by_module.values())
     print("cProfile, share of the time by module (profiler overhead included):")

@@ -81,7 +81,11 @@ def layout(k: Kubelet, containers: int, backlog: int) -> list[tuple[str, str, st
         lines = [cri(f"noise line {n} of {pod}/{container}: nothing to see here, {'x' * 40}") for n in range(backlog)]
         if i % 10 == 0:
             run = f"r{i}"
-            lines[:3] = [cri(start(run, job=f"train-{i}")), cri(epoch(run, 1, {"loss": 0.5, "accuracy": 0.8})), cri(epoch(run, 2, {"loss": 0.25, "accuracy": 0.9}))]
+            lines[:3] = [
+                cri(start(run, job=f"train-{i}")),
+                cri(epoch(run, 1, {"loss": 0.5, "accuracy": 0.8})),
+                cri(epoch(run, 2, {"loss": 0.25, "accuracy": 0.9})),
+            ]
         k.write(ns, pod, container, b"".join(lines))
         names.append((ns, pod, container))
     return names
@@ -110,9 +114,19 @@ def main() -> None:
         gateway = start_pushgateway()
         port = free_port()
         argv = [
-            sys.executable, "-m", "gangplank_sidecar", "--kubernetes-logs", str(k.root), "--pushgateway", gateway.url,
-            "--listen", str(port), "--state-file", str(Path(tmp) / "state.json"), "--no-history",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "gangplank_sidecar",
+            "--kubernetes-logs",
+            str(k.root),
+            "--pushgateway",
+            gateway.url,
+            "--listen",
+            str(port),
+            "--state-file",
+            str(Path(tmp) / "state.json"),
+            "--no-history",
+        ]
         agent = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
         try:
             t0 = time.monotonic()
@@ -149,9 +163,13 @@ def main() -> None:
     limit = Path("/proc/sys/fs/inotify/max_user_watches").read_text().strip()
     print(f"node agent, {args.containers} containers, {args.backlog} lines each at the start ({expected} lines)")
     print(f"  backlog read in            {backlog_s:.1f} s ({expected / backlog_s:,.0f} lines/s, first read)")
-    print(f"  agent restart: replayed    {expected + written} lines in {replay_s:.1f} s (from the start, including start-up; nothing pushed again)")
+    print(
+        f"  agent restart: replayed    {expected + written} lines in {replay_s:.1f} s (from the start, including start-up; nothing pushed again)"
+    )
     print(f"  CPU idle                   {idle * 100:.2f} % of a core (budget 1 %)")
-    print(f"  CPU with noise             {noisy * 100:.2f} % of a core at {rate:.0f} lines/s ({written} written, {read:.0f} read)")
+    print(
+        f"  CPU with noise             {noisy * 100:.2f} % of a core at {rate:.0f} lines/s ({written} written, {read:.0f} read)"
+    )
     print(f"  RSS                        {rss / 1024:.1f} MiB (peak {peak / 1024:.1f} MiB; budget 100 MB)")
     print(f"  inotify watches            {watches} (kernel limit per user: {limit})")
 

@@ -35,7 +35,7 @@ TARGET = 2 / 3
 
 def keras3_bar(current: int, target: int, metrics: str) -> str:
     done = BAR[: 20 * current // target]
-    return f"\x1b[1m{current:2d}/{target}\x1b[0m \x1b[32m{done}\x1b[0m\x1b[37m{BAR[len(done):]}\x1b[0m \x1b[1m0s\x1b[0m 3ms/step{metrics}"
+    return f"\x1b[1m{current:2d}/{target}\x1b[0m \x1b[32m{done}\x1b[0m\x1b[37m{BAR[len(done) :]}\x1b[0m \x1b[1m0s\x1b[0m 3ms/step{metrics}"
 
 
 MIXES = {
@@ -45,7 +45,9 @@ MIXES = {
 }
 
 
-def mixed_lines(count: int, kinds: tuple[str, ...] = MIXES["emitter+floydhub+keras+noise"], seed: int = 0) -> Iterator[str]:
+def mixed_lines(
+    count: int, kinds: tuple[str, ...] = MIXES["emitter+floydhub+keras+noise"], seed: int = 0
+) -> Iterator[str]:
     """``count`` lines, the same share of each kind, in turn.
 
     Emitter records are mostly ``step`` records with an ``epoch`` record every 1000 lines, as
@@ -58,26 +60,44 @@ def mixed_lines(count: int, kinds: tuple[str, ...] = MIXES["emitter+floydhub+ker
         kind = kinds[i % len(kinds)]
         if kind == "emitter" and i % 1000 == 0:
             yield json.dumps(
-                {"gangplank": 1, "event": "epoch", "run": "bench", "phase": "train", "time": 1764065730.52 + i,
-                 "epoch": epoch, "elapsed_seconds": i * 0.01,
-                 "metrics": {"accuracy": acc, "loss": loss, "val_accuracy": acc, "val_loss": loss},
-                 "params": {"total": 104202, "trainable": 104202}}
+                {
+                    "gangplank": 1,
+                    "event": "epoch",
+                    "run": "bench",
+                    "phase": "train",
+                    "time": 1764065730.52 + i,
+                    "epoch": epoch,
+                    "elapsed_seconds": i * 0.01,
+                    "metrics": {"accuracy": acc, "loss": loss, "val_accuracy": acc, "val_loss": loss},
+                    "params": {"total": 104202, "trainable": 104202},
+                }
             )
         elif kind == "emitter":
             yield json.dumps(
-                {"gangplank": 1, "event": "step", "run": "bench", "phase": "train", "time": 1764065730.52 + i,
-                 "step": i, "metrics": {"accuracy": acc, "loss": loss}}
+                {
+                    "gangplank": 1,
+                    "event": "step",
+                    "run": "bench",
+                    "phase": "train",
+                    "time": 1764065730.52 + i,
+                    "step": i,
+                    "metrics": {"accuracy": acc, "loss": loss},
+                }
             )
         elif kind == "floydhub":
             yield json.dumps({"metric": rng.choice(("loss", "accuracy", "val_loss")), "value": loss, "epoch": epoch})
         elif kind == "keras":
             metrics = f" - accuracy: {acc:.4f} - loss: {loss:.4f} - val_accuracy: {acc:.4f} - val_loss: {loss:.4e}"
             n = i // len(kinds)  # an Epoch header, then that epoch's result as Keras 3 or 2 prints it
-            yield f"Epoch {n // 2 + 1}/1000000" if n % 2 == 0 else (
-                "\r" + keras3_bar(1, 75, metrics[:-25]) + "\b" * 80 + "\r" + keras3_bar(75, 75, metrics),
-                f"75/75 - 0s - 511us/step{metrics}",
-                f"1875/1875 [==============================] - 3s 1ms/step{metrics}",
-            )[n // 2 % 3]
+            yield (
+                f"Epoch {n // 2 + 1}/1000000"
+                if n % 2 == 0
+                else (
+                    "\r" + keras3_bar(1, 75, metrics[:-25]) + "\b" * 80 + "\r" + keras3_bar(75, 75, metrics),
+                    f"75/75 - 0s - 511us/step{metrics}",
+                    f"1875/1875 [==============================] - 3s 1ms/step{metrics}",
+                )[n // 2 % 3]
+            )
         else:
             yield noise(i, loss)
 
@@ -121,15 +141,29 @@ def stream_lines(kind: str, count: int, seed: int = 0) -> Iterator[str]:
         if kind == "emitter":
             if k == per_epoch - 1:
                 yield json.dumps(
-                    {"gangplank": 1, "event": "epoch", "run": "bench", "phase": "train", "time": 1764065730.52 + i,
-                     "epoch": epoch, "elapsed_seconds": i * 0.01,
-                     "metrics": {"accuracy": acc, "loss": loss, "val_accuracy": acc, "val_loss": loss},
-                     "params": {"total": 104202, "trainable": 104202}}
+                    {
+                        "gangplank": 1,
+                        "event": "epoch",
+                        "run": "bench",
+                        "phase": "train",
+                        "time": 1764065730.52 + i,
+                        "epoch": epoch,
+                        "elapsed_seconds": i * 0.01,
+                        "metrics": {"accuracy": acc, "loss": loss, "val_accuracy": acc, "val_loss": loss},
+                        "params": {"total": 104202, "trainable": 104202},
+                    }
                 )
             else:
                 yield json.dumps(
-                    {"gangplank": 1, "event": "step", "run": "bench", "phase": "train", "time": 1764065730.52 + i,
-                     "step": step, "metrics": {"accuracy": acc, "loss": loss}}
+                    {
+                        "gangplank": 1,
+                        "event": "step",
+                        "run": "bench",
+                        "phase": "train",
+                        "time": 1764065730.52 + i,
+                        "step": step,
+                        "metrics": {"accuracy": acc, "loss": loss},
+                    }
                 )
         elif kind == "floydhub":
             last = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -143,7 +177,9 @@ def stream_lines(kind: str, count: int, seed: int = 0) -> Iterator[str]:
             if k == 0:
                 yield f"Epoch {epoch}/{epochs}"
             elif k == per_epoch - 1:
-                yield keras3_progress(target, target, metrics + f" - val_accuracy: {acc:.4f} - val_loss: {loss:.4f}", final=True)
+                yield keras3_progress(
+                    target, target, metrics + f" - val_accuracy: {acc:.4f} - val_loss: {loss:.4f}", final=True
+                )
             else:
                 yield keras3_progress(k, target, metrics)
         else:
@@ -243,13 +279,19 @@ def peak_rss_mib(path: Path, options: list[str] | None = None) -> float:
     """
     peak = 0.0
     with path.open("rb") as stdin:
-        process = subprocess.Popen([sys.executable, "-m", "gangplank_sidecar", "--quiet", *(options or [])], stdin=stdin, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gangplank_sidecar", "--quiet", *(options or [])],
+            stdin=stdin,
+            stderr=subprocess.DEVNULL,
+        )
         while process.poll() is None:
             try:
                 status = Path(f"/proc/{process.pid}/status").read_text()
             except OSError:
                 break
-            peak = max([peak] + [int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")])
+            peak = max(
+                [peak] + [int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")]
+            )
             time.sleep(0.01)
     assert process.returncode == 0, process.returncode
     return peak
@@ -265,7 +307,15 @@ FRAMEWORK_STREAMS = {  # name -> (--format, stream name, --pattern regexes)
     "lightgbm": ("auto", "bench", ()),
     "csv": ("auto", "bench/metrics.csv", ()),
     "kv": ("kv", "bench", ()),
-    "patterns": ("auto", "bench", (r"^iter (?P<step>\d+) loss (?P<loss>\S+)$", r"^epoch (?P<epoch>\d+) val (?P<val_loss>\S+)$", r"^TEST (?P<acc>\S+)$")),
+    "patterns": (
+        "auto",
+        "bench",
+        (
+            r"^iter (?P<step>\d+) loss (?P<loss>\S+)$",
+            r"^epoch (?P<epoch>\d+) val (?P<val_loss>\S+)$",
+            r"^TEST (?P<acc>\S+)$",
+        ),
+    ),
 }
 
 
@@ -276,26 +326,44 @@ def framework_lines(kind: str, count: int, seed: int = 0) -> Iterator[str]:
         epoch, loss = i // 1000, rng.random()
         end = i % 1000 == 999
         if kind == "csv":
-            yield "epoch,step,train_loss_epoch,train_loss_step,val_loss" if i == 0 else (
-                f"{epoch},{i},{loss},,{loss}" if end else f"{epoch},{i},,{loss},"
+            yield (
+                "epoch,step,train_loss_epoch,train_loss_step,val_loss"
+                if i == 0
+                else (f"{epoch},{i},{loss},,{loss}" if end else f"{epoch},{i},,{loss},")
             )
         elif i % 2 == 0 and not end:
             yield f"2025-11-25 10:15:{i % 60:02d} INFO loader: batch {i} of shard {i % 7} prefetched in {loss:.3f} ms"
         elif kind == "transformers":
             yield (
-                f"{tqdm}\r                  \r{{'eval_loss': '{loss:.4g}', 'eval_runtime': '0.0976', 'epoch': '{epoch + 1}'}}" if end
+                f"{tqdm}\r                  \r{{'eval_loss': '{loss:.4g}', 'eval_runtime': '0.0976', 'epoch': '{epoch + 1}'}}"
+                if end
                 else f"{tqdm}\r                  \r{{'loss': '{loss:.4g}', 'grad_norm': '0.2171', 'learning_rate': '0.00075', 'epoch': '{epoch + i % 1000 / 1000:.4g}'}}"
-                if i % 10 == 1 else tqdm
+                if i % 10 == 1
+                else tqdm
             )
         elif kind == "lightning":
             bar = f"Epoch {epoch}: {{}}%|█████     | {{}}/500 [00:00<00:00, 717.17it/s, v_num=0, train_loss_step={loss:.3g}]"
-            yield "\r" + bar.format(100, 500)[:-1] + f", val_loss={loss:.3g}]" if end else "\r" + bar.format(50, 250) + "\r" + bar.format(51, 255)
+            yield (
+                "\r" + bar.format(100, 500)[:-1] + f", val_loss={loss:.3g}]"
+                if end
+                else "\r" + bar.format(50, 250) + "\r" + bar.format(51, 255)
+            )
         elif kind == "xgboost":
-            yield f"[{epoch}]\tvalidation_0-logloss:{loss:.5f}\tvalidation_1-logloss:{loss:.5f}" if end else f"[10:15:{i % 60:02d}] WARNING: iteration {i} is slow"
+            yield (
+                f"[{epoch}]\tvalidation_0-logloss:{loss:.5f}\tvalidation_1-logloss:{loss:.5f}"
+                if end
+                else f"[10:15:{i % 60:02d}] WARNING: iteration {i} is slow"
+            )
         elif kind == "lightgbm":
-            yield f"[{epoch + 1}]\ttraining's auc: {loss:g}\tvalid_1's binary_logloss: {loss:g}" if end else f"[LightGBM] [Info] Number of data points: {i}"
+            yield (
+                f"[{epoch + 1}]\ttraining's auc: {loss:g}\tvalid_1's binary_logloss: {loss:g}"
+                if end
+                else f"[LightGBM] [Info] Number of data points: {i}"
+            )
         elif kind == "kv":
-            yield f"epoch={epoch + 1} loss={loss:.4f} val_loss={loss:.4f}" if end else f"step={i} loss={loss:.4f} lr=1e-3"
+            yield (
+                f"epoch={epoch + 1} loss={loss:.4f} val_loss={loss:.4f}" if end else f"step={i} loss={loss:.4f} lr=1e-3"
+            )
         else:
             yield f"epoch {epoch + 1} val {loss:.4f}" if end else f"iter {i} loss {loss:.4f}"
 
@@ -305,7 +373,9 @@ def framework_loop(fmt: str, source: str, regexes: tuple[str, ...]) -> Callable[
 
     def loop(path: Path) -> int:
         store, selfmetrics = Store(), SelfMetrics()
-        pipeline = Pipeline(store, selfmetrics, report=lambda message: None, fmt=fmt, patterns=from_options(None, regexes))
+        pipeline = Pipeline(
+            store, selfmetrics, report=lambda message: None, fmt=fmt, patterns=from_options(None, regexes)
+        )
         with open(os.devnull, "wb") as out:
             fd = os.open(path, os.O_RDONLY)
             pump(fd, source, pipeline.feed, Echo(out, report=lambda message: None))
@@ -333,9 +403,14 @@ def main() -> None:
         for kind, (fmt, source, regexes) in FRAMEWORK_STREAMS.items():
             path = Path(tmp) / f"{kind}.log"
             path.write_text("".join(line + "\n" for line in framework_lines(kind, args.lines)), encoding="utf-8")
-            bare, sidecar = rate(bare_loop, path, args.repeat), rate(framework_loop(fmt, source, regexes), path, args.repeat)
-            print(f"{args.lines} lines ({kind} stream, {path.stat().st_size / 2**20:.0f} MiB): bare loop {bare:10,.0f} lines/s, "
-                  f"gangplank-sidecar {sidecar:10,.0f} lines/s, ratio {sidecar / bare:.2f}")
+            bare, sidecar = (
+                rate(bare_loop, path, args.repeat),
+                rate(framework_loop(fmt, source, regexes), path, args.repeat),
+            )
+            print(
+                f"{args.lines} lines ({kind} stream, {path.stat().st_size / 2**20:.0f} MiB): bare loop {bare:10,.0f} lines/s, "
+                f"gangplank-sidecar {sidecar:10,.0f} lines/s, ratio {sidecar / bare:.2f}"
+            )
             path.unlink()
         for count in (100_000, 1_000_000):
             path = Path(tmp) / f"rss{count}.log"

@@ -35,15 +35,25 @@ def main() -> None:
     gateway = start_pushgateway()
     url = gateway.url
     sidecar = subprocess.Popen(
-        [sys.executable, "-m", "gangplank_sidecar", "--pushgateway", url, "--job", "latency", "--quiet"], stdin=subprocess.PIPE
+        [sys.executable, "-m", "gangplank_sidecar", "--pushgateway", url, "--job", "latency", "--quiet"],
+        stdin=subprocess.PIPE,
     )
     assert sidecar.stdin is not None
     latencies = []
     try:
         for epoch in range(1, epochs + 2):  # one warm-up epoch, then ``epochs`` measured
             loss = 1.0 / (epoch + 0.5)
-            record = {"gangplank": 1, "event": "epoch", "run": "bench", "phase": "train", "time": time.time(), "epoch": epoch,
-                      "elapsed_seconds": float(epoch), "metrics": {"loss": loss}, "params": {"total": 1}}  # fmt: skip
+            record = {
+                "gangplank": 1,
+                "event": "epoch",
+                "run": "bench",
+                "phase": "train",
+                "time": time.time(),
+                "epoch": epoch,
+                "elapsed_seconds": float(epoch),
+                "metrics": {"loss": loss},
+                "params": {"total": 1},
+            }
             started = time.perf_counter()
             os.write(sidecar.stdin.fileno(), (json.dumps(record) + "\n").encode())
             while True:
@@ -62,8 +72,10 @@ def main() -> None:
         gateway.stop()
     warm = latencies[1:]
     cuts = statistics.quantiles(warm, n=100, method="inclusive")
-    print(f"{len(warm)} epochs after a warm-up one ({latencies[0] * 1000:.0f} ms, with start-up): "
-          f"p50 {cuts[49] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms, max {max(warm) * 1000:.1f} ms")  # fmt: skip
+    print(
+        f"{len(warm)} epochs after a warm-up one ({latencies[0] * 1000:.0f} ms, with start-up): "
+        f"p50 {cuts[49] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms, max {max(warm) * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

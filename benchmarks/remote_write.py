@@ -50,7 +50,9 @@ def fill(url: str, records: int, max_buffered: int) -> tuple[RemoteWriteSink, fl
 
 def throughput(records: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        prometheus = start_prometheus(Path(tmp), "global:\n  scrape_interval: 1m\n", "--web.enable-remote-write-receiver")
+        prometheus = start_prometheus(
+            Path(tmp), "global:\n  scrape_interval: 1m\n", "--web.enable-remote-write-receiver"
+        )
         url = prometheus.url
         try:
             sink, per_record = fill(url + "/api/v1/write", records, max_buffered=records * SAMPLES_PER_RECORD)
@@ -62,7 +64,9 @@ def throughput(records: int) -> None:
             prometheus.stop()
     sent = sink.metrics.sent._value.get()
     assert ok and sent == records * SAMPLES_PER_RECORD, (ok, sent)
-    print(f"reading path (store update + listener): {per_record * 1e6:.1f} us per step record of {SAMPLES_PER_RECORD} samples")
+    print(
+        f"reading path (store update + listener): {per_record * 1e6:.1f} us per step record of {SAMPLES_PER_RECORD} samples"
+    )
     print(f"delivered {sent:.0f} samples in {took:.2f} s: {sent / took:,.0f} samples/s into Prometheus 2.42")
 
 
@@ -73,7 +77,9 @@ def memory(samples: int) -> None:
     sink, _ = fill("http://127.0.0.1:9/api/v1/write", samples // SAMPLES_PER_RECORD, max_buffered=samples)
     gc.collect()
     added = process.memory_info().rss - before
-    print(f"{sink._buffered} samples buffered: +{added / 2**20:.1f} MiB RSS ({added / sink._buffered:.0f} bytes per sample)")
+    print(
+        f"{sink._buffered} samples buffered: +{added / 2**20:.1f} MiB RSS ({added / sink._buffered:.0f} bytes per sample)"
+    )
 
 
 def main() -> None:

@@ -43,7 +43,18 @@ def lines(start: int, count: int, began: float) -> bytes:
 
 def run(records: int, remote_write: bool) -> float:
     extra = ["--remote-write", f"http://127.0.0.1:{dead_port()}/api/v1/write"] if remote_write else []
-    argv = [sys.executable, "-m", "gangplank_sidecar", "--quiet", "--no-history", "--system-interval", "0", "--flush-timeout", "0", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "gangplank_sidecar",
+        "--quiet",
+        "--no-history",
+        "--system-interval",
+        "0",
+        "--flush-timeout",
+        "0",
+        *extra,
+    ]
     process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert process.stdin is not None
     began = time.time() - records * 0.001
@@ -64,8 +75,10 @@ def main() -> None:
     for records in args.records:
         without = run(records, remote_write=False)
         with_rw = run(records, remote_write=True)
-        print(f"{records:>9,} step records: peak RSS {with_rw:.0f} MiB with remote write to a dead receiver, "
-              f"{without:.0f} MiB without ({with_rw / without:.2f}x)")
+        print(
+            f"{records:>9,} step records: peak RSS {with_rw:.0f} MiB with remote write to a dead receiver, "
+            f"{without:.0f} MiB without ({with_rw / without:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

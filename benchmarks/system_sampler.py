@@ -37,7 +37,11 @@ def cpu_per_sample(pid: int, samples: int) -> float:
 
 def sidecar_cpu(pid: int, interval: float, window: float) -> float:
     """CPU seconds the idle sidecar used over ``window`` seconds, after its start-up."""
-    proc = subprocess.Popen([*SIDECAR, "--system-interval", str(interval), "--pid", str(pid)], stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*SIDECAR, "--system-interval", str(interval), "--pid", str(pid)],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(3.0)
         me = psutil.Process(proc.pid)
@@ -57,7 +61,9 @@ def main() -> None:
         time.sleep(1.0)
         members = 1 + len(tree.children(recursive=True))
         per_sample = cpu_per_sample(tree.pid, 200)
-        print(f"one sample ({members} processes in the tree, {len(psutil.pids())} on the machine): {per_sample * 1e3:.2f} ms of CPU")
+        print(
+            f"one sample ({members} processes in the tree, {len(psutil.pids())} on the machine): {per_sample * 1e3:.2f} ms of CPU"
+        )
         for interval in (DEFAULT_INTERVAL, 1.0):
             print(f"  at --system-interval {interval:g}: {per_sample / interval:.4%} of a core")
         on = sidecar_cpu(tree.pid, 1.0, args.window)

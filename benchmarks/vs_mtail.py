@@ -50,7 +50,11 @@ def sidecar_options(kind: str) -> list[str]:
     if kind not in FRAMEWORK_STREAMS:
         return []
     fmt, _source, regexes = FRAMEWORK_STREAMS[kind]
-    return ["--format", "csv" if kind == "csv" else fmt] + [option for regex in regexes for option in ("--pattern", regex)]
+    return ["--format", "csv" if kind == "csv" else fmt] + [
+        option for regex in regexes for option in ("--pattern", regex)
+    ]
+
+
 SIDECAR = str(Path(sys.executable).parent / "gangplank-sidecar")
 
 
@@ -61,12 +65,18 @@ def ensure_mtail() -> str:
         return found
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True)
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "mtail"], check=True,
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [*sudo, "apt-get", "install", "-y", "-qq", "mtail"],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        stdout=subprocess.DEVNULL,
+    )
     return shutil.which("mtail") or sys.exit("mtail is not installed")
 
 
-def best_wall(command: list[str], repeat: int, stdin: Path | None = None, fresh: Path | None = None) -> tuple[float, float]:
+def best_wall(
+    command: list[str], repeat: int, stdin: Path | None = None, fresh: Path | None = None
+) -> tuple[float, float]:
     """Best wall time and best CPU time (user + system) of ``repeat`` runs of ``command``, from start to exit.
 
     ``fresh`` is emptied before each run. The CPU time tells apart what the process costs from
@@ -107,19 +117,48 @@ def main() -> None:
                 out.writelines(line + "\n" for line in lines_of(kind, args.lines))
             progs.mkdir()
             shutil.copy(HERE / "mtail" / f"{kind}.mtail", progs)
-            bare = best_wall([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(HERE)!r}); "
-                              f"from parser_throughput import bare_loop; bare_loop({str(path)!r})"], args.repeat)  # fmt: skip
-            theirs = best_wall([mtail, "-one_shot", "-one_shot_format", "prometheus", "-progs", str(progs), "-logs", str(path),
-                                "-logtostderr", "-address", "127.0.0.1", "-port", "0"], args.repeat)  # fmt: skip
+            bare = best_wall(
+                [
+                    sys.executable,
+                    "-c",
+                    f"import sys; sys.path.insert(0, {str(HERE)!r}); "
+                    f"from parser_throughput import bare_loop; bare_loop({str(path)!r})",
+                ],
+                args.repeat,
+            )
+            theirs = best_wall(
+                [
+                    mtail,
+                    "-one_shot",
+                    "-one_shot_format",
+                    "prometheus",
+                    "-progs",
+                    str(progs),
+                    "-logs",
+                    str(path),
+                    "-logtostderr",
+                    "-address",
+                    "127.0.0.1",
+                    "-port",
+                    "0",
+                ],
+                args.repeat,
+            )
             options = sidecar_options(kind)
             ours = best_wall([SIDECAR, "--quiet", "--no-history", *options], args.repeat, stdin=path)
-            history = best_wall([SIDECAR, "--quiet", "--db", str(db / "runs.db"), *options], args.repeat, stdin=path, fresh=db)
+            history = best_wall(
+                [SIDECAR, "--quiet", "--db", str(db / "runs.db"), *options], args.repeat, stdin=path, fresh=db
+            )
             rss = peak_rss_mib(path, options)
             for what, i in (("wall", 0), ("CPU", 1)):
-                print(f"{STREAMS[kind] if i == 0 else '':<44}{what:>6}{bare[i]:>8.2f} s{theirs[i]:>7.2f} s{ours[i]:>7.2f} s"
-                      f"{history[i]:>8.2f} s{theirs[i] / ours[i]:>9.2f}x" + (f"{rss:>6.1f} MiB" if i == 0 else ""))  # fmt: skip
-    print("vs mtail: mtail's time / the sidecar's (--no-history); above 1 the sidecar is faster. CPU: user + system "
-          "time of the process. RSS: peak of gangplank-sidecar --quiet (with the history).")
+                print(
+                    f"{STREAMS[kind] if i == 0 else '':<44}{what:>6}{bare[i]:>8.2f} s{theirs[i]:>7.2f} s{ours[i]:>7.2f} s"
+                    f"{history[i]:>8.2f} s{theirs[i] / ours[i]:>9.2f}x" + (f"{rss:>6.1f} MiB" if i == 0 else "")
+                )
+    print(
+        "vs mtail: mtail's time / the sidecar's (--no-history); above 1 the sidecar is faster. CPU: user + system "
+        "time of the process. RSS: peak of gangplank-sidecar --quiet (with the history)."
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,11 @@ def fit_and_evaluate(emitter: keras.callbacks.Callback, epochs: int) -> None:
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
-        [keras.Input(shape=(64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")]
+        [
+            keras.Input(shape=(64,)),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
     )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, epochs=epochs, batch_size=32, validation_split=0.2, verbose=2, callbacks=[emitter])

@@ -1,6 +1,6 @@
 """The README demo: a real Keras fit on sklearn's digits, its records printed to stdout.
 
-    KERAS_BACKEND=jax python examples/digits.py | gangplank-sidecar
+KERAS_BACKEND=jax python examples/digits.py | gangplank-sidecar
 """
 
 from __future__ import annotations

@@ -58,9 +58,14 @@ def main(epochs: int = 5) -> None:
     pl.seed_everything(0, verbose=False)
     model = DigitsMLP()
     trainer = pl.Trainer(
-        max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[Emitter(job="digits-lightning", histogram_buckets=HISTOGRAM_WEIGHT_BUCKETS_1_0)],
-    )  # fmt: skip
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Emitter(job="digits-lightning", histogram_buckets=HISTOGRAM_WEIGHT_BUCKETS_1_0)],
+    )
     trainer.fit(model, loader(x_train, y_train, shuffle=True), loader(x_val, y_val))
     trainer.validate(model, loader(x_val, y_val), verbose=False)
     trainer.test(model, loader(x_test, y_test), verbose=False)

@@ -29,15 +29,28 @@ def sequences(n: int, seed: int) -> list[dict]:
 def main(epochs: int = 3) -> None:
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        max_position_embeddings=16, num_labels=2,
-    )  # fmt: skip
+        vocab_size=40,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        num_labels=2,
+    )
     with tempfile.TemporaryDirectory() as output_dir:
         args = TrainingArguments(
-            output_dir=output_dir, num_train_epochs=epochs, per_device_train_batch_size=32, learning_rate=5e-3,
-            eval_strategy="epoch", logging_strategy="epoch", save_strategy="no", report_to="none", use_cpu=True,
-            disable_tqdm=True, seed=0,
-        )  # fmt: skip
+            output_dir=output_dir,
+            num_train_epochs=epochs,
+            per_device_train_batch_size=32,
+            learning_rate=5e-3,
+            eval_strategy="epoch",
+            logging_strategy="epoch",
+            save_strategy="no",
+            report_to="none",
+            use_cpu=True,
+            disable_tqdm=True,
+            seed=0,
+        )
         trainer = Trainer(
             model=BertForSequenceClassification(config),
             args=args,

@@ -128,8 +128,13 @@ class Sidecar:
         self.store = Store(max_series=s.max_series)
         self.selfmetrics = SelfMetrics()
         self.pipeline = Pipeline(
-            self.store, self.selfmetrics, report, fmt=s.format, job=None if s.kubernetes_logs else s.job,
-            thresholds=thresholds_from(s.check_threshold), patterns=user_patterns.from_options(s.patterns, s.pattern),
+            self.store,
+            self.selfmetrics,
+            report,
+            fmt=s.format,
+            job=None if s.kubernetes_logs else s.job,
+            thresholds=thresholds_from(s.check_threshold),
+            patterns=user_patterns.from_options(s.patterns, s.pattern),
         )
         if s.kubernetes_logs and not os.path.isdir(s.kubernetes_logs):
             raise ConfigError(f"--kubernetes-logs: {s.kubernetes_logs} is not a directory")
@@ -145,7 +150,11 @@ class Sidecar:
             self.transport = Transport(s.transport)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self.listen = ListenSink(s.listen, self.store, s.labels, self.selfmetrics.registry, self.job, report) if s.listen else None
+        self.listen = (
+            ListenSink(s.listen, self.store, s.labels, self.selfmetrics.registry, self.job, report)
+            if s.listen
+            else None
+        )
         self.sampler = self._sampler()
         if self.listen is not None and self.sampler is not None:
             labels = lambda: {"job": self.job(), "phase": SYSTEM_PHASE, **s.labels}  # noqa: E731
@@ -175,17 +184,26 @@ class Sidecar:
         if self.listen is not None:
             self.listen.start()
             if parse_address(s.listen or "")[1] == 0:
-                report(f"serving /metrics at http://{_host(self.listen.server.server_address[0])}:{self.listen.port}/metrics")
+                report(
+                    f"serving /metrics at http://{_host(self.listen.server.server_address[0])}:{self.listen.port}/metrics"
+                )
         if s.files and not s.command:
             path = Path(s.state_file) if s.state_file else default_path(s.files)
-            self.follower = Follower(s.files, self.pipeline.feed, report, Checkpoints(path, report), lambda: self.store.version)
+            self.follower = Follower(
+                s.files, self.pipeline.feed, report, Checkpoints(path, report), lambda: self.store.version
+            )
             self.follower.resume()
         if s.kubernetes_logs:
             path = Path(s.state_file) if s.state_file else default_path([s.kubernetes_logs])
             self.follower = KubernetesLogs(
-                s.kubernetes_logs, self.pipeline, self.store, report, Checkpoints(path, report, interval=NODE_CHECKPOINT_EVERY),
+                s.kubernetes_logs,
+                self.pipeline,
+                self.store,
+                report,
+                Checkpoints(path, report, interval=NODE_CHECKPOINT_EVERY),
                 lambda: self.store.version,
-                s.kubernetes_namespaces, s.kubernetes_forget_after,
+                s.kubernetes_namespaces,
+                s.kubernetes_forget_after,
             )
             self.follower.resume()
         if s.pushgateway:
@@ -193,7 +211,9 @@ class Sidecar:
         if self.follower is not None and self.follower.checkpoints is not None:
             self.follower.checkpoints.start(self.push.delivered_through if self.push else lambda: self.store.version)
         if s.remote_write:
-            recorder, self.writers = remote_write_sinks(s.remote_write, s.labels, self.selfmetrics.registry, report, self.transport, s.retry)
+            recorder, self.writers = remote_write_sinks(
+                s.remote_write, s.labels, self.selfmetrics.registry, report, self.transport, s.retry
+            )
             self.store.listeners.append(recorder)
             for writer in self.writers:
                 writer.start()
@@ -205,9 +225,15 @@ class Sidecar:
         s = self.settings
         signal.signal(signal.SIGUSR1, _raise(Undelivered))
         self.push = push = PushgatewaySink(
-            self.store, s.pushgateway or "", s.labels, self.selfmetrics, report,
+            self.store,
+            s.pushgateway or "",
+            s.labels,
+            self.selfmetrics,
+            report,
             job=(s.job or NODE_AGENT_JOB) if s.kubernetes_logs else s.job,
-            handler=self.transport, retry=s.retry, timeout=s.transport.push_timeout,
+            handler=self.transport,
+            retry=s.retry,
+            timeout=s.transport.push_timeout,
             on_failed=_interrupt_main if s.strict else None,
         )
         if self.sampler is not None:
@@ -243,7 +269,11 @@ class Sidecar:
             if self.signals.stopped:  # during the start (a long replay of followed files)
                 return EXIT_OK
             if s.command:
-                errors = Echo(None if s.quiet else sys.stderr.buffer, report, records=echo_records(s, sys.stderr, "stderr", notice=not sys.stdout.isatty()))
+                errors = Echo(
+                    None if s.quiet else sys.stderr.buffer,
+                    report,
+                    records=echo_records(s, sys.stderr, "stderr", notice=not sys.stdout.isatty()),
+                )
                 return run_command(s.command, self.pipeline.feed, echo, errors, report)
             if self.follower is not None:
                 follow(self.follower, self.store, s.exit_on_end, lambda: self.signals.stopped)
@@ -276,7 +306,12 @@ class Sidecar:
             self.follower.checkpoints.close()
         if self.push is None:
             totals = self.sampler.totals if self.sampler else None
-            sys.stderr.write(("\n" if echo.mid_line else "") + summarize(self.store.all_runs(), totals, dropped=self.store.dropped, levels=levels_for(sys.stderr.encoding)))
+            sys.stderr.write(
+                ("\n" if echo.mid_line else "")
+                + summarize(
+                    self.store.all_runs(), totals, dropped=self.store.dropped, levels=levels_for(sys.stderr.encoding)
+                )
+            )
         if self.push is not None and not dict(closed)[self.push] and not strict_failed:
             what = ", ".join(self.push.undelivered()) or "the sidecar's own metrics"
             when = "before the signal" if self.signals.cut else f"within {s.flush_timeout:g} s"
@@ -302,6 +337,8 @@ def echo_records(settings: Settings, out: TextIO, name: str = "stdout", notice: 
     if notice:
         report(f"{name} is a terminal: protocol records are not echoed (--echo all shows them)")
     return False
+
+
 def _terminal_stdin() -> bool:
     """At a terminal nobody else is cleaning up after a Ctrl-C: the first one stops."""
     try:

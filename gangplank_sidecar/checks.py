@@ -48,7 +48,9 @@ def thresholds_from(pairs: Sequence[str]) -> Thresholds:
         try:
             value = int(text) if types[name] == "int" else float(text)
         except ValueError:
-            raise ValueError(f"bad check threshold {pair!r}: {text!r} is not a{'n integer' if types[name] == 'int' else ' number'}") from None
+            raise ValueError(
+                f"bad check threshold {pair!r}: {text!r} is not a{'n integer' if types[name] == 'int' else ' number'}"
+            ) from None
         if not value >= 0:
             raise ValueError(f"bad check threshold {pair!r}: must be a number >= 0")
         values[name] = value
@@ -99,11 +101,18 @@ def _divergence(count: int, first: Point | None, epoch: int, window: Sequence[fl
         return None
     (first_epoch, first_loss), last = first, window[-1]
     if last > first_loss + t.divergence_margin * abs(first_loss):
-        return _finding("divergence", f"loss {last:.4g} at epoch {epoch} is above its first value {first_loss:.4g} (epoch {first_epoch})")
-    if t.divergence_epochs and len(window) == t.divergence_epochs + 1 and all(
-        _better(a, b, t.min_delta) for a, b in zip(window, window[1:])
+        return _finding(
+            "divergence",
+            f"loss {last:.4g} at epoch {epoch} is above its first value {first_loss:.4g} (epoch {first_epoch})",
+        )
+    if (
+        t.divergence_epochs
+        and len(window) == t.divergence_epochs + 1
+        and all(_better(a, b, t.min_delta) for a, b in zip(window, window[1:]))
     ):
-        return _finding("divergence", f"loss rose {t.divergence_epochs} epochs in a row, to {last:.4g} at epoch {epoch}")
+        return _finding(
+            "divergence", f"loss rose {t.divergence_epochs} epochs in a row, to {last:.4g} at epoch {epoch}"
+        )
     return None
 
 
@@ -120,7 +129,9 @@ def overfitting(epochs: Epochs, t: Thresholds) -> Check | None:
     return _overfitting(best, loss.get(best[0]), last, loss.get(last[0]), t)
 
 
-def _overfitting(best: Point, loss_at_best: float | None, last: Point, loss_at_last: float | None, t: Thresholds) -> Check | None:
+def _overfitting(
+    best: Point, loss_at_best: float | None, last: Point, loss_at_last: float | None, t: Thresholds
+) -> Check | None:
     """``best`` and ``last``: the lowest (first of equals) and the latest (epoch, val_loss), with the loss of that epoch."""
     (best_epoch, best_val), (epoch, last_val) = best, last
     since = epoch - best_epoch
@@ -147,7 +158,9 @@ def _plateau(before: float, recent: float, t: Thresholds) -> Check | None:
     """``before``: the best loss before the last ``plateau_epochs`` epochs; ``recent``: the best of those."""
     if _better(recent, before, t.min_delta):
         return None
-    return _finding("plateau", f"loss has not improved on {before:.4g} for {t.plateau_epochs} epochs (min_delta {t.min_delta:g})")
+    return _finding(
+        "plateau", f"loss has not improved on {before:.4g} for {t.plateau_epochs} epochs (min_delta {t.min_delta:g})"
+    )
 
 
 def train_val_gap(epochs: Epochs, t: Thresholds) -> Check | None:
@@ -163,7 +176,9 @@ def _train_val_gap(window: Sequence[tuple[int, float, float]], t: Thresholds) ->
         return None
     epoch, gap, val = window[-1]
     if all(b > a for (_, a, _), (_, b, _) in zip(window, window[1:])) and gap >= t.gap_ratio * abs(val):
-        return _finding("train_val_gap", f"val_loss - loss widened {t.gap_epochs} epochs in a row, to {gap:.4g} at epoch {epoch}")
+        return _finding(
+            "train_val_gap", f"val_loss - loss widened {t.gap_epochs} epochs in a row, to {gap:.4g} at epoch {epoch}"
+        )
     return None
 
 
@@ -190,7 +205,9 @@ def dead_weights(first: Weights | None, last: Weights | None, t: Thresholds) -> 
         return None
     share, was = _near_zero_share(last), _near_zero_share(first)
     if share >= t.dead_share and share - was >= t.dead_growth:
-        return _finding("dead_weights", f"{share:.0%} of the weights are in the bucket around 0 (first histogram: {was:.0%})")
+        return _finding(
+            "dead_weights", f"{share:.0%} of the weights are in the bucket around 0 (first histogram: {was:.0%})"
+        )
     return None
 
 
@@ -208,7 +225,8 @@ def exploding_weights(first: Weights | None, last: Weights | None, t: Thresholds
     share, was = _outer_share(last), _outer_share(first)
     if share - was >= t.exploding_growth:
         return _finding(
-            "exploding_weights", f"{share:.0%} of the weights lie beyond [{last.le[0]:g}, {last.le[-1]:g}] (first histogram: {was:.0%})"
+            "exploding_weights",
+            f"{share:.0%} of the weights lie beyond [{last.le[0]:g}, {last.le[-1]:g}] (first histogram: {was:.0%})",
         )
     return None
 
@@ -225,7 +243,9 @@ CHECKS: dict[str, tuple[str, str, str]] = {
 }
 
 
-_QUIET = tuple(Check(code=code, name=name, severity=severity, message="") for name, (_, code, severity) in CHECKS.items())
+_QUIET = tuple(
+    Check(code=code, name=name, severity=severity, message="") for name, (_, code, severity) in CHECKS.items()
+)
 
 
 def quiet() -> list[Check]:
@@ -253,7 +273,9 @@ class RunChecks:
         self._state: tuple = (0, None, 0, (), math.inf, None, None, None, None, ())
         self._before = self._state  # the state before the latest epoch
 
-    def epoch(self, epoch: int, metrics: dict[str, float], weights: Weights | None) -> tuple[list[Check], Sequence[Check]]:
+    def epoch(
+        self, epoch: int, metrics: dict[str, float], weights: Weights | None
+    ) -> tuple[list[Check], Sequence[Check]]:
         if self.latest == epoch:
             self._state = self._before  # the same epoch again, with more of its values
         else:
@@ -262,16 +284,24 @@ class RunChecks:
         if weights is not None:
             self.first_weights = self.first_weights or weights
             self.last_weights = weights
-        t, (count, first, loss_epoch, losses, before, best, loss_at_best, last, loss_at_last, gaps) = self.thresholds, self._state
+        t, (count, first, loss_epoch, losses, before, best, loss_at_best, last, loss_at_last, gaps) = (
+            self.thresholds,
+            self._state,
+        )
         found = [
             _non_finite(epoch, metrics),
             _divergence(count, first, loss_epoch, losses[-(t.divergence_epochs + 1) :], t),
             None if last is None else _overfitting(best, loss_at_best, last, loss_at_last, t),
-            _plateau(before, min(losses[-t.plateau_epochs :]), t) if t.plateau_epochs and count > t.plateau_epochs else None,
+            _plateau(before, min(losses[-t.plateau_epochs :]), t)
+            if t.plateau_epochs and count > t.plateau_epochs
+            else None,
             _train_val_gap(gaps, t),
         ]
         if self.last_weights is not None:
-            found += [dead_weights(self.first_weights, self.last_weights, t), exploding_weights(self.first_weights, self.last_weights, t)]
+            found += [
+                dead_weights(self.first_weights, self.last_weights, t),
+                exploding_weights(self.first_weights, self.last_weights, t),
+            ]
         fired = [f for f in found if f is not None]
         if not fired:
             return fired, _QUIET
@@ -280,13 +310,21 @@ class RunChecks:
 
     def _add(self, epoch: int, metrics: dict[str, float]) -> tuple:
         """The state with this epoch's finite loss and val_loss taken in."""
-        t, (count, first, loss_epoch, losses, before, best, loss_at_best, last, loss_at_last, gaps) = self.thresholds, self._state
+        t, (count, first, loss_epoch, losses, before, best, loss_at_best, last, loss_at_last, gaps) = (
+            self.thresholds,
+            self._state,
+        )
         loss, val = metrics.get("loss", math.nan), metrics.get("val_loss", math.nan)
         finite_loss = math.isfinite(loss)
         if finite_loss:
             if t.plateau_epochs and len(losses) >= t.plateau_epochs:
                 before = min(before, losses[-t.plateau_epochs])  # leaves the last plateau_epochs
-            count, first, loss_epoch, losses = count + 1, first or (epoch, loss), epoch, (*losses[1 - self._kept :], loss)
+            count, first, loss_epoch, losses = (
+                count + 1,
+                first or (epoch, loss),
+                epoch,
+                (*losses[1 - self._kept :], loss),
+            )
         if math.isfinite(val):
             at = loss if finite_loss else None
             if best is None or val < best[1]:

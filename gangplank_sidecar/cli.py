@@ -77,10 +77,14 @@ def settings_from(argv: Sequence[str]) -> Settings:
         labels = parse_labels(given.pop("label"))  # type: ignore[arg-type]
         history = not given.pop("no_history")
         settings = Settings(
-            **given, labels=labels, history=history, files=args.files, command=command,  # type: ignore[arg-type]
+            **given,
+            labels=labels,
+            history=history,
+            files=args.files,
+            command=command,  # type: ignore[arg-type]
             **delivery_from(args),
             **kubernetes_from(args),
-        )  # fmt: skip
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         where = next(str(p) for p in reversed(first["loc"]) if isinstance(p, str)).replace("_", "-")
@@ -101,9 +105,15 @@ def no_effect(args: argparse.Namespace, s: Settings) -> str | None:
         (bool(s.files and s.command), "FILEs and '-- COMMAND' do not go together: the sidecar reads one or the other"),
         (args.linger > 0 and not s.listen, "--linger needs --listen: it keeps serving /metrics after the end"),
         (args.exit_on_end and not following, "--exit-on-end only applies when following FILEs"),
-        (bool(args.state_file) and not following, "--state-file only applies when following FILEs or --kubernetes-logs"),
+        (
+            bool(args.state_file) and not following,
+            "--state-file only applies when following FILEs or --kubernetes-logs",
+        ),
         (args.quiet and following, "--quiet has no effect on FILEs: they are never echoed"),
-        (args.strict and not (s.pushgateway or s.remote_write or s.history), "--strict needs --pushgateway, --remote-write or the run history: nothing else can fail to deliver"),
+        (
+            args.strict and not (s.pushgateway or s.remote_write or s.history),
+            "--strict needs --pushgateway, --remote-write or the run history: nothing else can fail to deliver",
+        ),
         (args.pid is not None and not s.system_interval, "--pid has no effect with --system-interval 0"),
         (bool(args.disk_path) and not s.system_interval, "--disk-path has no effect with --system-interval 0"),
     )

@@ -26,13 +26,26 @@ class Bucket(NamedTuple):
     @staticmethod
     def of(epoch: int, value: float) -> Bucket:
         finite = math.isfinite(value)
-        return Bucket(epoch, epoch, value if finite else 0.0, 1, value if finite else math.nan, value if finite else math.nan, int(not finite))
+        return Bucket(
+            epoch,
+            epoch,
+            value if finite else 0.0,
+            1,
+            value if finite else math.nan,
+            value if finite else math.nan,
+            int(not finite),
+        )
 
     def merge(self, other: Bucket) -> Bucket:
         return Bucket(
-            self.first, other.last, self.total + other.total, self.count + other.count,
-            _pick(min, self.low, other.low), _pick(max, self.high, other.high), self.nonfinite + other.nonfinite,
-        )  # fmt: skip
+            self.first,
+            other.last,
+            self.total + other.total,
+            self.count + other.count,
+            _pick(min, self.low, other.low),
+            _pick(max, self.high, other.high),
+            self.nonfinite + other.nonfinite,
+        )
 
     @property
     def mean(self) -> float:

@@ -35,7 +35,9 @@ class Retry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     push_retries: int = Field(default=3, ge=0)
-    retry_backoff: float = Field(default=0.5, ge=MIN_BACKOFF, allow_inf_nan=False)  # smaller would spin on a dead gateway
+    retry_backoff: float = Field(
+        default=0.5, ge=MIN_BACKOFF, allow_inf_nan=False
+    )  # smaller would spin on a dead gateway
     retry_backoff_max: float = Field(default=10.0, ge=MIN_BACKOFF, allow_inf_nan=False)
 
     def delay(self, failures: int) -> float:

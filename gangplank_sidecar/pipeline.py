@@ -55,7 +55,9 @@ class Pipeline:
         self._counts = selfmetrics.lines
 
     def _stream(self, name: str, labels: dict[str, str] | None = None, default_job: str = DEFAULT_JOB) -> _Stream:
-        interpreter = Interpreter(self.store, name, self.job, self.report, self.thresholds, self._dropped, labels, default_job)
+        interpreter = Interpreter(
+            self.store, name, self.job, self.report, self.thresholds, self._dropped, labels, default_job
+        )
         stream = self._streams[name] = _Stream(interpreter, parsers.stream_parser(self.fmt, name, self.patterns))
         return stream
 
@@ -121,4 +123,6 @@ class Pipeline:
         self._counts.oversized += 1
         stream.oversized += 1
         if stream.oversized == 1:
-            self.report(f"line {stream.lineno} of {source} is too long to parse: echoed, not parsed (further ones are only counted)")
+            self.report(
+                f"line {stream.lineno} of {source} is too long to parse: echoed, not parsed (further ones are only counted)"
+            )

@@ -42,7 +42,9 @@ _SHOWN = re.compile(r"[A-Za-z0-9_.:/@+=-]+\Z")
 def duration(text: str) -> float:
     """A Prometheus duration (``90s``, ``12h``, ``7d``, ``1h30m``) in seconds, more than zero."""
     if not _DURATION.match(text.strip()):
-        raise ConfigError(f"--older-than: bad duration {text!r}: expected a number and a unit (ms, s, m, h, d, w, y), e.g. 7d or 1h30m")
+        raise ConfigError(
+            f"--older-than: bad duration {text!r}: expected a number and a unit (ms, s, m, h, d, w, y), e.g. 7d or 1h30m"
+        )
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(text))
     if seconds <= 0:
         raise ConfigError("--older-than must be more than zero")
@@ -87,7 +89,9 @@ def parse_groups(body: bytes) -> list[Group]:
         for item in answer["data"]:
             labels = {str(k): str(v) for k, v in item["labels"].items()}
             samples = (item.get("push_time_seconds") or {}).get("metrics") or [{"value": "0"}]
-            groups.append(Group(dict(sorted(labels.items(), key=lambda kv: (kv[0] != "job", kv[0]))), float(samples[0]["value"])))
+            groups.append(
+                Group(dict(sorted(labels.items(), key=lambda kv: (kv[0] != "job", kv[0]))), float(samples[0]["value"]))
+            )
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise PushError(f"unexpected answer from /api/v1/metrics ({exc.__class__.__name__}: {exc})") from None
     return groups
@@ -95,7 +99,9 @@ def parse_groups(body: bytes) -> list[Group]:
 
 def stale(groups: list[Group], cutoff: float, job: re.Pattern[str] | None) -> list[Group]:
     """The groups last pushed before ``cutoff`` whose job matches, oldest first."""
-    return sorted((g for g in groups if g.pushed < cutoff and (job is None or job.fullmatch(g.job))), key=lambda g: g.pushed)
+    return sorted(
+        (g for g in groups if g.pushed < cutoff and (job is None or job.fullmatch(g.job))), key=lambda g: g.pushed
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 done (or dry run); 1 the gateway could not be read or a group not deleted; 2 usage.",
     )
     BY_FLAG["--pushgateway"].add_to(p)
-    p.add_argument("--older-than", required=True, metavar="DURATION", help="last push longer ago than this: 90s, 12h, 7d, 1h30m")
+    p.add_argument(
+        "--older-than", required=True, metavar="DURATION", help="last push longer ago than this: 90s, 12h, 7d, 1h30m"
+    )
     p.add_argument("--job", metavar="REGEX", help="only groups whose job matches (the whole name, as in PromQL)")
     p.add_argument("--yes", action="store_true", help="delete them (default: only list them)")
     add_delivery_options(p)
@@ -123,14 +131,27 @@ def _retried(retry: Retry, request: Callable[[], bytes]) -> bytes:
 
 
 def prune(
-    url: str, transport: Transport, older_than: float, job: re.Pattern[str] | None, delete: bool,
-    out: Callable[[str], None], report: Callable[[str], None], retry: Retry = Retry(), now: float | None = None,
-) -> int:  # fmt: skip
+    url: str,
+    transport: Transport,
+    older_than: float,
+    job: re.Pattern[str] | None,
+    delete: bool,
+    out: Callable[[str], None],
+    report: Callable[[str], None],
+    retry: Retry = Retry(),
+    now: float | None = None,
+) -> int:
     """Lists (and with ``delete``, deletes) the stale groups; returns the exit code."""
     now = time.time() if now is None else now
     try:
-        listing = lambda: transport.request(url + "/api/v1/metrics", "GET", b"", [("Accept", "application/json")], max_body=MAX_LISTING)  # noqa: E731
-        groups = parse_groups(_retried(retry, listing))
+        groups = parse_groups(
+            _retried(
+                retry,
+                lambda: transport.request(
+                    url + "/api/v1/metrics", "GET", b"", [("Accept", "application/json")], max_body=MAX_LISTING
+                ),
+            )
+        )
     except PushError as exc:
         report(f"cannot list the groups of the Pushgateway at {url}: {exc}")
         return EXIT_FAILED

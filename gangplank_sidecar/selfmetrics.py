@@ -25,17 +25,23 @@ class LineCounts:
         self.dropped_values = 0
 
     def collect(self) -> list[CounterMetricFamily]:
-        lines = CounterMetricFamily("gangplank_sidecar_lines", "Lines read, by the format that recognised them", labels=["format"])
+        lines = CounterMetricFamily(
+            "gangplank_sidecar_lines", "Lines read, by the format that recognised them", labels=["format"]
+        )
         for fmt, count in list(self.by_format.items()):
             if count:
                 lines.add_metric([fmt], count)
         return [
             lines,
             CounterMetricFamily(
-                "gangplank_sidecar_parse_errors", "Lines that looked like a known format but could not be parsed", value=self.parse_errors
+                "gangplank_sidecar_parse_errors",
+                "Lines that looked like a known format but could not be parsed",
+                value=self.parse_errors,
             ),
             CounterMetricFamily(
-                "gangplank_sidecar_oversized_lines", "Lines longer than the longest parsed line: echoed, not parsed", value=self.oversized
+                "gangplank_sidecar_oversized_lines",
+                "Lines longer than the longest parsed line: echoed, not parsed",
+                value=self.oversized,
             ),
             CounterMetricFamily(
                 "gangplank_sidecar_dropped_metric_values",
@@ -51,7 +57,9 @@ class SelfMetrics:
         r = self.registry
         self.lines = LineCounts()
         r.register(self.lines)
-        self.pushes = Counter("gangplank_sidecar_pushes", "Pushes to the Pushgateway, by result", ["result"], registry=r)
+        self.pushes = Counter(
+            "gangplank_sidecar_pushes", "Pushes to the Pushgateway, by result", ["result"], registry=r
+        )
         self.push_duration = Histogram(
             "gangplank_sidecar_push_duration_seconds",
             "Time taken by one push to the Pushgateway",
@@ -59,8 +67,12 @@ class SelfMetrics:
             registry=r,
         )
         self.last_push_success = Gauge(
-            "gangplank_sidecar_last_push_success_timestamp_seconds", "When the last push succeeded (Unix time)", registry=r
+            "gangplank_sidecar_last_push_success_timestamp_seconds",
+            "When the last push succeeded (Unix time)",
+            registry=r,
         )
-        self.pending = Gauge("gangplank_sidecar_pending_snapshots", "Grouping keys whose latest state is not delivered yet", registry=r)
+        self.pending = Gauge(
+            "gangplank_sidecar_pending_snapshots", "Grouping keys whose latest state is not delivered yet", registry=r
+        )
         for result in ("success", "failure"):
             self.pushes.labels(result)

@@ -21,9 +21,22 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 # Every label name the sidecar writes itself (design.md, section 8): a --label with one of these
 # would clash with ours (a duplicate ``le`` takes a whole gateway target down). New labels go here.
 RESERVED_LABELS = (
-    "job", "phase", "le", "quantile", "metric", "check", "code", "result", "format", "reason", "gpu", "run",
-    "namespace", "pod", "container",
-)  # fmt: skip
+    "job",
+    "phase",
+    "le",
+    "quantile",
+    "metric",
+    "check",
+    "code",
+    "result",
+    "format",
+    "reason",
+    "gpu",
+    "run",
+    "namespace",
+    "pod",
+    "container",
+)
 
 
 def parse_labels(pairs: list[str]) -> dict[str, str]:
@@ -36,7 +49,9 @@ def parse_labels(pairs: list[str]) -> dict[str, str]:
         if key == "job":
             raise ConfigError(f"label {key!r} is reserved (use --job for the job)")
         if key in RESERVED_LABELS:
-            raise ConfigError(f"label {key!r} is reserved: the sidecar writes it (reserved: {', '.join(RESERVED_LABELS)})")
+            raise ConfigError(
+                f"label {key!r} is reserved: the sidecar writes it (reserved: {', '.join(RESERVED_LABELS)})"
+            )
         labels[key] = value
     return labels
 
@@ -131,7 +146,9 @@ class Settings(BaseModel):
         for value in values:
             url = gateway_url(value, path=True)
             if "@" in url.split("://", 1)[1].split("/", 1)[0]:
-                raise ConfigError("put credentials in --basic-auth-user and its password file, not in the remote-write URL")
+                raise ConfigError(
+                    "put credentials in --basic-auth-user and its password file, not in the remote-write URL"
+                )
             urls.append(url)
         return urls
 
@@ -162,6 +179,7 @@ class Settings(BaseModel):
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         return values
+
     @field_validator("kubernetes_forget_after", mode="before")
     @classmethod
     def _forget_after(cls, value: str | float) -> float:

@@ -52,9 +52,12 @@ def _number(value: float) -> str:
 
 
 def curve_lines(
-    curves: dict[str, Curve], best: dict[str, int | None], levels: str = UNICODE, width: int = WIDTH,
+    curves: dict[str, Curve],
+    best: dict[str, int | None],
+    levels: str = UNICODE,
+    width: int = WIDTH,
     mark: Callable[[str], str] = str,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """One line per metric with two values or more: ``key  sparkline  min 0.05  max 0.9  best @8``.
 
     ``mark`` draws the best epoch's marker (a colour), after the columns are padded.

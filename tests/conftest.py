@@ -114,7 +114,9 @@ class Pushgateway(Server):
 
 
 def pushgateway_binary() -> str:
-    binary = os.environ.get("PUSHGATEWAY_BIN") or shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
+    binary = (
+        os.environ.get("PUSHGATEWAY_BIN") or shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
+    )
     assert Path(binary).exists(), "install Debian's prometheus-pushgateway (see README) or set PUSHGATEWAY_BIN"
     return binary
 
@@ -157,8 +159,14 @@ def digits() -> tuple:
         data.data.astype(np.float32), data.target, test_size=0.2, stratify=data.target, random_state=0
     )
     scaler = StandardScaler().fit(x_train)
-    return (scaler.transform(x_train).astype(np.float32), y_train,
-            scaler.transform(x_val).astype(np.float32), y_val, x_train, x_val)  # fmt: skip
+    return (
+        scaler.transform(x_train).astype(np.float32),
+        y_train,
+        scaler.transform(x_val).astype(np.float32),
+        y_val,
+        x_train,
+        x_val,
+    )
 
 
 def codes(findings: list[dict]) -> list[str]:

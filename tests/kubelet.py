@@ -26,7 +26,10 @@ def cri(content: bytes | str, when: float = T0, stream: str = "stdout", split: i
         return stamp(when) + f" {stream} F ".encode() + data + b"\n"
     size = -(-len(data) // (split + 1))
     pieces = [data[i : i + size] for i in range(0, len(data), size)]
-    return b"".join(stamp(when) + f" {stream} {'F' if i == len(pieces) - 1 else 'P'} ".encode() + p + b"\n" for i, p in enumerate(pieces))
+    return b"".join(
+        stamp(when) + f" {stream} {'F' if i == len(pieces) - 1 else 'P'} ".encode() + p + b"\n"
+        for i, p in enumerate(pieces)
+    )
 
 
 def record(event: str, run: str, time: float, **fields: object) -> str:

@@ -25,10 +25,14 @@ def test_one_hot_labels_and_constant_columns_raise_nothing(digits):
 
 def test_finding_shape(digits):
     x, y, _, _, _, _ = digits
-    assert inspect(x, y, batch_size=30) == [{
-        "code": "K101", "name": "batch_size_not_power_of_2", "severity": "info",
-        "message": "batch size 30 is not a power of 2",
-    }]
+    assert inspect(x, y, batch_size=30) == [
+        {
+            "code": "K101",
+            "name": "batch_size_not_power_of_2",
+            "severity": "info",
+            "message": "batch size 30 is not a power of 2",
+        }
+    ]
 
 
 @pytest.mark.parametrize("batch_size, expected", [(4, ["K1010"]), (6, ["K101", "K1010"]), (512, ["K1012"]), (64, [])])
@@ -42,7 +46,9 @@ def test_sorted_labels_are_not_shuffled(digits):
     order = np.argsort(y, kind="stable")
     found = inspect(x[order], y[order], batch_size=32)
     assert codes(found) == ["K102"]
-    assert found[0]["message"].startswith("labels change between neighbouring rows 9 times where a shuffle gives about 1292")
+    assert found[0]["message"].startswith(
+        "labels change between neighbouring rows 9 times where a shuffle gives about 1292"
+    )
 
 
 def test_sorted_one_hot_labels_are_not_shuffled(digits):
@@ -94,7 +100,9 @@ def test_copied_column_is_correlated(digits):
     wide = np.hstack([x, 2 * x[:, [10]] + 0.5])
     found = inspect(wide, y)
     assert codes(found) == ["K301"]
-    assert found[0]["message"].startswith("1 pairs of input columns correlate at |r| >= 0.98 (first: columns 10 and 64)")
+    assert found[0]["message"].startswith(
+        "1 pairs of input columns correlate at |r| >= 0.98 (first: columns 10 and 64)"
+    )
 
 
 def test_duplicate_rows(digits):

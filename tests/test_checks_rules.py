@@ -82,9 +82,11 @@ def test_overfitting_reports_the_best_epoch() -> None:
     val = [1.0 - 0.05 * i for i in range(13)] + [0.42, 0.45, 0.5]
     found = checks.overfitting(epochs(loss, val), T)
     assert found == Check(
-        code="K504", name="overfitting", severity="warning",
+        code="K504",
+        name="overfitting",
+        severity="warning",
         message="val_loss bottomed out at 0.4 at epoch 13 (best epoch 13) and is 0.5 3 epochs later while loss fell from 0.4 to 0.25",
-    )  # fmt: skip
+    )
     assert checks.overfitting(epochs(loss[:15], val[:15]), T) is None  # only 2 epochs past the best
     flat = [0.4] * 16  # training loss not falling: not overfitting
     assert checks.overfitting(epochs(flat, val), T) is None
@@ -101,13 +103,20 @@ def test_train_val_gap_widening() -> None:
     found = checks.train_val_gap(epochs([1.0, 0.8, 0.6, 0.4, 0.3], [1.0, 0.85, 0.8, 0.75, 0.7]), T)
     assert found is not None and found.message == "val_loss - loss widened 4 epochs in a row, to 0.4 at epoch 5"
     assert checks.train_val_gap(epochs([1.0, 0.8, 0.6, 0.4, 0.3], [1.0, 0.85, 0.66, 0.5, 0.39]), T) is None  # small gap
-    assert checks.train_val_gap(epochs([1.0, 0.8, 0.6, 0.4, 0.3], [1.0, 0.9, 0.7, 0.75, 0.7]), T) is None  # not every epoch
+    assert (
+        checks.train_val_gap(epochs([1.0, 0.8, 0.6, 0.4, 0.3], [1.0, 0.9, 0.7, 0.75, 0.7]), T) is None
+    )  # not every epoch
 
 
 def test_dead_weights() -> None:
     dead = weights([0, 0, 2, 48, 48, 2, 0, 0])
     found = checks.dead_weights(NORMAL, dead, T)
-    assert found == Check(code="", name="dead_weights", severity="warning", message="96% of the weights are in the bucket around 0 (first histogram: 50%)")
+    assert found == Check(
+        code="",
+        name="dead_weights",
+        severity="warning",
+        message="96% of the weights are in the bucket around 0 (first histogram: 50%)",
+    )
     assert checks.dead_weights(dead, dead, T) is None  # narrow from the start: that is the model's initialiser
     assert checks.dead_weights(NORMAL, NORMAL, T) is None
 
@@ -116,7 +125,10 @@ def test_exploding_weights() -> None:
     spread = weights([30, 10, 5, 5, 5, 5, 10, 30])
     found = checks.exploding_weights(NORMAL, spread, T)
     assert found is not None and found.message == "60% of the weights lie beyond [-1, 1] (first histogram: 0%)"
-    assert checks.exploding_weights(NORMAL, weights([0, 5, 20, 25, 25, 20, 5, 0], nonfinite=3), T).message == "3 non-finite weights"
+    assert (
+        checks.exploding_weights(NORMAL, weights([0, 5, 20, 25, 25, 20, 5, 0], nonfinite=3), T).message
+        == "3 non-finite weights"
+    )
     huge = weights([0, 5, 20, 25, 25, 20, 5, 0], biggest=250.0)
     assert checks.exploding_weights(NORMAL, huge, T).message == "a weight of magnitude 250 (limit 100)"
     assert checks.exploding_weights(NORMAL, NORMAL, T) is None
@@ -184,9 +196,17 @@ def test_checks_are_exported_from_the_start_with_the_best_values() -> None:
     assert {labels: v for (name, labels), v in exported.items() if name == "gangplank_check_failed"} == {
         (("check", name), ("code", code)): 0.0 for name, (_, code, _) in checks.CHECKS.items()
     }
-    assert (exported[("gangplank_run_active", ())], exported[("gangplank_run_last_record_timestamp_seconds", ())]) == (1.0, 1.0)
+    assert (exported[("gangplank_run_active", ())], exported[("gangplank_run_last_record_timestamp_seconds", ())]) == (
+        1.0,
+        1.0,
+    )
     for epoch, (loss, val) in enumerate([(1.0, 0.9), (0.5, 0.6), (0.25, "NaN")], start=1):
-        pipeline.feed("stdin", _line("epoch", epoch=epoch, elapsed_seconds=1.0, params={"total": 1}, metrics={"loss": loss, "val_loss": val}))
+        pipeline.feed(
+            "stdin",
+            _line(
+                "epoch", epoch=epoch, elapsed_seconds=1.0, params={"total": 1}, metrics={"loss": loss, "val_loss": val}
+            ),
+        )
     (series,) = store.snapshot()
     exported = _samples(series)
     assert exported[("gangplank_check_failed", (("check", "non_finite"), ("code", "")))] == 1.0
@@ -203,12 +223,16 @@ def test_a_real_keras_run_that_diverges_is_flagged_within_a_few_epochs(tmp_path:
     sidecar = [*SIDECAR, "--quiet", "--system-interval", "0", "--db", str(path)]
     done = subprocess.run(
         ["bash", "-o", "pipefail", "-c", f"{shlex.join(train)} | {shlex.join(sidecar)}"],
-        capture_output=True, env=keras_env(EPOCHS="4", LR="10"), timeout=180,
-    )  # fmt: skip
+        capture_output=True,
+        env=keras_env(EPOCHS="4", LR="10"),
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     conn = sqlite3.connect(path)
     losses = [v for (v,) in conn.execute("SELECT value FROM metrics WHERE key = 'loss' ORDER BY epoch")]
-    (row,) = conn.execute("SELECT first_epoch, last_epoch, fired, message FROM checks WHERE name = 'divergence'").fetchall()
+    (row,) = conn.execute(
+        "SELECT first_epoch, last_epoch, fired, message FROM checks WHERE name = 'divergence'"
+    ).fetchall()
     conn.close()
     assert len(losses) == 4
     assert row == (2, 4, 1, f"loss {losses[3]:.4g} at epoch 4 is above its first value {losses[0]:.4g} (epoch 1)")
@@ -216,17 +240,26 @@ def test_a_real_keras_run_that_diverges_is_flagged_within_a_few_epochs(tmp_path:
 
 
 def test_thresholds_are_set_on_the_command_line() -> None:
-    lines = _line("start", params={"total": 1}) + b"\n" + b"".join(
-        _line("epoch", epoch=e, elapsed_seconds=1.0, params={"total": 1}, metrics={"loss": 1.0}) + b"\n" for e in (1, 2, 3)
+    lines = (
+        _line("start", params={"total": 1})
+        + b"\n"
+        + b"".join(
+            _line("epoch", epoch=e, elapsed_seconds=1.0, params={"total": 1}, metrics={"loss": 1.0}) + b"\n"
+            for e in (1, 2, 3)
+        )
     )
     command = [*SIDECAR, "--quiet", "--system-interval", "0", "--no-history"]
     quiet = subprocess.run(command, input=lines, capture_output=True, timeout=60)
     assert quiet.returncode == 0 and b"plateau" not in quiet.stderr
-    flagged = subprocess.run([*command, "--check-threshold", "plateau_epochs=2"], input=lines, capture_output=True, timeout=60)
+    flagged = subprocess.run(
+        [*command, "--check-threshold", "plateau_epochs=2"], input=lines, capture_output=True, timeout=60
+    )
     assert b"  check - plateau: loss has not improved on 1 for 2 epochs (min_delta 0.001)\n" in flagged.stderr
     bad = subprocess.run([*command, "--check-threshold", "plateau=2"], input=lines, capture_output=True, timeout=60)
     assert bad.returncode == 2
-    assert bad.stderr.decode().startswith("gangplank-sidecar: --check-threshold: bad check threshold 'plateau=2': expected NAME=VALUE")
+    assert bad.stderr.decode().startswith(
+        "gangplank-sidecar: --check-threshold: bad check threshold 'plateau=2': expected NAME=VALUE"
+    )
 
 
 value = st.one_of(st.floats(0.0, 3.0), st.sampled_from([math.nan, math.inf, 1.0, 0.5]))
@@ -235,9 +268,15 @@ value = st.one_of(st.floats(0.0, 3.0), st.sampled_from([math.nan, math.inf, 1.0,
 @settings(max_examples=400, deadline=None)
 @given(
     st.lists(st.tuples(st.one_of(st.none(), value), st.one_of(st.none(), value), st.booleans()), max_size=40),
-    st.builds(Thresholds, divergence_epochs=st.integers(0, 4), overfitting_patience=st.integers(0, 4),
-              plateau_epochs=st.integers(0, 6), gap_epochs=st.integers(0, 5), min_delta=st.sampled_from([0.0, 1e-3, 0.1])),
-)  # fmt: skip
+    st.builds(
+        Thresholds,
+        divergence_epochs=st.integers(0, 4),
+        overfitting_patience=st.integers(0, 4),
+        plateau_epochs=st.integers(0, 6),
+        gap_epochs=st.integers(0, 5),
+        min_delta=st.sampled_from([0.0, 1e-3, 0.1]),
+    ),
+)
 def test_running_checks_equal_the_rules_over_the_whole_history(rows, t: Thresholds) -> None:
     """Per epoch, RunChecks' findings are each rule's over every epoch so far (some brought in two pieces)."""
     run, history = RunChecks(t), []

@@ -19,20 +19,30 @@ def test_a_full_line_with_nanoseconds_and_an_offset() -> None:
 
 
 def test_what_is_not_cri_is_none() -> None:
-    for line in [b"", b"hello", b'{"log":"x","stream":"stdout"}', T + b" stdin F x", T + b" stdout X x",
-                 b"2026-13-03T10:15:00Z stdout F x", b"2026-12-03T10:15:00 stdout F x", T + b"  stdout F x",
-                 b"1969-12-31T23:59:59Z stdout F x", b"9999-12-31T23:59:59-01:00 stdout F x", b"0000-01-01T00:00:00Z stdout F x"]:  # fmt: skip
+    for line in [
+        b"",
+        b"hello",
+        b'{"log":"x","stream":"stdout"}',
+        T + b" stdin F x",
+        T + b" stdout X x",
+        b"2026-13-03T10:15:00Z stdout F x",
+        b"2026-12-03T10:15:00 stdout F x",
+        T + b"  stdout F x",
+        b"1969-12-31T23:59:59Z stdout F x",
+        b"9999-12-31T23:59:59-01:00 stdout F x",
+        b"0000-01-01T00:00:00Z stdout F x",
+    ]:
         assert cri.parse(line) is None, line
 
 
 def test_parts_are_joined_per_stream_up_to_f() -> None:
     d = cri.Decoder()
     lines = [
-        T + b" stdout P {\"gangplank\": 1, ",
+        T + b' stdout P {"gangplank": 1, ',
         T + b" stderr P warn",
-        T + b" stdout P \"event\": ",
+        T + b' stdout P "event": ',
         T + b" stderr F ing",
-        b"2026-12-03T10:15:01Z stdout F \"end\"}",
+        b'2026-12-03T10:15:01Z stdout F "end"}',
     ]
     out = [item for line in lines for item in d.feed(line)]
     assert out == [(1796292900.123456789, b"warning"), (1796292901.0, b'{"gangplank": 1, "event": "end"}')]
@@ -41,7 +51,11 @@ def test_parts_are_joined_per_stream_up_to_f() -> None:
 
 def test_a_joined_line_past_the_cap_is_oversized_and_the_next_one_is_whole() -> None:
     d = cri.Decoder(max_line=10)
-    out = [item for line in [T + b" stdout P 123456", T + b" stdout P 789012", T + b" stdout F 3", T + b" stdout F ok"] for item in d.feed(line)]
+    out = [
+        item
+        for line in [T + b" stdout P 123456", T + b" stdout P 789012", T + b" stdout F 3", T + b" stdout F ok"]
+        for item in d.feed(line)
+    ]
     assert out == [(1796292900.123456789, OVERSIZED), (1796292900.123456789, b"ok")]
     assert out[0][1] is OVERSIZED and d.oversized == 1
 

@@ -46,7 +46,15 @@ def known_run(run: str = A, epochs: int = 12, job: str = "mnist", t0: float = T0
         }
         if i == 9:
             metrics["val_loss"] = "NaN"
-        text += "7/7 ━━━━━━━━━━━━━━━━━━━━ 0s 3ms/step - loss: 0.5" + rec("epoch", run, t0 + 10 * (i + 1), epoch=i + 1, elapsed_seconds=10.0 * (i + 1), metrics=metrics, params={"total": 650})
+        text += "7/7 ━━━━━━━━━━━━━━━━━━━━ 0s 3ms/step - loss: 0.5" + rec(
+            "epoch",
+            run,
+            t0 + 10 * (i + 1),
+            epoch=i + 1,
+            elapsed_seconds=10.0 * (i + 1),
+            metrics=metrics,
+            params={"total": 650},
+        )
     return text + rec("end", run, t0 + 10 * epochs + 1, status="ok", elapsed_seconds=10.0 * epochs + 0.5)
 
 
@@ -58,7 +66,11 @@ def golden(name: str, actual: str) -> None:
 
 
 def env(renderer: str, **extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "ANSI_COLORS_DISABLED", "TERM", "COLUMNS", "LINES")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NO_COLOR", "FORCE_COLOR", "ANSI_COLORS_DISABLED", "TERM", "COLUMNS", "LINES")
+    }
     return {**base, "PYTHONIOENCODING": ENCODINGS[renderer], "TZ": "UTC", **extra}
 
 
@@ -66,14 +78,24 @@ def env(renderer: str, **extra: str) -> dict[str, str]:
 def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("curves") / "runs.db"
     for text in (known_run(), known_run(B, epochs=8, job="cifar", t0=T0 + 3600, overfit=0.05)):
-        done = subprocess.run([*SIDECAR, "--quiet", "--system-interval", "0", "--db", str(path)], input=text.encode(), capture_output=True, timeout=60)
+        done = subprocess.run(
+            [*SIDECAR, "--quiet", "--system-interval", "0", "--db", str(path)],
+            input=text.encode(),
+            capture_output=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
     return path
 
 
 def runs(history: Path, renderer: str, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*RUNS, *args, "--db", str(history)], capture_output=True, text=True, encoding=ENCODINGS[renderer], timeout=120, env=env(renderer, **extra)
+        [*RUNS, *args, "--db", str(history)],
+        capture_output=True,
+        text=True,
+        encoding=ENCODINGS[renderer],
+        timeout=120,
+        env=env(renderer, **extra),
     )
 
 
@@ -81,8 +103,11 @@ def runs(history: Path, renderer: str, *args: str, **extra: str) -> subprocess.C
 def test_summary_draws_a_sparkline_per_metric(renderer: str) -> None:
     done = subprocess.run(
         [*SIDECAR, "--quiet", "--no-history", "--system-interval", "0"],
-        input=known_run().encode(), capture_output=True, timeout=60, env=env(renderer),
-    )  # fmt: skip
+        input=known_run().encode(),
+        capture_output=True,
+        timeout=60,
+        env=env(renderer),
+    )
     assert done.returncode == 0
     golden(f"summary-{renderer}.txt", done.stderr.decode(ENCODINGS[renderer]))
 
@@ -99,14 +124,31 @@ def test_plot_draws_one_line_per_run_and_metric(history: Path, renderer: str) ->
     done = runs(history, renderer, "plot", A, "--width", "72", "--height", "20")
     assert (done.returncode, done.stderr) == (0, "")
     golden(f"plot-{renderer}.txt", done.stdout)
-    two = runs(history, renderer, "plot", A, B, "--metric", "val_loss", "--metric", "accuracy", "--width", "72", "--height", "20")
+    two = runs(
+        history,
+        renderer,
+        "plot",
+        A,
+        B,
+        "--metric",
+        "val_loss",
+        "--metric",
+        "accuracy",
+        "--width",
+        "72",
+        "--height",
+        "20",
+    )
     assert (two.returncode, two.stderr) == (0, "")
     golden(f"plot-two-runs-{renderer}.txt", two.stdout)
 
 
 def test_plot_json_gives_a_script_the_same_lines(history: Path) -> None:
     lines = json.loads(runs(history, "unicode", "plot", A, B, "--metric", "val_loss", "--json").stdout)
-    assert [(line["run"], line["metric"], line["epochs"]) for line in lines] == [(A, "val_loss", list(range(1, 13))), (B, "val_loss", list(range(1, 9)))]
+    assert [(line["run"], line["metric"], line["epochs"]) for line in lines] == [
+        (A, "val_loss", list(range(1, 13))),
+        (B, "val_loss", list(range(1, 9))),
+    ]
     assert lines[0]["values"][8:10] == [0.2451, "NaN"]
 
 
@@ -117,7 +159,10 @@ def test_plot_output_writes_a_png_and_an_svg(history: Path, tmp_path: Path) -> N
         assert (done.returncode, done.stdout, done.stderr) == (0, f"wrote {path}\n", "")
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert data[12:16] == b"IHDR" and (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (800, 450)
+    assert data[12:16] == b"IHDR" and (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (
+        800,
+        450,
+    )
     assert len(data) > 20_000
     from matplotlib.image import imread  # the PNG decodes: 450 rows of 800 RGBA pixels, not all one colour
 
@@ -133,7 +178,10 @@ def test_plot_output_without_matplotlib_says_how_to_get_it(history: Path, tmp_pa
     (shadow / "__init__.py").write_text("raise ImportError('matplotlib is not installed')\n")
     done = runs(history, "unicode", "plot", A, "--output", str(tmp_path / "x.png"), PYTHONPATH=str(shadow.parent))
     assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == "gangplank-runs: --output needs matplotlib, an optional extra: pip install 'gangplank-sidecar[plot]'\n"
+    assert (
+        done.stderr
+        == "gangplank-runs: --output needs matplotlib, an optional extra: pip install 'gangplank-sidecar[plot]'\n"
+    )
     assert not (tmp_path / "x.png").exists()
 
 
@@ -142,7 +190,10 @@ def test_plot_output_without_matplotlib_says_how_to_get_it(history: Path, tmp_pa
     [
         (["--output", "x.pdf"], "gangplank-runs: --output: x.pdf: expected a .png or .svg file\n"),
         (["--metric", "nope"], f"gangplank-runs: no finite values of nope in run {A}\n"),
-        (["--width", "10"], "gangplank-runs: a chart needs at least 20 columns and 8 rows, not 10x22 (--width, --height)\n"),
+        (
+            ["--width", "10"],
+            "gangplank-runs: a chart needs at least 20 columns and 8 rows, not 10x22 (--width, --height)\n",
+        ),
     ],
 )
 def test_plot_refuses_what_it_cannot_draw(history: Path, args: list[str], message: str) -> None:
@@ -155,8 +206,14 @@ def test_colours_follow_the_terminal_no_color_and_the_option(history: Path) -> N
     assert "  status     \x1b[32mok\x1b[0m\n" in forced
     assert "\x1b[1m\x1b[32m0.9482\x1b[0m" in forced  # the best accuracy, in its row and in the best row
     assert "\x1b[33m  check overfitting (K504, warning, epoch 12, firing)" in forced
-    assert runs(history, "unicode", "show", A).stdout == runs(history, "unicode", "show", A, FORCE_COLOR="1", NO_COLOR="1").stdout
-    assert runs(history, "unicode", "show", A, "--no-color", FORCE_COLOR="1").stdout == runs(history, "unicode", "show", A).stdout
+    assert (
+        runs(history, "unicode", "show", A).stdout
+        == runs(history, "unicode", "show", A, FORCE_COLOR="1", NO_COLOR="1").stdout
+    )
+    assert (
+        runs(history, "unicode", "show", A, "--no-color", FORCE_COLOR="1").stdout
+        == runs(history, "unicode", "show", A).stdout
+    )
     assert "\x1b[" not in runs(history, "unicode", "show", A).stdout
 
 
@@ -164,7 +221,9 @@ def test_a_terminal_gets_colours_without_being_asked(history: Path) -> None:
     master, slave = pty.openpty()
     tty.setraw(slave)
     argv = [*RUNS, "list", "--db", str(history)]
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, env=env("unicode", TERM="xterm-256color"))
+    process = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, env=env("unicode", TERM="xterm-256color")
+    )
     os.close(slave)
     screen = b""
     while chunk := _read(master):
@@ -208,4 +267,6 @@ def test_sparkline_levels_and_marks() -> None:
     curve = Curve.of([(1, 0.0), (2, 1.0), (3, 2.0), (4, 3.0), (5, 4.0), (6, math.nan), (7, 5.0), (8, 6.0), (9, 7.0)])
     assert sparkline(curve, 1, UNICODE) == "●▂▃▄▅x▆▇█"
     assert sparkline(curve, None, ASCII) == "_..--x~~^"
-    assert curve_lines({"loss": curve, "one": Curve.of([(1, 1.0)])}, {"loss": 1}, ASCII) == ["loss  *..--x~~^  min 0  max 7  best @1"]
+    assert curve_lines({"loss": curve, "one": Curve.of([(1, 1.0)])}, {"loss": 1}, ASCII) == [
+        "loss  *..--x~~^  min 0  max 7  best @1"
+    ]

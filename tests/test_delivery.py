@@ -22,9 +22,21 @@ from proxy import FAULTS, FaultProxy
 JOB = "faults"
 TRAIN = {"job": JOB, "phase": "train"}
 FAST = [
-    "--job", JOB, "--system-interval", "0", "--push-timeout", "0.5", "--connect-timeout", "0.5",
-    "--push-retries", "2", "--retry-backoff", "0.05", "--retry-backoff-max", "0.2",
-]  # fmt: skip
+    "--job",
+    JOB,
+    "--system-interval",
+    "0",
+    "--push-timeout",
+    "0.5",
+    "--connect-timeout",
+    "0.5",
+    "--push-retries",
+    "2",
+    "--retry-backoff",
+    "0.05",
+    "--retry-backoff-max",
+    "0.2",
+]
 BOUNDS = [-0.5, 0.0, 0.5]
 
 PRODUCER = r"""
@@ -48,16 +60,41 @@ def record(epoch: int) -> dict:
     """Epoch ``epoch`` of a made-up run, with values that differ from every other epoch."""
     counts = [epoch, 2 * epoch + 1, 3 * epoch + 2, 3 * epoch + 5]
     return {
-        "gangplank": 1, "event": "epoch", "run": "20261125-101530-fa17", "phase": "train", "time": 1764065730.0 + epoch,
-        "epoch": epoch, "elapsed_seconds": 1.25 * epoch,
-        "metrics": {"loss": 1 / (epoch + 1), "accuracy": 1 - 1 / (epoch + 2), "val_loss": 0.5 / epoch, "val_accuracy": 0.01 * epoch},
+        "gangplank": 1,
+        "event": "epoch",
+        "run": "20261125-101530-fa17",
+        "phase": "train",
+        "time": 1764065730.0 + epoch,
+        "epoch": epoch,
+        "elapsed_seconds": 1.25 * epoch,
+        "metrics": {
+            "loss": 1 / (epoch + 1),
+            "accuracy": 1 - 1 / (epoch + 2),
+            "val_loss": 0.5 / epoch,
+            "val_accuracy": 0.01 * epoch,
+        },
         "params": {"total": 1000 + epoch},
-        "weights": {"le": BOUNDS, "counts": counts, "count": counts[-1], "sum": 0.125 * epoch, "min": -0.75, "max": 0.75, "nonfinite": 0},
-    }  # fmt: skip
+        "weights": {
+            "le": BOUNDS,
+            "counts": counts,
+            "count": counts[-1],
+            "sum": 0.125 * epoch,
+            "min": -0.75,
+            "max": 0.75,
+            "nonfinite": 0,
+        },
+    }
 
 
 def write_lines(tmp_path: Path, epochs: int) -> Path:
-    start = {"gangplank": 1, "event": "start", "run": "20261125-101530-fa17", "phase": "train", "time": 1764065730.0, "params": {"total": 1000}}
+    start = {
+        "gangplank": 1,
+        "event": "start",
+        "run": "20261125-101530-fa17",
+        "phase": "train",
+        "time": 1764065730.0,
+        "params": {"total": 1000},
+    }
     path = tmp_path / "lines.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in [start, *(record(e) for e in range(1, epochs + 1))]))
     return path
@@ -71,7 +108,9 @@ class Pipe:
         self.timings, self.release = tmp_path / "timings.json", tmp_path / "release"
         self.out, self.err = tmp_path / "sidecar.out", tmp_path / "sidecar.err"
         with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.sidecar = subprocess.Popen([*SIDECAR, "--pushgateway", url, *FAST, *args], stdin=subprocess.PIPE, stdout=out, stderr=err)
+            self.sidecar = subprocess.Popen(
+                [*SIDECAR, "--pushgateway", url, *FAST, *args], stdin=subprocess.PIPE, stdout=out, stderr=err
+            )
         self.producer = subprocess.Popen(
             [sys.executable, "-c", PRODUCER, str(self.lines), str(self.timings), str(self.release) if release else ""],
             stdout=self.sidecar.stdin,
@@ -122,7 +161,11 @@ def wait_for(condition, timeout: float = 10.0, what: str = "") -> None:
 
 
 def epochs_on(gateway: Pushgateway) -> float | None:
-    found = [v for (n, ls), v in gateway.samples().items() if n == "gangplank_train_epochs_count" and set(TRAIN.items()) <= ls]
+    found = [
+        v
+        for (n, ls), v in gateway.samples().items()
+        if n == "gangplank_train_epochs_count" and set(TRAIN.items()) <= ls
+    ]
     return found[0] if found else None
 
 
@@ -134,7 +177,9 @@ def assert_final_state(gateway: Pushgateway, epoch: int = 20) -> None:
     assert value(samples, "gangplank_train_epochs_count", **TRAIN) == epoch
     assert value(samples, "gangplank_train_elapsed_time_seconds", **TRAIN) == last["elapsed_seconds"]
     assert value(samples, "gangplank_train_model_parameters_count", **TRAIN) == last["params"]["total"]
-    buckets = [value(samples, "gangplank_train_model_weights_bucket", le=le, **TRAIN) for le in ("-0.5", "0", "0.5", "+Inf")]
+    buckets = [
+        value(samples, "gangplank_train_model_weights_bucket", le=le, **TRAIN) for le in ("-0.5", "0", "0.5", "+Inf")
+    ]
     assert buckets == last["weights"]["counts"]
     assert value(samples, "gangplank_train_model_weights_count", **TRAIN) == last["weights"]["count"]
     assert value(samples, "gangplank_train_model_weights_sum", **TRAIN) == last["weights"]["sum"]
@@ -239,14 +284,20 @@ print("trained", epoch + 1, file=sys.stderr)
 
 
 @pytest.mark.parametrize("ignore_exceptions", [False, True])
-def test_strict_breaks_the_pipe_and_the_emitter_follows_ignore_exceptions(ignore_exceptions: bool, proxy: FaultProxy) -> None:
+def test_strict_breaks_the_pipe_and_the_emitter_follows_ignore_exceptions(
+    ignore_exceptions: bool, proxy: FaultProxy
+) -> None:
     """Like Gangplank's ignore_exceptions=False: a gateway that stays down stops the training."""
     proxy.set("refuse")
     sidecar = subprocess.Popen(
-        [*SIDECAR, "--pushgateway", proxy.url, *FAST, "--strict", "--quiet"], stdin=subprocess.PIPE, stderr=subprocess.PIPE
+        [*SIDECAR, "--pushgateway", proxy.url, *FAST, "--strict", "--quiet"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     training = subprocess.Popen(
-        [sys.executable, "-c", EMITTER, "ignore" if ignore_exceptions else "raise"], stdout=sidecar.stdin, stderr=subprocess.PIPE
+        [sys.executable, "-c", EMITTER, "ignore" if ignore_exceptions else "raise"],
+        stdout=sidecar.stdin,
+        stderr=subprocess.PIPE,
     )
     assert sidecar.stdin is not None
     sidecar.stdin.close()
@@ -278,7 +329,9 @@ def test_emitter_on_a_full_disk(ignore_exceptions: bool) -> None:
     writer = Writer("/dev/full", ignore_exceptions=ignore_exceptions)
     try:
         if ignore_exceptions:
-            with pytest.warns(RuntimeWarning, match=r"cannot write metrics \(\[Errno 28\] No space left on device\); training goes on"):
+            with pytest.warns(
+                RuntimeWarning, match=r"cannot write metrics \(\[Errno 28\] No space left on device\); training goes on"
+            ):
                 writer.write({"gangplank": 1})
             writer.write({"gangplank": 1})  # warned once: filterwarnings=error would fail a second warning
         else:

@@ -138,7 +138,11 @@ def test_variable_query_uses_an_exported_metric(dashboard: dict) -> None:
 
 
 def _check_rules(exprs: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:query{i}", "expr": e} for i, e in enumerate(exprs)]}]}
+    rules = {
+        "groups": [
+            {"name": "dashboard", "rules": [{"record": f"dashboard:query{i}", "expr": e} for i, e in enumerate(exprs)]}
+        ]
+    }
     path = tmp_path / "queries.yml"
     path.write_text(yaml.safe_dump(rules), encoding="utf-8")
     return subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
@@ -163,7 +167,9 @@ def test_promtool_rejects_a_broken_query(tmp_path: Path) -> None:
 
 
 def test_panels_use_the_provisioned_datasource(dashboard: dict) -> None:
-    provisioned = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text(encoding="utf-8"))
+    provisioned = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text(encoding="utf-8")
+    )
     (source,) = provisioned["datasources"]
     assert (source["type"], source["uid"]) == ("prometheus", "gangplank-prometheus")
     expected = {"type": source["type"], "uid": source["uid"]}
@@ -193,7 +199,11 @@ def test_weight_histograms_are_bucket_heatmaps_per_job(dashboard: dict) -> None:
         'gangplank_test_model_weights_bucket{job=~"$job"}',
     ]
     for panel in histograms:
-        assert (panel["targets"][0]["format"], panel["targets"][0]["legendFormat"], panel["repeat"]) == ("heatmap", "{{le}}", "job")
+        assert (panel["targets"][0]["format"], panel["targets"][0]["legendFormat"], panel["repeat"]) == (
+            "heatmap",
+            "{{le}}",
+            "job",
+        )
 
 
 def test_dashboard_provider_loads_the_folder_compose_mounts() -> None:

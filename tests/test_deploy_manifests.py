@@ -90,7 +90,11 @@ def test_job_runs_the_sidecar_as_a_native_sidecar(pod: dict) -> None:
     spec = pod["spec"]
     (sidecar,) = spec["initContainers"]
     (train,) = spec["containers"]
-    assert (sidecar["name"], sidecar["image"], sidecar["restartPolicy"]) == ("gangplank-sidecar", "gangplank-sidecar:0.1.0", "Always")
+    assert (sidecar["name"], sidecar["image"], sidecar["restartPolicy"]) == (
+        "gangplank-sidecar",
+        "gangplank-sidecar:0.1.0",
+        "Always",
+    )
     assert sidecar["args"] == [METRICS_FILE]
     assert spec["restartPolicy"] == "Never"
     assert train["command"] == ["python", "/app/examples/mnist/train.py", "--metrics-file", METRICS_FILE]
@@ -127,7 +131,9 @@ def test_job_configures_the_sidecar_by_environment_with_credentials_from_a_secre
         "GANGPLANK_FLUSH_TIMEOUT": "10",
         "GANGPLANK_BASIC_AUTH_PASSWORD_FILE": "/etc/gangplank/pushgateway/password",
     }
-    assert env["GANGPLANK_BASIC_AUTH_USER"]["valueFrom"] == {"secretKeyRef": {"name": "gangplank-pushgateway", "key": "username"}}
+    assert env["GANGPLANK_BASIC_AUTH_USER"]["valueFrom"] == {
+        "secretKeyRef": {"name": "gangplank-pushgateway", "key": "username"}
+    }
     volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
     assert volumes["pushgateway-credentials"]["secret"] == {
         "secretName": "gangplank-pushgateway",
@@ -135,7 +141,10 @@ def test_job_configures_the_sidecar_by_environment_with_credentials_from_a_secre
         "items": [{"key": "password", "path": "password"}],
     }
     mount = next(m for m in sidecar["volumeMounts"] if m["name"] == "pushgateway-credentials")
-    assert (mount["mountPath"] + "/password", mount["readOnly"]) == (env["GANGPLANK_BASIC_AUTH_PASSWORD_FILE"]["value"], True)
+    assert (mount["mountPath"] + "/password", mount["readOnly"]) == (
+        env["GANGPLANK_BASIC_AUTH_PASSWORD_FILE"]["value"],
+        True,
+    )
     assert "password" not in json.dumps(sidecar["args"])
 
 
@@ -164,7 +173,11 @@ def test_job_scrape_annotations_point_at_the_listen_port(pod: dict) -> None:
     (sidecar,) = pod["spec"]["initContainers"]
     (port,) = sidecar["ports"]
     listen_port = _env(sidecar)["GANGPLANK_LISTEN"]["value"].rpartition(":")[2]
-    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "9100", "prometheus.io/path": "/metrics"}
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9100",
+        "prometheus.io/path": "/metrics",
+    }
     assert (port["name"], str(port["containerPort"]), listen_port) == ("metrics", "9100", "9100")
 
 
@@ -180,7 +193,11 @@ def test_compose_wires_the_sidecar_to_the_gateway_and_prometheus(compose: dict) 
         "GANGPLANK_FLUSH_TIMEOUT": "10",
     }
     assert sidecar["volumes"] == ["./logs:/logs:ro", "sidecar-state:/var/lib/gangplank"]
-    assert (sidecar["read_only"], sidecar["cap_drop"], sidecar["security_opt"]) == (True, ["ALL"], ["no-new-privileges:true"])
+    assert (sidecar["read_only"], sidecar["cap_drop"], sidecar["security_opt"]) == (
+        True,
+        ["ALL"],
+        ["no-new-privileges:true"],
+    )
     assert sidecar["stop_grace_period"] == "30s"
 
     prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
@@ -245,14 +262,32 @@ def test_node_agent_arguments_are_the_sidecars_options(node_agent: list[dict], m
     (container,) = _agent_pod(node_agent)["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}
     assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
-    assert env["GANGPLANK_PUSHGATEWAY"]["valueFrom"]["configMapKeyRef"] == {"name": "gangplank-node-agent", "key": "pushgateway", "optional": True}
+    assert env["GANGPLANK_PUSHGATEWAY"]["valueFrom"]["configMapKeyRef"] == {
+        "name": "gangplank-node-agent",
+        "key": "pushgateway",
+        "optional": True,
+    }
     assert node_agent[0]["data"] == {"pushgateway": ""}  # the gateway is optional: empty means no pushes
-    for name in ("GANGPLANK_PUSHGATEWAY", "GANGPLANK_LABELS", "GANGPLANK_KUBERNETES_LOGS", "GANGPLANK_KUBERNETES_NAMESPACES"):
+    for name in (
+        "GANGPLANK_PUSHGATEWAY",
+        "GANGPLANK_LABELS",
+        "GANGPLANK_KUBERNETES_LOGS",
+        "GANGPLANK_KUBERNETES_NAMESPACES",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GANGPLANK_KUBERNETES_FORGET_AFTER", env["GANGPLANK_KUBERNETES_FORGET_AFTER"]["value"])
     settings = settings_from([a.replace("$(NODE_NAME)", "gpu-node-1") for a in container["args"]])
-    assert (settings.kubernetes_logs, settings.state_file, settings.listen) == ("/var/log/pods", "/var/lib/gangplank/state.json", "0.0.0.0:9100")
-    assert (settings.labels, settings.kubernetes_forget_after, settings.history, settings.pushgateway) == ({"node": "gpu-node-1"}, 600.0, False, None)
+    assert (settings.kubernetes_logs, settings.state_file, settings.listen) == (
+        "/var/log/pods",
+        "/var/lib/gangplank/state.json",
+        "0.0.0.0:9100",
+    )
+    assert (settings.labels, settings.kubernetes_forget_after, settings.history, settings.pushgateway) == (
+        {"node": "gpu-node-1"},
+        600.0,
+        False,
+        None,
+    )
 
 
 def test_node_agent_reads_the_logs_read_only_and_keeps_its_state_on_the_node(node_agent: list[dict]) -> None:
@@ -284,9 +319,16 @@ def test_node_agent_has_the_least_privilege_that_reads_the_logs(node_agent: list
 def test_node_agent_runs_on_gpu_nodes_with_requests_and_limits(node_agent: list[dict]) -> None:
     pod = _agent_pod(node_agent)
     tolerated = {(t["key"], t["operator"], t["effect"]) for t in pod["spec"]["tolerations"]}
-    assert ("nvidia.com/gpu", "Exists", "NoSchedule") in tolerated and ("amd.com/gpu", "Exists", "NoSchedule") in tolerated
+    assert ("nvidia.com/gpu", "Exists", "NoSchedule") in tolerated and (
+        "amd.com/gpu",
+        "Exists",
+        "NoSchedule",
+    ) in tolerated
     (container,) = pod["spec"]["containers"]
-    assert container["resources"] == {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "200Mi"}}
+    assert container["resources"] == {
+        "requests": {"cpu": "20m", "memory": "64Mi"},
+        "limits": {"cpu": "500m", "memory": "200Mi"},
+    }
 
 
 def test_node_agent_scrape_annotations_point_at_the_listen_port(node_agent: list[dict]) -> None:
@@ -294,6 +336,10 @@ def test_node_agent_scrape_annotations_point_at_the_listen_port(node_agent: list
     (container,) = pod["spec"]["containers"]
     annotations = pod["metadata"]["annotations"]
     (port,) = container["ports"]
-    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port["containerPort"]), "prometheus.io/path": "/metrics"}
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port["containerPort"]),
+        "prometheus.io/path": "/metrics",
+    }
     assert f"--listen=0.0.0.0:{port['containerPort']}" in container["args"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "metrics"}

@@ -51,7 +51,9 @@ def test_alerting_rules_are_picked_up_from_the_rules_folder(tmp_path: Path) -> N
     assert config["rule_files"] == ["rules/*.yml"]
     shutil.copy(CONFIG, tmp_path / "prometheus.yml")
     (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "bad.yml").write_text("groups:\n  - name: x\n    rules:\n      - alert: X\n        expr: sum by (\n", encoding="utf-8")
+    (tmp_path / "rules" / "bad.yml").write_text(
+        "groups:\n  - name: x\n    rules:\n      - alert: X\n        expr: sum by (\n", encoding="utf-8"
+    )
     result = _promtool_check(tmp_path / "prometheus.yml")
     assert result.returncode == 1
     assert "bad.yml" in result.stdout + result.stderr

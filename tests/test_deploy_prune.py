@@ -62,15 +62,27 @@ def test_it_uses_the_sidecars_image_gateway_and_credentials(cronjob: dict) -> No
     (sidecar,) = job["spec"]["template"]["spec"]["initContainers"]
     prune = container(cronjob)
     assert prune["image"] == sidecar["image"]
-    assert prune["env"] == [e for e in sidecar["env"] if e["name"] in {"GANGPLANK_PUSHGATEWAY", "GANGPLANK_BASIC_AUTH_USER", "GANGPLANK_BASIC_AUTH_PASSWORD_FILE"}]
+    assert prune["env"] == [
+        e
+        for e in sidecar["env"]
+        if e["name"] in {"GANGPLANK_PUSHGATEWAY", "GANGPLANK_BASIC_AUTH_USER", "GANGPLANK_BASIC_AUTH_PASSWORD_FILE"}
+    ]
     volumes = {v["name"]: v for v in cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["pushgateway-credentials"] == next(v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "pushgateway-credentials")
+    assert volumes["pushgateway-credentials"] == next(
+        v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "pushgateway-credentials"
+    )
     assert prune["securityContext"] == sidecar["securityContext"]
 
 
-def test_the_containers_command_prunes_the_real_gateway(cronjob: dict, pushgateway: Pushgateway, tmp_path: Path) -> None:
+def test_the_containers_command_prunes_the_real_gateway(
+    cronjob: dict, pushgateway: Pushgateway, tmp_path: Path
+) -> None:
     """Its args and environment as Kubernetes would pass them; the gateway's URL and the password file are the test's."""
-    for path in ("/metrics/job/mnist/phase/train", "/metrics/job/mnist-big/phase/train", "/metrics/job/cifar/phase/train"):
+    for path in (
+        "/metrics/job/mnist/phase/train",
+        "/metrics/job/mnist-big/phase/train",
+        "/metrics/job/cifar/phase/train",
+    ):
         request = urllib.request.Request(pushgateway.url + path, data=b"gangplank_train_loss 0.5\n", method="PUT")
         urllib.request.urlopen(request, timeout=5).close()
     (tmp_path / "password").write_text("not-checked-by-this-gateway\n")
@@ -80,5 +92,8 @@ def test_the_containers_command_prunes_the_real_gateway(cronjob: dict, pushgatew
     args = [a if a != "7d" else "1ms" for a in prune["args"]]  # every group is stale, only the job regex chooses
     done = subprocess.run([*SIDECAR, *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
     assert done.returncode == 0, done.stderr
-    assert sorted(line.split("  ")[-1] for line in done.stdout.splitlines()) == ["job=mnist phase=train", "job=mnist-big phase=train"]
+    assert sorted(line.split("  ")[-1] for line in done.stdout.splitlines()) == [
+        "job=mnist phase=train",
+        "job=mnist-big phase=train",
+    ]
     assert {k[0]: dict(k[1])["job"] for k in pushgateway.gangplank()} == {"gangplank_train_loss": "cifar"}

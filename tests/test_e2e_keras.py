@@ -54,7 +54,9 @@ def test_weight_histogram_equals_numpy(trained) -> None:
     buckets = [value(samples, "gangplank_train_model_weights_bucket", le=le, **train) for le in bounds]
     assert buckets == expected["counts"]
     assert value(samples, "gangplank_train_model_weights_count", **train) == expected["counts"][-1]
-    assert value(samples, "gangplank_train_model_weights_sum", **train) == pytest.approx(expected["sum"], rel=1e-9, abs=1e-9)
+    assert value(samples, "gangplank_train_model_weights_sum", **train) == pytest.approx(
+        expected["sum"], rel=1e-9, abs=1e-9
+    )
 
 
 def test_test_push_keeps_training_metrics(trained) -> None:
@@ -78,7 +80,9 @@ def test_sidecar_reports_its_own_pushes(trained) -> None:
     gateway, _, _, _ = trained
     samples = gateway.gangplank()
     assert value(samples, "gangplank_sidecar_pushes_total", result="failure", phase="sidecar") == 0
-    assert value(samples, "gangplank_sidecar_lines_total", format="gangplank", phase="sidecar") == 8  # start, 3 epochs, end; start, evaluate, end
+    assert (
+        value(samples, "gangplank_sidecar_lines_total", format="gangplank", phase="sidecar") == 8
+    )  # start, 3 epochs, end; start, evaluate, end
 
 
 def test_embedded_default_prints_a_summary(tmp_path) -> None:

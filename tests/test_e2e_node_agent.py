@@ -34,10 +34,27 @@ class NodeAgent:
         self.port = free_port()
         self.err = tmp_path / f"agent-{time.monotonic_ns()}.err"
         argv = [
-            *SIDECAR, "--kubernetes-logs", str(root), "--pushgateway", gateway, "--listen", str(self.port),
-            "--state-file", str(tmp_path / "state.json"), "--kubernetes-forget-after", "2s", "--label", "cluster=lab",
-            "--no-history", "--push-timeout", "2", "--retry-backoff", "0.05", "--retry-backoff-max", "0.2",
-        ]  # fmt: skip
+            *SIDECAR,
+            "--kubernetes-logs",
+            str(root),
+            "--pushgateway",
+            gateway,
+            "--listen",
+            str(self.port),
+            "--state-file",
+            str(tmp_path / "state.json"),
+            "--kubernetes-forget-after",
+            "2s",
+            "--label",
+            "cluster=lab",
+            "--no-history",
+            "--push-timeout",
+            "2",
+            "--retry-backoff",
+            "0.05",
+            "--retry-backoff-max",
+            "0.2",
+        ]
         with self.err.open("wb") as err:
             self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
         wait_http(f"http://127.0.0.1:{self.port}/-/ready", timeout=POLL_TIMEOUT)
@@ -63,8 +80,22 @@ def agents() -> Iterator[list[NodeAgent]]:
             agent.process.wait()
 
 
-TRAINER = {"namespace": "ml", "pod": "trainer-0", "container": "main", "job": "mnist", "phase": "train", "cluster": "lab"}
-FLOYD = {"namespace": "research", "pod": "floyd-1", "container": "train", "job": "floyd-1", "phase": "train", "cluster": "lab"}
+TRAINER = {
+    "namespace": "ml",
+    "pod": "trainer-0",
+    "container": "main",
+    "job": "mnist",
+    "phase": "train",
+    "cluster": "lab",
+}
+FLOYD = {
+    "namespace": "research",
+    "pod": "floyd-1",
+    "container": "train",
+    "job": "floyd-1",
+    "phase": "train",
+    "cluster": "lab",
+}
 LATE = {"namespace": "ml", "pod": "late-0", "container": "main", "job": "late-0", "phase": "train", "cluster": "lab"}
 OLD = {"namespace": "ml", "pod": "old-0", "container": "main", "job": "old-0", "phase": "train", "cluster": "lab"}
 
@@ -75,15 +106,22 @@ def floyd(metric: str, v: float, n: int) -> str:
 
 def test_node_agent_end_to_end(tmp_path: Path, pushgateway: Pushgateway, agents: list[NodeAgent]) -> None:
     k = Kubelet(tmp_path / "pods")
-    main = k.write("ml", "trainer-0", "main", cri(start("r1", job="mnist", epochs=9)) + cri(epoch("r1", 1, {"loss": 0.5}), split=2))
-    k.write("research", "floyd-1", "train", cri(floyd("loss", 0.75, 1), when=T0 + 1.25) + cri("some noise", stream="stderr"))
+    main = k.write(
+        "ml", "trainer-0", "main", cri(start("r1", job="mnist", epochs=9)) + cri(epoch("r1", 1, {"loss": 0.5}), split=2)
+    )
+    k.write(
+        "research", "floyd-1", "train", cri(floyd("loss", 0.75, 1), when=T0 + 1.25) + cri("some noise", stream="stderr")
+    )
     k.write("ml", "old-0", "main", cri(start("o")) + cri(epoch("o", 1, {"loss": 2.0})))
     k.write("kube-system", "coredns-1", "coredns", cri("[INFO] plugin/reload"))
 
     agents.append(agent := NodeAgent(tmp_path, pushgateway.url, tmp_path / "pods"))
     gateway = pushgateway.gangplank
     first = {frozenset(TRAINER.items()), frozenset(FLOYD.items()), frozenset(OLD.items())}
-    wait_until("the first values", lambda: None not in [labelled(gateway(), "gangplank_train_loss", **dict(ls)) for ls in first])
+    wait_until(
+        "the first values",
+        lambda: None not in [labelled(gateway(), "gangplank_train_loss", **dict(ls)) for ls in first],
+    )
     pushed = gateway()
     assert value(pushed, "gangplank_train_loss", **OLD) == 2.0
     assert value(pushed, "gangplank_train_loss", **TRAINER) == 0.5  # split over P/P/F
@@ -106,9 +144,14 @@ def test_node_agent_end_to_end(tmp_path: Path, pushgateway: Pushgateway, agents:
     k.write("ml", "trainer-0", "main", cri(epoch("r1", 4, {"loss": 0.0625}), split=1))
     k.delete("ml", "old-0")
 
-    wait_until("the new state", lambda: labelled(gateway(), "gangplank_train_loss", **LATE) == 0.125
-               and labelled(gateway(), "gangplank_train_epochs_count", **TRAINER) == 4
-               and labelled(gateway(), "gangplank_train_epochs_count", **FLOYD) == 2)  # fmt: skip
+    wait_until(
+        "the new state",
+        lambda: (
+            labelled(gateway(), "gangplank_train_loss", **LATE) == 0.125
+            and labelled(gateway(), "gangplank_train_epochs_count", **TRAINER) == 4
+            and labelled(gateway(), "gangplank_train_epochs_count", **FLOYD) == 2
+        ),
+    )
     pushed = gateway()
     assert value(pushed, "gangplank_train_loss", **TRAINER) == 0.0625
     assert value(pushed, "gangplank_train_loss", **FLOYD) == 0.5
@@ -127,7 +170,9 @@ def test_node_agent_end_to_end(tmp_path: Path, pushgateway: Pushgateway, agents:
     assert value(gateway(), "gangplank_train_loss", **LATE) == 0.125
     k.delete("ml", "late-0")
     agents.append(again := NodeAgent(tmp_path, pushgateway.url, tmp_path / "pods"))
-    wait_until("the groups of the pod deleted meanwhile to go", lambda: not [k for k in gateway() if ("pod", "late-0") in k[1]])
+    wait_until(
+        "the groups of the pod deleted meanwhile to go", lambda: not [k for k in gateway() if ("pod", "late-0") in k[1]]
+    )
     wait_until("the replayed state", lambda: labelled(again.metrics(), "gangplank_train_epochs_count", **TRAINER) == 4)
     time.sleep(1.5)
     assert value(pushgateway.samples(), "push_time_seconds", **TRAINER) == pushed_at

@@ -10,9 +10,13 @@ import sys
 from conftest import ROOT, SIDECAR, Pushgateway, keras_env, value
 
 
-def pipe_into_sidecar(script: str, args: list[str], sidecar_args: list[str]) -> tuple[bytes, subprocess.CompletedProcess]:
+def pipe_into_sidecar(
+    script: str, args: list[str], sidecar_args: list[str]
+) -> tuple[bytes, subprocess.CompletedProcess]:
     """Runs ``script`` with its stdout piped into the sidecar; returns what it wrote and the sidecar's outcome."""
-    job = subprocess.run([sys.executable, str(ROOT / "tests/scripts" / script), *args], capture_output=True, env=keras_env(), timeout=300)
+    job = subprocess.run(
+        [sys.executable, str(ROOT / "tests/scripts" / script), *args], capture_output=True, env=keras_env(), timeout=300
+    )
     assert job.returncode == 0, job.stderr[-2000:]
     done = subprocess.run([*SIDECAR, *sidecar_args], input=job.stdout, capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -43,7 +47,9 @@ def shown(number: float) -> float:
 
 def test_plain_keras_verbose1_script(pushgateway: Pushgateway, tmp_path) -> None:
     expected_path = tmp_path / "expected.json"
-    produced, done = pipe_into_sidecar("train_keras_plain.py", [str(expected_path)], ["--pushgateway", pushgateway.url, "--job", "plain"])
+    produced, done = pipe_into_sidecar(
+        "train_keras_plain.py", [str(expected_path)], ["--pushgateway", pushgateway.url, "--job", "plain"]
+    )
     assert b"\x08" in produced and b"\r" in produced and "━".encode() in produced
     expected = json.loads(expected_path.read_text())
     samples = pushgateway.gangplank()

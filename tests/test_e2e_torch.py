@@ -17,13 +17,17 @@ from gangplank_sidecar.parsers import protocol
 BOUNDS = [*(f"{b:g}" for b in HISTOGRAM_WEIGHT_BUCKETS_0_3), "+Inf"]  # as the gateway prints them
 
 
-def pipeline(tmp_path, script: str, gateway_url: str, job: str, **env: str) -> tuple[dict, list[dict], subprocess.CompletedProcess]:
+def pipeline(
+    tmp_path, script: str, gateway_url: str, job: str, **env: str
+) -> tuple[dict, list[dict], subprocess.CompletedProcess]:
     """``python tests/scripts/SCRIPT | tee train.out | gangplank-sidecar --job JOB``, as a user would type it."""
     expected, tee = tmp_path / "expected.json", tmp_path / "train.out"
     command = [sys.executable, str(ROOT / "tests/scripts" / script), str(expected)]
     sidecar = [*SIDECAR, "--pushgateway", gateway_url, "--job", job]
     line = f"{shlex.join(command)} | tee {shlex.quote(str(tee))} | {shlex.join(sidecar)}"
-    done = subprocess.run(["bash", "-o", "pipefail", "-c", line], capture_output=True, env=keras_env(**env), timeout=240)
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", line], capture_output=True, env=keras_env(**env), timeout=240
+    )
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     marker = b'{"gangplank":'
     records = [json.loads(x[x.index(marker) :]) for x in tee.read_bytes().splitlines() if marker in x]
@@ -64,7 +68,12 @@ def test_transformers_train_metrics_equal_log_history(gateway, hf) -> None:
     assert value(samples, "gangplank_train_epochs_count", **train) == 3
     assert value(samples, "gangplank_train_model_parameters_count", **train) == expected["params"]
     names = {name for name, _ in samples}
-    assert not names & {"gangplank_train_eval_loss", "gangplank_train_train_loss", "gangplank_train_epoch", "gangplank_train_step"}
+    assert not names & {
+        "gangplank_train_eval_loss",
+        "gangplank_train_train_loss",
+        "gangplank_train_epoch",
+        "gangplank_train_step",
+    }
 
 
 def test_transformers_epoch_records_carry_each_epochs_own_values(hf) -> None:
@@ -75,8 +84,12 @@ def test_transformers_epoch_records_carry_each_epochs_own_values(hf) -> None:
     assert [r["metrics"]["loss"] for r in epochs] == [e["loss"] for e in history if "loss" in e]
     assert [r["metrics"]["val_loss"] for r in epochs] == [e["eval_loss"] for e in history if "eval_loss" in e][:3]
     assert [(r["event"], r["phase"]) for r in records if r["event"] != "epoch"] == [
-        ("start", "train"), ("end", "train"), ("start", "test"), ("evaluate", "test"), ("end", "test"),
-    ]  # fmt: skip
+        ("start", "train"),
+        ("end", "train"),
+        ("start", "test"),
+        ("evaluate", "test"),
+        ("end", "test"),
+    ]
     assert records[0]["epochs"] == 3 and records[0]["framework"].startswith("transformers-")
 
 
@@ -84,7 +97,9 @@ def test_transformers_histogram_equals_numpy_brute_force(gateway, hf) -> None:
     expected, _, _ = hf
     samples = gateway.gangplank()
     train = {"job": "hf", "phase": "train"}
-    assert [value(samples, "gangplank_train_model_weights_bucket", le=le, **train) for le in BOUNDS] == expected["counts"]
+    assert [value(samples, "gangplank_train_model_weights_bucket", le=le, **train) for le in BOUNDS] == expected[
+        "counts"
+    ]
     assert value(samples, "gangplank_train_model_weights_sum", **train) == pytest.approx(expected["sum"], rel=1e-12)
 
 
@@ -116,7 +131,9 @@ def test_lightning_histogram_equals_numpy_brute_force(gateway, pl) -> None:
     job, expected, _, _ = pl
     samples = gateway.gangplank()
     train = {"job": job, "phase": "train"}
-    assert [value(samples, "gangplank_train_model_weights_bucket", le=le, **train) for le in BOUNDS] == expected["counts"]
+    assert [value(samples, "gangplank_train_model_weights_bucket", le=le, **train) for le in BOUNDS] == expected[
+        "counts"
+    ]
     assert value(samples, "gangplank_train_model_weights_count", **train) == expected["params"]
     assert value(samples, "gangplank_train_model_weights_sum", **train) == pytest.approx(expected["sum"], rel=1e-12)
 
@@ -135,5 +152,7 @@ def test_every_record_is_valid_v1_and_read_by_the_sidecar(gateway, hf, pl) -> No
     samples = gateway.gangplank()
     for job, (_, records, _) in (("hf", hf), (pl[0], pl[1:])):
         assert all(protocol.parse(json.dumps(r).encode())[0].event == r["event"] for r in records)
-        assert value(samples, "gangplank_sidecar_lines_total", format="gangplank", job=job, phase="sidecar") == len(records)
+        assert value(samples, "gangplank_sidecar_lines_total", format="gangplank", job=job, phase="sidecar") == len(
+            records
+        )
         assert value(samples, "gangplank_sidecar_pushes_total", result="failure", job=job, phase="sidecar") == 0

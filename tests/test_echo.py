@@ -34,7 +34,9 @@ def under_pty(tmp_path: Path, *options: str) -> tuple[int, bytes, str, bytes]:
     argv = [*SIDECAR, "--no-history", "--system-interval", "0", *options, "--", "bash", "-o", "pipefail", "-c", train]
     master, slave = pty.openpty()
     tty.setraw(slave)
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, env=keras_env(EPOCHS="2"))
+    process = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, env=keras_env(EPOCHS="2")
+    )
     os.close(slave)
     screen = b""
     while True:
@@ -56,7 +58,9 @@ def test_a_terminal_sees_the_keras_lines_and_not_the_records(tmp_path: Path) -> 
     assert stderr.startswith(NOTICE)
     records = RECORD.findall(raw)
     assert len(records) == 7  # fit: start, 2 epochs, end; evaluate: start, evaluate, end
-    assert re.search(rb'[^\n]\{"gangplank": 1, "event": "epoch"', raw)  # the bar text before a record (design.md, section 2)
+    assert re.search(
+        rb'[^\n]\{"gangplank": 1, "event": "epoch"', raw
+    )  # the bar text before a record (design.md, section 2)
     assert screen == RECORD.sub(b"", raw)
     assert b'{"gangplank":' not in screen
     assert screen.count(b"Epoch 1/2") == 1 and screen.count(b"Epoch 2/2") == 1 and b"val_loss: " in screen
@@ -72,15 +76,24 @@ def test_echo_all_shows_both_on_a_terminal(tmp_path: Path) -> None:
 
 def test_a_pipe_still_gets_every_byte_and_echo_text_is_explicit() -> None:
     text = b'Epoch 1/1\n\r7/7 bar - loss: 0.5{"gangplank": 1, "event": "start", "run": "r", "phase": "train", "time": 1.0, "params": {"total": 1}}\n\r7/7 done\n'
-    piped = subprocess.run([*SIDECAR, "--no-history", "--system-interval", "0"], input=text, capture_output=True, timeout=60)
+    piped = subprocess.run(
+        [*SIDECAR, "--no-history", "--system-interval", "0"], input=text, capture_output=True, timeout=60
+    )
     assert (piped.returncode, piped.stdout) == (0, text)
     assert NOTICE.encode() not in piped.stderr
-    stripped = subprocess.run([*SIDECAR, "--no-history", "--system-interval", "0", "--echo", "text"], input=text, capture_output=True, timeout=60)
+    stripped = subprocess.run(
+        [*SIDECAR, "--no-history", "--system-interval", "0", "--echo", "text"],
+        input=text,
+        capture_output=True,
+        timeout=60,
+    )
     assert (stripped.returncode, stripped.stdout) == (0, b"Epoch 1/1\n\r7/7 bar - loss: 0.5\r7/7 done\n")
     assert NOTICE.encode() not in stripped.stderr
 
 
-fragments = st.sampled_from([b"\n", b"\r", b"x", b"{", b'{"', b'{"gang', b'{"gangplank":', b'{"gangplank": 1}', b"\xff", b" - loss: 0.5"])
+fragments = st.sampled_from(
+    [b"\n", b"\r", b"x", b"{", b'{"', b'{"gang', b'{"gangplank":', b'{"gangplank": 1}', b"\xff", b" - loss: 0.5"]
+)
 
 
 @given(st.lists(fragments, max_size=40), st.lists(st.integers(1, 20), max_size=20))

@@ -22,7 +22,9 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 def model() -> keras.Model:
     keras.utils.set_random_seed(0)
-    m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(2, activation="softmax")])
+    m = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(2, activation="softmax")]
+    )
     m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return m
 
@@ -39,14 +41,23 @@ def test_fit_with_validation_then_evaluate(tmp_path, data) -> None:
     result = m.evaluate(x, y, callbacks=[emitter], verbose=0, return_dict=True)
     recs = records(path)
     assert [(r["event"], r["phase"]) for r in recs] == [
-        ("start", "train"), ("epoch", "train"), ("epoch", "train"), ("end", "train"),
-        ("start", "test"), ("evaluate", "test"), ("end", "test"),
+        ("start", "train"),
+        ("epoch", "train"),
+        ("epoch", "train"),
+        ("end", "train"),
+        ("start", "test"),
+        ("evaluate", "test"),
+        ("end", "test"),
     ]
     start, e1, e2, _, _, evaluate, _ = recs
     assert start["job"] == "unit" and start["epochs"] == 2 and start["framework"].endswith("/jax")
     # Kepler's model checks that always run are all there; those that passed are marked fired: false.
     assert {c["code"]: c.get("fired", True) for c in start["checks"]} == {
-        "K201": False, "K202": False, "K203": False, "K401": False, "K503": False,
+        "K201": False,
+        "K202": False,
+        "K203": False,
+        "K401": False,
+        "K503": False,
     }
     assert start["params"] == {"total": m.count_params(), "trainable": m.count_params()}
     assert [e1["epoch"], e2["epoch"]] == [1, 2]
@@ -60,7 +71,9 @@ def test_fit_with_validation_then_evaluate(tmp_path, data) -> None:
 def test_metrics_filter_steps_and_no_histogram_by_default(tmp_path, data) -> None:
     x, y = data
     path = tmp_path / "m.jsonl"
-    model().fit(x, y, epochs=1, batch_size=16, callbacks=[Emitter(file=path, metrics=["loss"], step_every=2)], verbose=0)
+    model().fit(
+        x, y, epochs=1, batch_size=16, callbacks=[Emitter(file=path, metrics=["loss"], step_every=2)], verbose=0
+    )
     recs = records(path)
     steps = [r for r in recs if r["event"] == "step"]
     assert [s["step"] for s in steps] == [2, 4, 6]
@@ -102,7 +115,17 @@ def test_the_file_is_closed_after_fit_and_after_a_standalone_evaluate(tmp_path, 
     assert emitter.run.writer._fd is None
     m.fit(x, y, epochs=1, callbacks=[emitter], verbose=0)
     assert emitter.run.writer._fd is None
-    assert [r["event"] for r in records(path)] == ["start", "epoch", "end", "start", "evaluate", "end", "start", "epoch", "end"]
+    assert [r["event"] for r in records(path)] == [
+        "start",
+        "epoch",
+        "end",
+        "start",
+        "evaluate",
+        "end",
+        "start",
+        "epoch",
+        "end",
+    ]
 
 
 def test_an_emitter_driven_without_fits_params(tmp_path) -> None:

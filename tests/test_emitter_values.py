@@ -70,19 +70,27 @@ def test_odd_values_are_skipped_with_one_warning_per_key(tmp_path: Path) -> None
         run.step(5, ODD)
     said = sorted(str(w.message) for w in caught)
     assert said == sorted(
-        f"gangplank_emitter: {key}: {why}; expected a real number or an array of one (skipped; training goes on)" for key, why in WHY.items()
+        f"gangplank_emitter: {key}: {why}; expected a real number or an array of one (skipped; training goes on)"
+        for key, why in WHY.items()
     )
     assert all(w.category is RuntimeWarning for w in caught)
     run.close()
     written = records(path)
-    assert [(r["event"], r.get("epoch"), r["metrics"]) for r in written if r["event"] != "start" and r["event"] != "end"] == [
-        ("epoch", 1, KEPT), ("epoch", 2, KEPT), ("step", None, KEPT),
-    ]  # fmt: skip
+    assert [
+        (r["event"], r.get("epoch"), r["metrics"]) for r in written if r["event"] != "start" and r["event"] != "end"
+    ] == [
+        ("epoch", 1, KEPT),
+        ("epoch", 2, KEPT),
+        ("step", None, KEPT),
+    ]
 
 
 def test_strict_mode_raises_a_clear_error(tmp_path: Path) -> None:
     run = Run(file=tmp_path / "m.jsonl", ignore_exceptions=False)
-    with pytest.raises(TypeError, match=r"^gangplank_emitter: matrix: ndarray of shape \(2, 2\), not one number; expected a real number or an array of one$"):
+    with pytest.raises(
+        TypeError,
+        match=r"^gangplank_emitter: matrix: ndarray of shape \(2, 2\), not one number; expected a real number or an array of one$",
+    ):
         run.epoch(0, {"loss": 0.5, "matrix": np.ones((2, 2))})
     with pytest.raises(TypeError, match=r"^gangplank_emitter: metrics: metrics must be a mapping"):
         run.epoch(0, [0.5])  # type: ignore[arg-type]
@@ -142,15 +150,28 @@ def test_the_keras_callback_takes_one_name_and_checks_step_every() -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError) as error:
             Emitter(step_every=bad)  # type: ignore[arg-type]
-        assert str(error.value) == f"step_every must be a whole number of batches, 1 or more (or None: no step records), not {bad!r}"
+        assert (
+            str(error.value)
+            == f"step_every must be a whole number of batches, 1 or more (or None: no step records), not {bad!r}"
+        )
     assert Emitter(step_every=2).step_every == 2
 
 
-@given(st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.complex_numbers(), st.text(max_size=5), st.fractions(),
-    st.lists(st.floats(), max_size=3).map(np.array), st.lists(st.integers(-5, 5), max_size=3).map(np.array),
-    st.lists(st.floats(width=32), max_size=3).map(jnp.array), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
-))  # fmt: skip
+@given(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.complex_numbers(),
+        st.text(max_size=5),
+        st.fractions(),
+        st.lists(st.floats(), max_size=3).map(np.array),
+        st.lists(st.integers(-5, 5), max_size=3).map(np.array),
+        st.lists(st.floats(width=32), max_size=3).map(jnp.array),
+        st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+    )
+)
 @settings(max_examples=300, deadline=None)
 def test_any_value_is_a_float_or_one_skip_reason(value: object) -> None:
     """Property: the conversion raises nothing but NotAMetric, and what it keeps is a float or a protocol token."""

@@ -40,9 +40,15 @@ def events(recs: list[dict]) -> list[tuple[str, str]]:
 def test_plain_loop_reports_every_epoch_and_the_evaluate() -> None:
     recs = records(run_example("examples/plain_loop.py", "3"))
     assert events(recs) == [
-        ("start", "train"), ("epoch", "train"), ("epoch", "train"), ("epoch", "train"),
-        ("start", "test"), ("evaluate", "test"), ("end", "test"), ("end", "train"),
-    ]  # fmt: skip
+        ("start", "train"),
+        ("epoch", "train"),
+        ("epoch", "train"),
+        ("epoch", "train"),
+        ("start", "test"),
+        ("evaluate", "test"),
+        ("end", "test"),
+        ("end", "train"),
+    ]
     epochs = [r for r in recs if r["event"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2, 3]
     assert all(sorted(r["metrics"]) == TRAIN_KEYS for r in epochs)
@@ -88,10 +94,23 @@ def test_floydhub_print_shows_in_the_summary() -> None:
     assert re.fullmatch(r"gangplank-sidecar: run \S+ \(job floydhub, train\): 4 epochs, no end record", run_line)
     assert header.split() == ["metric", "last", "best"]
     assert loss.split() == ["loss", f"{last['loss']:.6g}", f"{last['loss']:.6g}", "(epoch", "4)", "[min]"]
-    assert val_loss.split() == ["val_loss", f"{last['val_loss']:.6g}", f"{last['val_loss']:.6g}", "(epoch", "4)", "[min]"]
+    assert val_loss.split() == [
+        "val_loss",
+        f"{last['val_loss']:.6g}",
+        f"{last['val_loss']:.6g}",
+        "(epoch",
+        "4)",
+        "[min]",
+    ]
     assert curves == "  curves over epochs 1-4"
-    assert loss_curve.split()[0] == "loss" and loss_curve.endswith(f"min {last['loss']:.4g}  max {first['loss']:.4g}  best @4")
-    assert val_loss_curve.split()[0] == "val_loss" and len(val_loss_curve.split()[1]) == 4 and val_loss_curve.split()[1][-1] == "●"
+    assert loss_curve.split()[0] == "loss" and loss_curve.endswith(
+        f"min {last['loss']:.4g}  max {first['loss']:.4g}  best @4"
+    )
+    assert (
+        val_loss_curve.split()[0] == "val_loss"
+        and len(val_loss_curve.split()[1]) == 4
+        and val_loss_curve.split()[1][-1] == "●"
+    )
 
 
 def test_floydhub_print_reaches_the_gateway(pushgateway: Pushgateway) -> None:
@@ -107,12 +126,21 @@ def test_digits_demo_prints_records_that_match_the_keras_log() -> None:
     out = run_example("examples/digits.py", "2")
     recs = records(out)
     assert events(recs) == [
-        ("start", "train"), ("epoch", "train"), ("epoch", "train"), ("end", "train"),
-        ("start", "test"), ("evaluate", "test"), ("end", "test"),
-    ]  # fmt: skip
+        ("start", "train"),
+        ("epoch", "train"),
+        ("epoch", "train"),
+        ("end", "train"),
+        ("start", "test"),
+        ("evaluate", "test"),
+        ("end", "test"),
+    ]
     assert recs[0]["params"] == {"total": DIGITS_MLP_PARAMS, "trainable": DIGITS_MLP_PARAMS}
     last = recs[2]
-    assert (last["epoch"], sorted(last["metrics"]), last["weights"]["le"]) == (2, TRAIN_KEYS, HISTOGRAM_WEIGHT_BUCKETS_1_0)
+    assert (last["epoch"], sorted(last["metrics"]), last["weights"]["le"]) == (
+        2,
+        TRAIN_KEYS,
+        HISTOGRAM_WEIGHT_BUCKETS_1_0,
+    )
     assert last["weights"]["count"] == DIGITS_MLP_PARAMS
     # Keras' own verbose=2 line of the last epoch shows the same values, rounded to 4 digits.
     keras_line = [line for line in out.splitlines() if "val_loss:" in line][-1]
@@ -127,9 +155,14 @@ def test_tail_file_writes_the_records_to_the_file_only(tmp_path: Path) -> None:
     assert MARKER not in out
     recs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert events(recs) == [
-        ("start", "train"), ("epoch", "train"), ("epoch", "train"), ("end", "train"),
-        ("start", "test"), ("evaluate", "test"), ("end", "test"),
-    ]  # fmt: skip
+        ("start", "train"),
+        ("epoch", "train"),
+        ("epoch", "train"),
+        ("end", "train"),
+        ("start", "test"),
+        ("evaluate", "test"),
+        ("end", "test"),
+    ]
     assert (recs[0]["job"], recs[0]["params"]["total"]) == ("digits-file", DIGITS_MLP_PARAMS)
 
 
@@ -142,13 +175,20 @@ def test_mnist_train_then_test_offline(tmp_path: Path) -> None:
     run_example(test, "--offline", "--metrics-file", str(metrics), cwd=tmp_path)
     recs = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines()]
     assert events(recs) == [
-        ("start", "train"), ("epoch", "train"), ("end", "train"),
-        ("start", "test"), ("evaluate", "test"), ("end", "test"),
-    ]  # fmt: skip
+        ("start", "train"),
+        ("epoch", "train"),
+        ("end", "train"),
+        ("start", "test"),
+        ("evaluate", "test"),
+        ("end", "test"),
+    ]
     assert recs[0]["params"] == {"total": MNIST_CONVNET_PARAMS, "trainable": MNIST_CONVNET_PARAMS}
     assert (recs[0]["job"], recs[0]["epochs"], sorted(recs[1]["metrics"])) == ("mnist", 1, TRAIN_KEYS)
     evaluate = recs[4]
-    assert (evaluate["weights"]["le"], evaluate["weights"]["count"]) == (HISTOGRAM_WEIGHT_BUCKETS_0_3, MNIST_CONVNET_PARAMS)
+    assert (evaluate["weights"]["le"], evaluate["weights"]["count"]) == (
+        HISTOGRAM_WEIGHT_BUCKETS_0_3,
+        MNIST_CONVNET_PARAMS,
+    )
     assert sorted(evaluate["metrics"]) == ["accuracy", "loss"]
 
 
@@ -170,12 +210,21 @@ def test_transformers_finetune_records_match_the_trainers_log() -> None:
     out = run_example("examples/transformers_finetune.py", "2")
     recs = records(out)
     assert events(recs) == [
-        ("start", "train"), ("epoch", "train"), ("epoch", "train"), ("end", "train"),
-        ("start", "test"), ("evaluate", "test"), ("end", "test"),
-    ]  # fmt: skip
+        ("start", "train"),
+        ("epoch", "train"),
+        ("epoch", "train"),
+        ("end", "train"),
+        ("start", "test"),
+        ("evaluate", "test"),
+        ("end", "test"),
+    ]
     params = recs[0]["params"]
     assert params["total"] == params["trainable"] == recs[2]["weights"]["count"] and params["total"] > 0
-    assert (recs[0]["job"], recs[0]["epochs"], recs[2]["weights"]["le"]) == ("tiny-bert", 2, HISTOGRAM_WEIGHT_BUCKETS_1_0)
+    assert (recs[0]["job"], recs[0]["epochs"], recs[2]["weights"]["le"]) == (
+        "tiny-bert",
+        2,
+        HISTOGRAM_WEIGHT_BUCKETS_1_0,
+    )
     # The Trainer prints its own logs rounded to 4 significant digits: the same values.
     shown = [ast.literal_eval(line) for line in out.splitlines() if line.startswith("{'loss'")]
     assert [{k: s[k] for k in ("loss", "grad_norm", "learning_rate")} for s in shown] == [
@@ -187,11 +236,21 @@ def test_transformers_finetune_records_match_the_trainers_log() -> None:
 def test_lightning_fit_validate_and_test_records() -> None:
     recs = records(run_example("examples/lightning_fit.py", "2"))
     assert events(recs) == [
-        ("start", "train"), ("epoch", "train"), ("epoch", "train"), ("end", "train"),
-        ("start", "test"), ("evaluate", "test"), ("end", "test"), ("start", "test"), ("evaluate", "test"), ("end", "test"),
-    ]  # fmt: skip
+        ("start", "train"),
+        ("epoch", "train"),
+        ("epoch", "train"),
+        ("end", "train"),
+        ("start", "test"),
+        ("evaluate", "test"),
+        ("end", "test"),
+        ("start", "test"),
+        ("evaluate", "test"),
+        ("end", "test"),
+    ]
     assert recs[0]["params"] == {"total": DIGITS_MLP_PARAMS, "trainable": DIGITS_MLP_PARAMS}
     assert [sorted(r["metrics"]) for r in recs[1:3]] == [TRAIN_KEYS, TRAIN_KEYS]
     assert recs[2]["weights"]["count"] == DIGITS_MLP_PARAMS
-    assert recs[5]["metrics"] == {k: recs[2]["metrics"][k] for k in ("val_accuracy", "val_loss")}  # validate() after fit
+    assert recs[5]["metrics"] == {
+        k: recs[2]["metrics"][k] for k in ("val_accuracy", "val_loss")
+    }  # validate() after fit
     assert sorted(recs[8]["metrics"]) == ["test_accuracy", "test_loss"]

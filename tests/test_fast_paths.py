@@ -32,9 +32,32 @@ def keras_full(line: bytes) -> list:
 
 digits = st.one_of(st.integers(0, 120).map(str), st.sampled_from(["0", "00", "075", "75", "7" * 20, ""]))
 keras_piece = st.sampled_from(
-    [" ", "  ", "\x1b[1m", "\x1b[0m", "\x1b[0m ", "\x1b[32m", "\x08", "\r", "/", "s", "ms", "━", "━━━━━━━━━━", "[=====>....]",
-     " 0s 3ms/step", " - loss: 0.5", " - accuracy: 0.9", " - val_loss: 1e-3", " - 0s", "Epoch 3/10", "9", "x: 1", "\n",
-     '{"gangplank": 1}']
+    [
+        " ",
+        "  ",
+        "\x1b[1m",
+        "\x1b[0m",
+        "\x1b[0m ",
+        "\x1b[32m",
+        "\x08",
+        "\r",
+        "/",
+        "s",
+        "ms",
+        "━",
+        "━━━━━━━━━━",
+        "[=====>....]",
+        " 0s 3ms/step",
+        " - loss: 0.5",
+        " - accuracy: 0.9",
+        " - val_loss: 1e-3",
+        " - 0s",
+        "Epoch 3/10",
+        "9",
+        "x: 1",
+        "\n",
+        '{"gangplank": 1}',
+    ]
 )
 
 
@@ -54,8 +77,10 @@ def keras_lines(draw) -> bytes:
     if draw(st.booleans()):
         width = len(target)
         done = "━" * draw(st.integers(0, 20))
-        line = (f"\x1b[1m{current:>{width}}/{target}\x1b[0m \x1b[32m{done}\x1b[0m\x1b[37m━\x1b[0m \x1b[1m0s\x1b[0m 3ms/step"
-                f" - accuracy: 0.5 - loss: 0.25")  # fmt: skip
+        line = (
+            f"\x1b[1m{current:>{width}}/{target}\x1b[0m \x1b[32m{done}\x1b[0m\x1b[37m━\x1b[0m \x1b[1m0s\x1b[0m 3ms/step"
+            f" - accuracy: 0.5 - loss: 0.25"
+        )
         return draw(mutated(line))
     head = draw(st.lists(st.sampled_from([" ", "\x1b[1m", "\x08", "\r", "Epoch "]), max_size=3))
     tail = draw(st.lists(keras_piece, max_size=8))
@@ -80,7 +105,9 @@ def test_keras_rejection_on_arbitrary_bytes(line: bytes) -> None:
 
 def test_keras_rejection_really_skips_the_regexes() -> None:
     """An unfinished Keras 3 bar is decided before any regex; a complete one still gives its result."""
-    unfinished = "\x1b[1m 12/75\x1b[0m \x1b[32m━━━\x1b[0m\x1b[37m━\x1b[0m \x1b[1m0s\x1b[0m 3ms/step - loss: 0.5".encode()
+    unfinished = (
+        "\x1b[1m 12/75\x1b[0m \x1b[32m━━━\x1b[0m\x1b[37m━\x1b[0m \x1b[1m0s\x1b[0m 3ms/step - loss: 0.5".encode()
+    )
     assert keras_log._unfinished(keras_log._last_segment(unfinished)) is True
     finished = unfinished.replace(b"12/75", b"75/75")
     assert keras_log._unfinished(keras_log._last_segment(finished)) is False
@@ -90,10 +117,32 @@ def test_keras_rejection_really_skips_the_regexes() -> None:
 number = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
     st.integers(-(10**40), 10**40).map(str),
-    st.sampled_from(["-0", "0", "00", "-", "1.", ".5", "1e5", "1E+400", "1e-400", "-1.5e3", "NaN", "Infinity", '"NaN"', "true",
-                     "1" * 31, "1" * 32, "0.1234567890123456789012345678901"]),
-)  # fmt: skip
-name = st.one_of(st.sampled_from(["loss", "val_loss", "acc", "", 'a"b', "a\\b", "é", "x" * 256, "x" * 257, "\x7f"]), st.text(max_size=8))
+    st.sampled_from(
+        [
+            "-0",
+            "0",
+            "00",
+            "-",
+            "1.",
+            ".5",
+            "1e5",
+            "1E+400",
+            "1e-400",
+            "-1.5e3",
+            "NaN",
+            "Infinity",
+            '"NaN"',
+            "true",
+            "1" * 31,
+            "1" * 32,
+            "0.1234567890123456789012345678901",
+        ]
+    ),
+)
+name = st.one_of(
+    st.sampled_from(["loss", "val_loss", "acc", "", 'a"b', "a\\b", "é", "x" * 256, "x" * 257, "\x7f"]),
+    st.text(max_size=8),
+)
 index = st.one_of(st.integers(-3, 10**20).map(str), st.sampled_from(["007", "1.0", "-0", '"3"', "null", "true"]))
 space = st.sampled_from(["", " ", "  ", "\t", "\n", "\r"])
 
@@ -102,13 +151,31 @@ space = st.sampled_from(["", " ", "  ", "\t", "\n", "\r"])
 def floydhub_lines(draw) -> bytes:
     key = draw(st.sampled_from(["step", "epoch", "step", "epoch", "steps", "Step"]))
     if draw(st.integers(0, 3)):  # json.dumps' shape, then maybe a near miss
-        value = draw(st.one_of(st.floats(-1e6, 1e6), st.floats(), st.integers(-(10**40), 10**40), st.sampled_from([-0.0, 1e300, 5e-324])))
-        line = json.dumps({"metric": draw(name), "value": value, key: draw(st.one_of(st.integers(0, 10**6), st.integers(-2, 10**19)))})
+        value = draw(
+            st.one_of(
+                st.floats(-1e6, 1e6),
+                st.floats(),
+                st.integers(-(10**40), 10**40),
+                st.sampled_from([-0.0, 1e300, 5e-324]),
+            )
+        )
+        line = json.dumps(
+            {"metric": draw(name), "value": value, key: draw(st.one_of(st.integers(0, 10**6), st.integers(-2, 10**19)))}
+        )
         if draw(st.booleans()):
             line = line.replace(", ", ",").replace(": ", ":")
         return draw(mutated(line))
-    parts = [draw(space), '{"metric":', draw(space), json.dumps(draw(name)) if draw(st.booleans()) else f'"{draw(name)}"', ",",
-             draw(space), '"value":', draw(space), draw(number)]  # fmt: skip
+    parts = [
+        draw(space),
+        '{"metric":',
+        draw(space),
+        json.dumps(draw(name)) if draw(st.booleans()) else f'"{draw(name)}"',
+        ",",
+        draw(space),
+        '"value":',
+        draw(space),
+        draw(number),
+    ]
     if draw(st.booleans()):
         parts += [",", draw(space), f'"{key}":', draw(space), draw(index)]
     if draw(st.booleans()):
@@ -140,9 +207,30 @@ def test_floydhub_common_shape_is_taken() -> None:
 
 # ``auto``'s prefilter: a line without any byte or word of ours is "other" before any format looks at it.
 framework_piece = st.sampled_from(
-    ["{", "|", "[", "]", "\t", "Epoch ", "Epoch 3/10", " - ", " - loss: 0.5", "%|", "100%|██████████| 16/16 [00:00<00:00]",
-     "/? [", "{'loss': 0.5, 'epoch': 1.0}", '{"metric": "loss", "value": 0.5, "step": 1}', '{"gangplank": 1}',
-     "[3]\tvalidation_0-logloss:0.5", "[3]\ttraining's auc: 0.9", " metric", "\r", "loss: 0.5", "-", "E"]
+    [
+        "{",
+        "|",
+        "[",
+        "]",
+        "\t",
+        "Epoch ",
+        "Epoch 3/10",
+        " - ",
+        " - loss: 0.5",
+        "%|",
+        "100%|██████████| 16/16 [00:00<00:00]",
+        "/? [",
+        "{'loss': 0.5, 'epoch': 1.0}",
+        '{"metric": "loss", "value": 0.5, "step": 1}',
+        '{"gangplank": 1}',
+        "[3]\tvalidation_0-logloss:0.5",
+        "[3]\ttraining's auc: 0.9",
+        " metric",
+        "\r",
+        "loss: 0.5",
+        "-",
+        "E",
+    ]
 )
 
 
@@ -171,7 +259,10 @@ def test_auto_prefilter_on_arbitrary_bytes(line: bytes) -> None:
 def test_auto_prefilter_really_skips_the_formats(monkeypatch) -> None:
     called = []
     monkeypatch.setattr(parsers, "_formats", lambda line: called.append(line))
-    assert parsers.PARSERS["auto"](b"2025-11-25 10:15:07 INFO loader: batch 7 of shard 0 prefetched in 0.123 ms") is parsers.OTHER
+    assert (
+        parsers.PARSERS["auto"](b"2025-11-25 10:15:07 INFO loader: batch 7 of shard 0 prefetched in 0.123 ms")
+        is parsers.OTHER
+    )
     assert parsers.PARSERS["auto"](b"[LightGBM] [Info] Number of data points: 7") is parsers.OTHER
     assert called == []
     parsers.PARSERS["auto"](b"[3]\ttraining's auc: 0.9")
@@ -180,24 +271,64 @@ def test_auto_prefilter_really_skips_the_formats(monkeypatch) -> None:
 
 # transformers: a flat dict of numbers is read by one regex; ``_full`` (ast.literal_eval) reads any dict.
 trainer_piece = st.sampled_from(
-    ["'loss'", "'epoch'", "'eval_loss'", ": ", ", ", "'0.5'", "0.5", "1e-3", "'1e-3'", "nan", "inf", "-inf", "'nan'", "True",
-     "None", "'a b'", "[1]", "{", "}", "'", '"', "np.float64(0.5)", "1_0", "0x1", ".5", "5.", "+1", "--1", "1e400"]
+    [
+        "'loss'",
+        "'epoch'",
+        "'eval_loss'",
+        ": ",
+        ", ",
+        "'0.5'",
+        "0.5",
+        "1e-3",
+        "'1e-3'",
+        "nan",
+        "inf",
+        "-inf",
+        "'nan'",
+        "True",
+        "None",
+        "'a b'",
+        "[1]",
+        "{",
+        "}",
+        "'",
+        '"',
+        "np.float64(0.5)",
+        "1_0",
+        "0x1",
+        ".5",
+        "5.",
+        "+1",
+        "--1",
+        "1e400",
+    ]
 )
 
 
 @st.composite
 def trainer_dicts(draw) -> bytes:
-    pairs = draw(st.lists(st.tuples(st.sampled_from(["loss", "epoch", "eval_loss", "grad_norm", "a.b", "x-y"]),
-                                    st.sampled_from(["0.5", "'0.5'", "1e-05", "'1e-05'", "3", "'3'", "nan", "'inf'", "-0.0"])),
-                          min_size=1, max_size=4))  # fmt: skip
+    pairs = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["loss", "epoch", "eval_loss", "grad_norm", "a.b", "x-y"]),
+                st.sampled_from(["0.5", "'0.5'", "1e-05", "'1e-05'", "3", "'3'", "nan", "'inf'", "-0.0"]),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
     line = "{" + ", ".join(f"'{key}': {value}" for key, value in pairs) + "}"
     return draw(mutated(line)) if draw(st.booleans()) else (line + draw(trainer_piece)).encode()
 
 
 def same_values(fast: dict | None, full: dict | None) -> bool:
     """The fast path declines (None: the full parser reads the line) or finds the full parser's values."""
-    return fast is None or full is not None and fast.keys() == full.keys() and all(
-        x == y or (x != x and y != y) for x, y in zip(fast.values(), full.values()))  # fmt: skip
+    return (
+        fast is None
+        or full is not None
+        and fast.keys() == full.keys()
+        and all(x == y or (x != x and y != y) for x, y in zip(fast.values(), full.values()))
+    )
 
 
 @settings(max_examples=3000, deadline=None)
@@ -221,14 +352,47 @@ def test_transformers_flat_dict_is_taken() -> None:
 
 # CSV: a row of numbers and empty cells is read without decoding; ``_full`` reads any row.
 csv_cell = st.one_of(
-    st.sampled_from(["", "0", "1", "12", "0.5", "1e-3", "-2", "nan", "inf", "-inf", "1_0", " 1", "1 ", " ", "x", "loss", '"1"',
-                     "é", "١", "\t2", "\x1c3", "1e400", "0x1", "007", "3.0", "1e9", "2e9", "-0"]),
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "1",
+            "12",
+            "0.5",
+            "1e-3",
+            "-2",
+            "nan",
+            "inf",
+            "-inf",
+            "1_0",
+            " 1",
+            "1 ",
+            " ",
+            "x",
+            "loss",
+            '"1"',
+            "é",
+            "١",
+            "\t2",
+            "\x1c3",
+            "1e400",
+            "0x1",
+            "007",
+            "3.0",
+            "1e9",
+            "2e9",
+            "-0",
+        ]
+    ),
     st.text(max_size=3),
 )
 
 
 @settings(max_examples=3000, deadline=None)
-@given(st.lists(csv_cell, min_size=1, max_size=6), st.sampled_from([("epoch", "step", "loss", "val_loss"), ("epoch", "loss"), ("a", "b", "c")]))
+@given(
+    st.lists(csv_cell, min_size=1, max_size=6),
+    st.sampled_from([("epoch", "step", "loss", "val_loss"), ("epoch", "loss"), ("a", "b", "c")]),
+)
 @example(["0", "7", "", "0.5"], ("epoch", "step", "loss", "val_loss"))
 def test_csv_numeric_rows_match_the_full_parser(cells: list[str], keys: tuple[str, ...]) -> None:
     line = ",".join(cells).encode("utf-8", "surrogatepass")

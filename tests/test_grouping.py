@@ -18,7 +18,24 @@ from gangplank_sidecar.delivery import TransportConfig
 from gangplank_sidecar.sinks.pushgateway import group_path
 from gangplank_sidecar.sinks.transport import Transport
 
-NASTY = ["a/b", "", " ", "x y", "é☃ 中", "a@b", "@base64", ".", "..", "../job/other", "%2F", "a+b", "a?b#c", "job/x/phase/test", "=", "a\\b"]
+NASTY = [
+    "a/b",
+    "",
+    " ",
+    "x y",
+    "é☃ 中",
+    "a@b",
+    "@base64",
+    ".",
+    "..",
+    "../job/other",
+    "%2F",
+    "a+b",
+    "a?b#c",
+    "job/x/phase/test",
+    "=",
+    "a\\b",
+]
 
 
 def groups(gateway: Pushgateway, name: str) -> dict[float, dict[str, str]]:
@@ -29,28 +46,81 @@ def groups(gateway: Pushgateway, name: str) -> dict[float, dict[str, str]]:
 def test_unusual_job_names_and_label_values_land_in_their_own_group(pushgateway: Pushgateway) -> None:
     jobs = [j for j in NASTY if j.strip()]  # a job name must not be blank
     lines = "".join(
-        json.dumps({"gangplank": 1, "event": "start", "run": f"r{i}", "phase": "train", "job": job, "time": 1.0, "params": {"total": 1}}) + "\n"
-        + json.dumps({"gangplank": 1, "event": "epoch", "run": f"r{i}", "phase": "train", "time": 1.0,
-                      "epoch": i, "elapsed_seconds": 1.0, "metrics": {"loss": 1.0}, "params": {"total": 1}}) + "\n"
+        json.dumps(
+            {
+                "gangplank": 1,
+                "event": "start",
+                "run": f"r{i}",
+                "phase": "train",
+                "job": job,
+                "time": 1.0,
+                "params": {"total": 1},
+            }
+        )
+        + "\n"
+        + json.dumps(
+            {
+                "gangplank": 1,
+                "event": "epoch",
+                "run": f"r{i}",
+                "phase": "train",
+                "time": 1.0,
+                "epoch": i,
+                "elapsed_seconds": 1.0,
+                "metrics": {"loss": 1.0},
+                "params": {"total": 1},
+            }
+        )
+        + "\n"
         for i, job in enumerate(jobs, start=1)
-    )  # fmt: skip
+    )
     args = ["--pushgateway", pushgateway.url, "--label", "team=a/b c@d", "--system-interval", "0", "--quiet"]
     done = subprocess.run([*SIDECAR, *args], input=lines.encode(), capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
     landed = groups(pushgateway, "gangplank_train_epochs_count")
-    assert landed == {float(i): {"job": job, "phase": "train", "team": "a/b c@d", "instance": ""} for i, job in enumerate(jobs, start=1)}
+    assert landed == {
+        float(i): {"job": job, "phase": "train", "team": "a/b c@d", "instance": ""}
+        for i, job in enumerate(jobs, start=1)
+    }
 
 
 def test_label_values_through_the_command_line(pushgateway: Pushgateway) -> None:
     teams = ["a/b", "", "..", "é☃ 中@x y"]
     for i, team in enumerate(teams, start=1):
-        line = json.dumps({"gangplank": 1, "event": "epoch", "run": "r", "phase": "train", "time": 1.0, "epoch": i,
-                           "elapsed_seconds": 1.0, "metrics": {"loss": 1.0}, "params": {"total": 1}}) + "\n"  # fmt: skip
-        args = ["--pushgateway", pushgateway.url, "--job", "j/k", "--label", f"team={team}", "--system-interval", "0", "--quiet"]
+        line = (
+            json.dumps(
+                {
+                    "gangplank": 1,
+                    "event": "epoch",
+                    "run": "r",
+                    "phase": "train",
+                    "time": 1.0,
+                    "epoch": i,
+                    "elapsed_seconds": 1.0,
+                    "metrics": {"loss": 1.0},
+                    "params": {"total": 1},
+                }
+            )
+            + "\n"
+        )
+        args = [
+            "--pushgateway",
+            pushgateway.url,
+            "--job",
+            "j/k",
+            "--label",
+            f"team={team}",
+            "--system-interval",
+            "0",
+            "--quiet",
+        ]
         done = subprocess.run([*SIDECAR, *args], input=line.encode(), capture_output=True, timeout=60)
         assert done.returncode == 0, done.stderr
     landed = groups(pushgateway, "gangplank_train_epochs_count")
-    assert landed == {float(i): {"job": "j/k", "phase": "train", "team": team, "instance": ""} for i, team in enumerate(teams, start=1)}
+    assert landed == {
+        float(i): {"job": "j/k", "phase": "train", "team": team, "instance": ""}
+        for i, team in enumerate(teams, start=1)
+    }
 
 
 def test_group_path_encodings() -> None:
@@ -76,7 +146,9 @@ def test_any_value_round_trips_through_the_real_gateway(job: str, value: str) ->
     headers = [("Content-Type", "text/plain; version=0.0.4")]
     _transport.send(_gateway.url + path, "PUT", generate_latest(registry), headers)
     try:
-        assert list(groups(_gateway, "probe").values()) == [{"job": job, "phase": "train", "team": value, "instance": ""}]
+        assert list(groups(_gateway, "probe").values()) == [
+            {"job": job, "phase": "train", "team": value, "instance": ""}
+        ]
     finally:
         _transport.send(_gateway.url + path, "DELETE", b"", headers)
 

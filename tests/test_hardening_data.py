@@ -49,9 +49,16 @@ def epoch(run: str, n: int, loss: float, at: float | None = None, **extra: objec
     return rec("epoch", run, NOW + n if at is None else at, **fields)
 
 
-def sidecar(text: str, *args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess:
+def sidecar(
+    text: str, *args: str, env: dict[str, str] | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*SIDECAR, "--quiet", "--system-interval", "0", *args], input=text, capture_output=True, text=True, timeout=timeout, env=env
+        [*SIDECAR, "--quiet", "--system-interval", "0", *args],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -79,7 +86,9 @@ def test_1_bad_times_with_remote_write_cost_one_line_each(prometheus: Prometheus
         + epoch("rw-times", 2, 0.4, at=-5.0)
         + epoch("rw-times", 2, 0.25)
     )
-    done = sidecar(text, "--remote-write", prometheus.url + "/api/v1/write", "--job", "rw-times", "--db", str(tmp_path / "h.db"))
+    done = sidecar(
+        text, "--remote-write", prometheus.url + "/api/v1/write", "--job", "rw-times", "--db", str(tmp_path / "h.db")
+    )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert [line.split(": ", 2)[1:] for line in done.stderr.splitlines() if "bad gangplank record" in line] == [
@@ -88,7 +97,10 @@ def test_1_bad_times_with_remote_write_cost_one_line_each(prometheus: Prometheus
         ["stdin:4", "bad gangplank record: epoch.time: Input should be less than 253402300800"],
         ["stdin:5", "bad gangplank record: epoch.time: Input should be greater than or equal to 0"],
     ]
-    assert series_values(prometheus, 'gangplank_train_loss{job="rw-times"}[1h]') == [((NOW + 1) * 1000, 0.5), ((NOW + 2) * 1000, 0.25)]
+    assert series_values(prometheus, 'gangplank_train_loss{job="rw-times"}[1h]') == [
+        ((NOW + 1) * 1000, 0.5),
+        ((NOW + 2) * 1000, 0.25),
+    ]
 
 
 def test_1_a_record_the_recorder_cannot_turn_into_samples_is_counted_not_raised() -> None:
@@ -131,13 +143,22 @@ def test_1_a_batch_the_worker_cannot_encode_is_counted_and_the_worker_goes_on() 
 # 2. absurd times in the history
 
 
-def test_2_absurd_start_times_never_get_in_and_never_break_list_or_show(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_2_absurd_start_times_never_get_in_and_never_break_list_or_show(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     path = tmp_path / "runs.db"
     text = rec("start", "bad-1", 1e300, params={"total": 1}) + rec("start", "bad-2", -1e18, params={"total": 1})
-    text += rec("start", "good", NOW, params={"total": 1}) + epoch("good", 1, 0.5) + rec("end", "good", NOW + 2, status="ok", elapsed_seconds=2.0)
+    text += (
+        rec("start", "good", NOW, params={"total": 1})
+        + epoch("good", 1, 0.5)
+        + rec("end", "good", NOW + 2, status="ok", elapsed_seconds=2.0)
+    )
     done = sidecar(text, "--db", str(path))
     assert done.returncode == 0, done.stderr
-    assert "stdin:1: bad gangplank record: start.time" in done.stderr and "stdin:2: bad gangplank record: start.time" in done.stderr
+    assert (
+        "stdin:1: bad gangplank record: start.time" in done.stderr
+        and "stdin:2: bad gangplank record: start.time" in done.stderr
+    )
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT run FROM runs").fetchall() == [("good",)]
     conn.close()
@@ -149,25 +170,49 @@ def test_2_rows_an_old_sidecar_let_in_read_back_as_unknown(tmp_path: Path, capsy
     path = tmp_path / "old.db"
     conn = db.connect(path)
     conn.execute("INSERT INTO projects (id, name) VALUES (1, 'old')")
-    rows = [("huge", 1e300, 1e300), ("negative", -1e18, None), ("text", "yesterday", "x"), ("fine", float(NOW), float(NOW + 5))]
+    rows = [
+        ("huge", 1e300, 1e300),
+        ("negative", -1e18, None),
+        ("text", "yesterday", "x"),
+        ("fine", float(NOW), float(NOW + 5)),
+    ]
     for i, (run, started, ended) in enumerate(rows, 1):
         conn.execute(
             "INSERT INTO runs (id, run, phase, project_id, labels, params, epochs, elapsed, started, ended, updated, status, host, pid)"
             " VALUES (?, ?, 'train', 1, ?, ?, ?, ?, ?, ?, ?, 'ok', 'h', 1)",
-            (i, run, "{not json" if run == "text" else "{}", 10**18 if run == "huge" else 5, 2, 1e300 if run == "huge" else 1.0, started, ended, NOW),
+            (
+                i,
+                run,
+                "{not json" if run == "text" else "{}",
+                10**18 if run == "huge" else 5,
+                2,
+                1e300 if run == "huge" else 1.0,
+                started,
+                ended,
+                NOW,
+            ),
         )
         conn.execute("INSERT INTO metrics VALUES (?, 1, 'loss', ?)", (i, "bad" if run == "text" else 0.5))
     conn.close()
-    for command in (["list"], ["show", "huge"], ["show", "negative"], ["show", "text"], ["compare", "huge", "fine"], ["search", "loss<1"]):
+    for command in (
+        ["list"],
+        ["show", "huge"],
+        ["show", "negative"],
+        ["show", "text"],
+        ["compare", "huge", "fine"],
+        ["search", "loss<1"],
+    ):
         assert runs_cli.main([*command, "--db", str(path)]) == 0, command
     out = capsys.readouterr().out
     assert "-31686" not in out and "OverflowError" not in out
     assert runs_cli.main(["list", "--db", str(path), "--json"]) == 0
     listed = {r["run"]: r for r in json.loads(capsys.readouterr().out)}
     assert {run: (r["started"], r["ended"], r["params"], r["elapsed"]) for run, r in listed.items()} == {
-        "huge": (None, None, None, None), "negative": (None, None, 5, 1.0), "text": (None, None, 5, 1.0),
+        "huge": (None, None, None, None),
+        "negative": (None, None, 5, 1.0),
+        "text": (None, None, 5, 1.0),
         "fine": (float(NOW), float(NOW + 5), 5, 1.0),
-    }  # fmt: skip
+    }
     assert listed["text"]["labels"] == {} and listed["text"]["last"] == {"loss": "NaN"}
 
 
@@ -190,17 +235,28 @@ def test_3_huge_numbers_cost_their_line_and_the_history_keeps_every_other_run(tm
     assert done.returncode == 0, done.stderr
     assert "Exception in thread" not in done.stderr and "Traceback" not in done.stderr
     assert [line.split(": ")[1] for line in done.stderr.splitlines() if "bad gangplank record" in line] == [
-        "stdin:3", "stdin:4", "stdin:5", "stdin:6"
+        "stdin:3",
+        "stdin:4",
+        "stdin:5",
+        "stdin:6",
     ]
     conn = db.connect(path)
     (run,) = db.load_runs(conn)
     conn.close()
-    assert (run.run, run.status, run.epochs, run.params, run.rows) == ("other", "ok", 2, 100, {1: {"loss": 0.9}, 2: {"loss": 0.7}})
+    assert (run.run, run.status, run.epochs, run.params, run.rows) == (
+        "other",
+        "ok",
+        2,
+        100,
+        {1: {"loss": 0.9}, 2: {"loss": 0.7}},
+    )
 
 
 def test_3_floydhub_epoch_past_int64_is_a_parse_error_not_a_dead_history(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
-    text = '{"metric": "loss", "value": 0.8, "epoch": 9223372036854775808}\n{"metric": "loss", "value": 0.5, "epoch": 1}\n'
+    text = (
+        '{"metric": "loss", "value": 0.8, "epoch": 9223372036854775808}\n{"metric": "loss", "value": 0.5, "epoch": 1}\n'
+    )
     done = sidecar(text, "--db", str(path))
     assert done.returncode == 0 and "Exception in thread" not in done.stderr, done.stderr
     assert "stdin:1: bad FloydHub line: epoch must be at most 2**53" in done.stderr
@@ -234,7 +290,9 @@ def test_3_a_record_the_database_refuses_costs_only_itself(tmp_path: Path) -> No
     assert len(reports) == 1 and "the record is dropped" in reports[0]
 
 
-def test_the_history_queue_is_bounded_when_the_database_falls_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_history_queue_is_bounded_when_the_database_falls_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A writer that cannot keep up (here: not started) holds the reader back at most WAIT_FOR_ROOM,
     then records are shed, counted and reported once, until half of the queue is free again."""
     monkeypatch.setattr(history, "MAX_QUEUED", 10)
@@ -318,9 +376,15 @@ def test_11_secrets_echoed_by_a_server_are_redacted(echo: EchoProxy, tmp_path: P
     common = ["--no-history", "--push-retries", "0", "--flush-timeout", "1", "--header", f"X-Api-Key: {header}"]
     pushed = sidecar(text, "--pushgateway", echo.url, "--bearer-token-file", str(tmp_path / "token"), *common)
     written = sidecar(
-        text, "--remote-write", echo.url + "/api/v1/write", "--basic-auth-user", "ann",
-        "--basic-auth-password-file", str(tmp_path / "password"), *common,
-    )  # fmt: skip
+        text,
+        "--remote-write",
+        echo.url + "/api/v1/write",
+        "--basic-auth-user",
+        "ann",
+        "--basic-auth-password-file",
+        str(tmp_path / "password"),
+        *common,
+    )
     pair = base64.b64encode(f"ann:{password}".encode()).decode()
     assert {r.headers.get("Authorization") for r in echo.requests} == {f"Bearer {token}", f"Basic {pair}"}
     for done in (pushed, written):
@@ -336,7 +400,15 @@ def test_11_secrets_echoed_by_a_server_are_redacted(echo: EchoProxy, tmp_path: P
 def test_14_keys_beyond_max_series_are_counted_and_reported_once(pushgateway: Pushgateway) -> None:
     keys = [f"k{i:04d}" for i in range(300)]
     text = "".join(epoch("wide", n, 0.0, metrics={k: n + i / 1000 for i, k in enumerate(keys)}) for n in (1, 2, 3))
-    done = sidecar(text, "--pushgateway", pushgateway.url, "--job", "wide", "--no-history", env={**os.environ, "GANGPLANK_MAX_SERIES": "100"})
+    done = sidecar(
+        text,
+        "--pushgateway",
+        pushgateway.url,
+        "--job",
+        "wide",
+        "--no-history",
+        env={**os.environ, "GANGPLANK_MAX_SERIES": "100"},
+    )
     assert done.returncode == 0, done.stderr
     reported = [line for line in done.stderr.splitlines() if "--max-series" in line]
     assert reported == [
@@ -357,7 +429,9 @@ def test_14_the_summary_stays_short_for_a_run_with_thousands_of_keys() -> None:
     assert done.returncode == 0
     lines = done.stderr.splitlines()
     assert len([line for line in lines if line.startswith("  key")]) == 3 * 50
-    assert [line for line in lines if "more metrics" in line] == [f"  ... 1950 more metrics not shown (gangplank-runs show run{r})" for r in range(3)]
+    assert [line for line in lines if "more metrics" in line] == [
+        f"  ... 1950 more metrics not shown (gangplank-runs show run{r})" for r in range(3)
+    ]
     assert len(lines) < 200
 
 
@@ -368,8 +442,11 @@ def test_15_openmetrics_is_never_served_with_a_sum_beside_negative_buckets() -> 
     port = free_port()
     proc = subprocess.Popen(
         [*SIDECAR, "--listen", f"127.0.0.1:{port}", "--quiet", "--no-history", "--system-interval", "0"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     weights = {"le": [-0.3, 0.0, 0.3], "counts": [1, 3, 4, 5], "count": 5, "sum": -0.75, "min": -0.5, "max": 0.5}
     try:
         assert proc.stdin is not None
@@ -379,15 +456,27 @@ def test_15_openmetrics_is_never_served_with_a_sum_beside_negative_buckets() -> 
         wait_http(url)
         deadline = time.monotonic() + 30
         while True:
-            request = urllib.request.Request(url, headers={"Accept": "application/openmetrics-text; version=1.0.0; charset=utf-8"})
+            request = urllib.request.Request(
+                url, headers={"Accept": "application/openmetrics-text; version=1.0.0; charset=utf-8"}
+            )
             with urllib.request.urlopen(request, timeout=5) as response:
                 kind, page = response.headers["Content-Type"], response.read().decode()
             if "model_weights_sum" in page or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        parse = openmetrics_families if kind.startswith("application/openmetrics-text") else text_string_to_metric_families
-        samples = {s.name: s.value for f in parse(page) for s in f.samples if s.name.startswith("gangplank_train_model_weights")}
-        assert samples["gangplank_train_model_weights_sum"] == -0.75 and samples["gangplank_train_model_weights_count"] == 5
+        parse = (
+            openmetrics_families if kind.startswith("application/openmetrics-text") else text_string_to_metric_families
+        )
+        samples = {
+            s.name: s.value
+            for f in parse(page)
+            for s in f.samples
+            if s.name.startswith("gangplank_train_model_weights")
+        }
+        assert (
+            samples["gangplank_train_model_weights_sum"] == -0.75
+            and samples["gangplank_train_model_weights_count"] == 5
+        )
     finally:
         proc.communicate("", timeout=30)
 
@@ -419,7 +508,10 @@ def test_15_a_train_run_without_epochs_is_not_summarised_as_an_evaluate() -> Non
     pipeline = Pipeline(store, SelfMetrics(), lambda message: None)
     pipeline.feed("stdin", rec("start", "r", NOW, params={"total": 1}).encode())
     pipeline.feed("stdin", rec("end", "r", NOW + 1, status="interrupted", elapsed_seconds=1.0).encode())
-    assert summarize(store.all_runs()) == "gangplank-sidecar: run r (job gangplank, train): 0 epochs in 1.0 s, interrupted\n"
+    assert (
+        summarize(store.all_runs())
+        == "gangplank-sidecar: run r (job gangplank, train): 0 epochs in 1.0 s, interrupted\n"
+    )
 
 
 def test_listen_errors_are_exported_from_zero() -> None:
@@ -462,9 +554,14 @@ def test_the_push_worker_outlives_a_series_it_cannot_render(pushgateway: Pushgat
     store, broken = _broken_store()
     selfmetrics, reports = SelfMetrics(), []
     sink = PushgatewaySink(
-        store, pushgateway.url, {}, selfmetrics, reports.append, handler=Transport(TransportConfig()),
+        store,
+        pushgateway.url,
+        {},
+        selfmetrics,
+        reports.append,
+        handler=Transport(TransportConfig()),
         retry=Retry(push_retries=0, retry_backoff=0.05, retry_backoff_max=0.1),
-    )  # fmt: skip
+    )
     sink.start()
     deadline = time.monotonic() + 30
     while selfmetrics.pushes.labels("failure")._value.get() < 2 and time.monotonic() < deadline:
@@ -475,7 +572,10 @@ def test_the_push_worker_outlives_a_series_it_cannot_render(pushgateway: Pushgat
     store.update(broken, "epoch", lambda s: setattr(s, "weights", None))
     assert sink.close(time.monotonic() + 10) is True
     samples = pushgateway.gangplank()
-    assert value(samples, "gangplank_train_loss", job="broken") == 0.5 and value(samples, "gangplank_train_loss", job="fine") == 0.25
+    assert (
+        value(samples, "gangplank_train_loss", job="broken") == 0.5
+        and value(samples, "gangplank_train_loss", job="fine") == 0.25
+    )
 
 
 def test_metrics_page_leaves_out_only_the_series_it_cannot_render() -> None:
@@ -488,7 +588,9 @@ def test_metrics_page_leaves_out_only_the_series_it_cannot_render() -> None:
         for _ in range(2):
             with urllib.request.urlopen(url, timeout=5) as response:
                 page = response.read().decode()
-        samples = {(s.name, s.labels.get("job")): s.value for f in text_string_to_metric_families(page) for s in f.samples}
+        samples = {
+            (s.name, s.labels.get("job")): s.value for f in text_string_to_metric_families(page) for s in f.samples
+        }
         assert samples[("gangplank_train_loss", "fine")] == 0.25 and ("gangplank_train_loss", "broken") not in samples
         assert samples[("gangplank_sidecar_listen_errors_total", "j")] == 2.0
         assert len(reports) == 1 and "run r2 (job broken, train) left out of /metrics" in reports[0]
@@ -497,7 +599,9 @@ def test_metrics_page_leaves_out_only_the_series_it_cannot_render() -> None:
 
 
 @pytest.mark.parametrize("strict", [False, True])
-def test_a_record_the_database_refuses_is_reported_once_and_fails_only_strict_mode(tmp_path: Path, strict: bool) -> None:
+def test_a_record_the_database_refuses_is_reported_once_and_fails_only_strict_mode(
+    tmp_path: Path, strict: bool
+) -> None:
     """A real refusal (a trigger of the database's owner): the other runs are recorded; exit 1 only with --strict."""
     path = tmp_path / "runs.db"
     conn = db.connect(path)
@@ -505,7 +609,9 @@ def test_a_record_the_database_refuses_is_reported_once_and_fails_only_strict_mo
         "CREATE TRIGGER refuse BEFORE INSERT ON runs WHEN NEW.run LIKE 'refused%' BEGIN SELECT RAISE(ABORT, 'refused by policy'); END;"
     )
     conn.close()
-    text = "".join(rec("start", run, NOW, params={"total": 1}) + epoch(run, 1, 0.5) for run in ("a", "refused-1", "b", "refused-2"))
+    text = "".join(
+        rec("start", run, NOW, params={"total": 1}) + epoch(run, 1, 0.5) for run in ("a", "refused-1", "b", "refused-2")
+    )
     done = sidecar(text, "--db", str(path), *(["--strict"] if strict else []))
     assert done.returncode == (1 if strict else 0), done.stderr
     assert [line for line in done.stderr.splitlines() if "run history" in line] == [

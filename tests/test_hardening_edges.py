@@ -29,18 +29,30 @@ from gangplank_sidecar.sinks.transport import Transport
 PREFIX = "gangplank-sidecar: "
 RESERVED = ", ".join(RESERVED_LABELS)
 EPOCH = {
-    "gangplank": 1, "event": "epoch", "run": "r1", "phase": "train", "time": 1.0, "epoch": 2, "elapsed_seconds": 4.25,
-    "metrics": {"loss": 0.125, "val_loss": 0.5}, "params": {"total": 1234},
+    "gangplank": 1,
+    "event": "epoch",
+    "run": "r1",
+    "phase": "train",
+    "time": 1.0,
+    "epoch": 2,
+    "elapsed_seconds": 4.25,
+    "metrics": {"loss": 0.125, "val_loss": 0.5},
+    "params": {"total": 1234},
     "weights": {"le": [-0.5, 0.0, 0.5], "counts": [1, 5, 9, 10], "count": 10, "sum": -0.75},
     "checks": [{"code": "K501", "name": "nan_loss", "message": "x", "fired": False}],
 }
 
 
-def sidecar(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def sidecar(
+    *args: str, stdin: bytes = b"", env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*SIDECAR, *args], input=stdin, capture_output=True, timeout=timeout,
+        [*SIDECAR, *args],
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
         env={**os.environ, "GANGPLANK_SYSTEM_INTERVAL": "0", **(env or {})},
-    )  # fmt: skip
+    )
 
 
 def usage_error(done: subprocess.CompletedProcess, message: str) -> None:
@@ -51,7 +63,25 @@ def usage_error(done: subprocess.CompletedProcess, message: str) -> None:
 # Item 4 and the build point: every label name the sidecar writes is reserved, from one list.
 
 
-@pytest.mark.parametrize("name", ["le", "quantile", "metric", "check", "code", "result", "format", "reason", "gpu", "run", "phase", "namespace", "pod", "container"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "le",
+        "quantile",
+        "metric",
+        "check",
+        "code",
+        "result",
+        "format",
+        "reason",
+        "gpu",
+        "run",
+        "phase",
+        "namespace",
+        "pod",
+        "container",
+    ],
+)
 def test_a_label_the_sidecar_writes_is_refused(name: str) -> None:
     done = sidecar("--no-history", "--label", f"{name}=x", stdin=b'{"gangplank": 1}\n')
     usage_error(done, f"label {name!r} is reserved: the sidecar writes it (reserved: {RESERVED})")
@@ -67,9 +97,21 @@ def test_every_label_name_in_the_output_is_in_the_reserved_list() -> None:
     """The class, not the instance: whatever the sidecar serves carries only reserved names and ours."""
     port = free_port()
     proc = subprocess.Popen(
-        [*SIDECAR, "--listen", f"127.0.0.1:{port}", "--quiet", "--no-history", "--system-interval", "0.2", "--label", "team=ml"],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            *SIDECAR,
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--quiet",
+            "--no-history",
+            "--system-interval",
+            "0.2",
+            "--label",
+            "team=ml",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/-/ready", timeout=30)
@@ -117,9 +159,12 @@ def test_a_bad_pushgateway_url_is_refused_before_reading(url: str, why: str) -> 
 
 @pytest.mark.parametrize(
     ("url", "why"),
-    [("localhost:99999/api/v1/write", "the port must be a number from 1 to 65535"), ("http:///api/v1/write", "no host"),
-     ("http://h:9090/api/v1/write#x", "no #fragment")],
-)  # fmt: skip
+    [
+        ("localhost:99999/api/v1/write", "the port must be a number from 1 to 65535"),
+        ("http:///api/v1/write", "no host"),
+        ("http://h:9090/api/v1/write#x", "no #fragment"),
+    ],
+)
 def test_a_bad_remote_write_url_is_refused(url: str, why: str) -> None:
     usage_error(sidecar("--no-history", "--remote-write", url), f"--remote-write: bad URL {url!r}: {why}")
 
@@ -138,12 +183,18 @@ def test_good_urls_still_pass() -> None:
 def test_files_that_can_never_be_followed_are_refused(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    usage_error(sidecar("--no-history", str(tmp_path)), f"{tmp_path} is a directory (name the files in it, or a glob such as '{tmp_path}/*.log')")
+    usage_error(
+        sidecar("--no-history", str(tmp_path)),
+        f"{tmp_path} is a directory (name the files in it, or a glob such as '{tmp_path}/*.log')",
+    )
     usage_error(sidecar("--no-history", ""), "FILE '': an empty path")
     not_regular = "is not a regular file: only files can be followed (pipe a stream to the sidecar's stdin instead)"
     usage_error(sidecar("--no-history", "/dev/null"), f"/dev/null {not_regular}")
     usage_error(sidecar("--no-history", str(fifo)), f"{fifo} {not_regular}")
-    usage_error(sidecar("--no-history", "--state-file", str(fifo), str(tmp_path / "a.log")), f"--state-file {fifo}: not a regular file")
+    usage_error(
+        sidecar("--no-history", "--state-file", str(fifo), str(tmp_path / "a.log")),
+        f"--state-file {fifo}: not a regular file",
+    )
     usage_error(sidecar("--db", str(fifo)), f"--db {fifo}: not a regular file")
 
 
@@ -161,7 +212,9 @@ def test_an_unreadable_file_is_refused(tmp_path: Path) -> None:
         return
     read, write = os.pipe()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # JAX, if a test imported it, warns of fork: the child runs no JAX
+        warnings.simplefilter(
+            "ignore", RuntimeWarning
+        )  # JAX, if a test imported it, warns of fork: the child runs no JAX
         pid = os.fork()
     if pid == 0:  # the child: never back into pytest
         try:
@@ -219,7 +272,10 @@ def test_a_fifo_that_appears_later_does_not_block_a_stop(tmp_path: Path, signum:
         (["--state-file", "s.json"], "--state-file only applies when following FILEs or --kubernetes-logs"),
         (["--exit-on-end", "--", "true"], "--exit-on-end only applies when following FILEs"),
         (["--quiet", "train.log"], "--quiet has no effect on FILEs: they are never echoed"),
-        (["--strict", "--no-history"], "--strict needs --pushgateway, --remote-write or the run history: nothing else can fail to deliver"),
+        (
+            ["--strict", "--no-history"],
+            "--strict needs --pushgateway, --remote-write or the run history: nothing else can fail to deliver",
+        ),
         (["--system-interval", "0", "--pid", "1"], "--pid has no effect with --system-interval 0"),
         (["--system-interval", "0", "--disk-path", "/"], "--disk-path has no effect with --system-interval 0"),
         (["train.log", "--", "true"], "FILEs and '-- COMMAND' do not go together: the sidecar reads one or the other"),
@@ -264,8 +320,9 @@ def test_a_timeout_is_said_rounded(tmp_path: Path) -> None:
 def test_listen_on_port_0_says_the_port() -> None:
     proc = subprocess.Popen(
         [*SIDECAR, "--listen", "127.0.0.1:0", "--quiet", "--no-history", "--system-interval", "0"],
-        stdin=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline().decode()
@@ -297,17 +354,31 @@ def test_a_grandchild_holding_the_pipe_does_not_hold_the_exit(tmp_path: Path) ->
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("runs") / "runs.db"
     lines = [
-        {"gangplank": 1, "event": "epoch", "run": run, "phase": "train", "time": 1764065730.0 + i, "epoch": 1,
-         "elapsed_seconds": 1.0, "metrics": {"loss": loss}, "params": {"total": 1}}
+        {
+            "gangplank": 1,
+            "event": "epoch",
+            "run": run,
+            "phase": "train",
+            "time": 1764065730.0 + i,
+            "epoch": 1,
+            "elapsed_seconds": 1.0,
+            "metrics": {"loss": loss},
+            "params": {"total": 1},
+        }
         for i, (run, loss) in enumerate([("run-a", 0.5), ("run-b", 0.25)])
-    ]  # fmt: skip
+    ]
     done = sidecar("--quiet", "--db", str(path), stdin="".join(json.dumps(line) + "\n" for line in lines).encode())
     assert done.returncode == 0, done.stderr
     return path
 
 
 def runs_cli(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gangplank_sidecar.runs", *args, "--db", str(path)], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "gangplank_sidecar.runs", *args, "--db", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize(
@@ -326,7 +397,10 @@ def test_runs_list_refuses_a_bad_limit_or_sort(two_runs: Path, args: list[str], 
 
 def test_runs_list_limit_and_sort_still_work(two_runs: Path) -> None:
     assert [r["run"] for r in json.loads(runs_cli(two_runs, "list", "--json", "--limit", "1").stdout)] == ["run-b"]
-    assert [r["run"] for r in json.loads(runs_cli(two_runs, "list", "--json", "--sort", "loss").stdout)] == ["run-b", "run-a"]
+    assert [r["run"] for r in json.loads(runs_cli(two_runs, "list", "--json", "--sort", "loss").stdout)] == [
+        "run-b",
+        "run-a",
+    ]
 
 
 @given(st.text(max_size=60), st.booleans())
@@ -340,7 +414,9 @@ def test_any_url_text_is_refused_in_one_sentence_or_is_a_usable_url(text: str, p
     try:
         url = gateway_url(text, path=path)
     except ConfigError as error:
-        assert str(error).startswith(f"bad URL {text!r}: ") and "\n" not in str(error).removeprefix(f"bad URL {text!r}: ")
+        assert str(error).startswith(f"bad URL {text!r}: ") and "\n" not in str(error).removeprefix(
+            f"bad URL {text!r}: "
+        )
         return
     parts = urlsplit(url)
     assert parts.scheme in ("http", "https") and parts.hostname

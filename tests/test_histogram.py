@@ -131,9 +131,18 @@ def weights_near(draw, le: list[float]) -> list[np.ndarray]:
             for _ in range(draw(st.integers(0, 3))):
                 v = np.nextafter(v, dtype(draw(st.sampled_from([-np.inf, np.inf]))))
             values.append((dtype, v))
-    extra = draw(st.lists(st.one_of(st.floats(-3 * abs(le[-1]) - 3, 3 * abs(le[-1]) + 3), st.sampled_from(
-        [0.0, -0.0, 1e-30, -1e-30, 1e-45, 3e38, -3e38, 1e300, math.inf, math.nan])), max_size=30))  # fmt: skip
-    values += [(np.float64, np.float64(x)) for x in extra] + [(np.float32, np.float32(x)) for x in extra if abs(x) < 3e38 or not math.isfinite(x)]
+    extra = draw(
+        st.lists(
+            st.one_of(
+                st.floats(-3 * abs(le[-1]) - 3, 3 * abs(le[-1]) + 3),
+                st.sampled_from([0.0, -0.0, 1e-30, -1e-30, 1e-45, 3e38, -3e38, 1e300, math.inf, math.nan]),
+            ),
+            max_size=30,
+        )
+    )
+    values += [(np.float64, np.float64(x)) for x in extra] + [
+        (np.float32, np.float32(x)) for x in extra if abs(x) < 3e38 or not math.isfinite(x)
+    ]
     return [np.array([v for d, v in values if d is dtype], dtype=dtype) for dtype in (np.float64, np.float32)]
 
 

@@ -22,22 +22,28 @@ def record(event: str, run: str, phase: str = "train", at: float = T0, **fields:
 
 
 def epoch(run: str, n: int, metrics: dict, **fields: object) -> str:
-    return record("epoch", run, at=T0 + n, epoch=n, elapsed_seconds=float(n), metrics=metrics, params={"total": 650}, **fields)
+    return record(
+        "epoch", run, at=T0 + n, epoch=n, elapsed_seconds=float(n), metrics=metrics, params={"total": 650}, **fields
+    )
 
 
 def sidecar(db_path: Path, *args: str, **popen: object) -> subprocess.Popen:
     popen.setdefault("stdin", subprocess.PIPE)
     return subprocess.Popen(
         [*SIDECAR, "--quiet", "--system-interval", "0", "--db", str(db_path), *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen,  # type: ignore[call-overload]
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        **popen,  # type: ignore[call-overload]
+    )
 
 
 def feed(db_path: Path, text: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*SIDECAR, "--quiet", "--system-interval", "0", "--db", str(db_path), *args],
-        input=text.encode(), capture_output=True, timeout=60,
-    )  # fmt: skip
+        input=text.encode(),
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def rows(db_path: Path, sql: str, *args: object) -> list[tuple]:
@@ -51,29 +57,44 @@ def rows(db_path: Path, sql: str, *args: object) -> list[tuple]:
 def test_a_run_is_recorded_with_its_epochs_checks_and_end(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     k401 = {"code": "K401", "name": "sigmoid_in_hidden_layer", "severity": "warning", "message": "dense_1 uses sigmoid"}
-    k502 = {"code": "K502", "name": "vanishing_or_exploding_updates", "severity": "warning", "message": "updates vanish in dense"}
+    k502 = {
+        "code": "K502",
+        "name": "vanishing_or_exploding_updates",
+        "severity": "warning",
+        "message": "updates vanish in dense",
+    }
     text = (
         record("start", "r1", job="mnist", params={"total": 650}, epochs=2, framework="keras-3/jax", checks=[k401])
         + epoch("r1", 1, {"loss": 0.5, "val_loss": "NaN"})
         + epoch("r1", 2, {"loss": 0.25, "val_loss": 0.5, "acc": "Infinity"}, checks=[k502])
         + record("end", "r1", at=T0 + 3, status="ok", elapsed_seconds=2.5)
         + record("start", "r1", phase="test", at=T0 + 4, params={"total": 650})
-        + record("evaluate", "r1", phase="test", at=T0 + 5, elapsed_seconds=0.5, metrics={"loss": 0.3}, params={"total": 650})
+        + record(
+            "evaluate", "r1", phase="test", at=T0 + 5, elapsed_seconds=0.5, metrics={"loss": 0.3}, params={"total": 650}
+        )
         + record("end", "r1", phase="test", at=T0 + 6, status="ok", elapsed_seconds=0.5)
     )
     done = feed(path, text, "--label", "team=vision")
     assert done.returncode == 0, done.stderr
-    assert rows(path, "SELECT p.name, r.run, r.phase, r.labels, r.framework, r.params, r.planned_epochs, r.epochs, r.elapsed, "
-                      "r.started, r.ended, r.status, r.source FROM runs r JOIN projects p ON p.id = r.project_id ORDER BY r.id") == [
+    assert rows(
+        path,
+        "SELECT p.name, r.run, r.phase, r.labels, r.framework, r.params, r.planned_epochs, r.epochs, r.elapsed, "
+        "r.started, r.ended, r.status, r.source FROM runs r JOIN projects p ON p.id = r.project_id ORDER BY r.id",
+    ) == [
         ("mnist", "r1", "train", '{"team": "vision"}', "keras-3/jax", 650, 2, 2, 2.5, T0, T0 + 3, "ok", "stdin"),
         ("mnist", "r1", "test", '{"team": "vision"}', None, 650, None, None, 0.5, T0 + 4, T0 + 6, "ok", "stdin"),
-    ]  # fmt: skip
+    ]
     assert rows(path, "SELECT run_id, epoch, key, value FROM metrics ORDER BY run_id, epoch, key") == [
-        (1, 1, "loss", 0.5), (1, 1, "val_loss", None),
-        (1, 2, "acc", float("inf")), (1, 2, "loss", 0.25), (1, 2, "val_loss", 0.5),
+        (1, 1, "loss", 0.5),
+        (1, 1, "val_loss", None),
+        (1, 2, "acc", float("inf")),
+        (1, 2, "loss", 0.25),
+        (1, 2, "val_loss", 0.5),
         (2, 0, "loss", 0.3),
-    ]  # fmt: skip
-    assert rows(path, "SELECT run_id, name, code, severity, message, first_epoch, last_epoch, fired FROM checks ORDER BY name") == [
+    ]
+    assert rows(
+        path, "SELECT run_id, name, code, severity, message, first_epoch, last_epoch, fired FROM checks ORDER BY name"
+    ) == [
         (1, "non_finite", "", "error", "non-finite acc=Infinity at epoch 2", 1, 2, 1),
         (1, "sigmoid_in_hidden_layer", "K401", "warning", "dense_1 uses sigmoid", None, 2, 1),
         (1, "vanishing_or_exploding_updates", "K502", "warning", "updates vanish in dense", 2, 2, 1),
@@ -86,7 +107,10 @@ def test_a_stream_that_ends_without_an_end_record(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     assert feed(path, record("start", "cut", params={"total": 1}) + epoch("cut", 1, {"loss": 1.0})).returncode == 0
     assert feed(path, '{"metric": "loss", "value": 0.5, "epoch": 1}\n', "--job", "floyd").returncode == 0
-    assert rows(path, "SELECT p.name, r.status, r.ended = r.updated FROM runs r JOIN projects p ON p.id = r.project_id ORDER BY r.id") == [
+    assert rows(
+        path,
+        "SELECT p.name, r.status, r.ended = r.updated FROM runs r JOIN projects p ON p.id = r.project_id ORDER BY r.id",
+    ) == [
         ("gangplank", "interrupted", 1),
         ("floyd", "ended", 1),
     ]
@@ -133,7 +157,10 @@ def test_two_sidecars_write_at_once(tmp_path: Path) -> None:
         assert reader.returncode == 0
         assert b"run history" not in err
     assert rows(path, "SELECT run, status, epochs FROM runs ORDER BY run") == [("left", "ok", n), ("right", "ok", n)]
-    assert rows(path, "SELECT r.run, count(*), sum(m.value) FROM metrics m JOIN runs r ON r.id = m.run_id WHERE key = 'val_loss' GROUP BY r.run") == [
+    assert rows(
+        path,
+        "SELECT r.run, count(*), sum(m.value) FROM metrics m JOIN runs r ON r.id = m.run_id WHERE key = 'val_loss' GROUP BY r.run",
+    ) == [
         ("left", n, sum(2.0 / e for e in range(1, n + 1))),
         ("right", n, sum(2.0 / e for e in range(1, n + 1))),
     ]
@@ -149,7 +176,13 @@ def epochs_written(path: Path) -> int:
 def test_a_killed_sidecar_leaves_a_readable_database_and_an_interrupted_run(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     proc = sidecar(path)
-    proc.stdin.write((record("start", "doomed", params={"total": 1}) + epoch("doomed", 1, {"loss": 1.0}) + epoch("doomed", 2, {"loss": 0.5})).encode())  # type: ignore[union-attr]
+    proc.stdin.write(
+        (
+            record("start", "doomed", params={"total": 1})
+            + epoch("doomed", 1, {"loss": 1.0})
+            + epoch("doomed", 2, {"loss": 0.5})
+        ).encode()
+    )  # type: ignore[union-attr]
     proc.stdin.flush()  # type: ignore[union-attr]
     deadline = time.monotonic() + 30
     while epochs_written(path) != 2:
@@ -161,7 +194,12 @@ def test_a_killed_sidecar_leaves_a_readable_database_and_an_interrupted_run(tmp_
     proc.stdin.close()  # type: ignore[union-attr]
     proc.stderr.close()  # type: ignore[union-attr]
     assert rows(path, "PRAGMA integrity_check") == [("ok",)]
-    listed = subprocess.run([sys.executable, "-m", "gangplank_sidecar.runs", "list", "--json", "--db", str(path)], capture_output=True, text=True, timeout=60)
+    listed = subprocess.run(
+        [sys.executable, "-m", "gangplank_sidecar.runs", "list", "--json", "--db", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert listed.returncode == 0, listed.stderr
     (run,) = json.loads(listed.stdout)
     assert (run["run"], run["status"], run["epochs"], run["last"]) == ("doomed", "interrupted", 2, {"loss": 0.5})
@@ -171,7 +209,9 @@ def test_a_quiet_run_is_stale_after_the_set_time(tmp_path: Path) -> None:
     """A run whose writer may still live (another host, say) is interrupted once it went quiet long enough."""
     conn = db.connect(tmp_path / "runs.db")
     conn.execute("INSERT INTO projects (name) VALUES ('j')")
-    conn.execute("INSERT INTO runs (run, phase, project_id, started, updated, status, host, pid) VALUES ('a', 'train', 1, 0, 100, 'running', 'elsewhere', 1)")
+    conn.execute(
+        "INSERT INTO runs (run, phase, project_id, started, updated, status, host, pid) VALUES ('a', 'train', 1, 0, 100, 'running', 'elsewhere', 1)"
+    )
     assert db.mark_stale(conn, stale_after=50, now=149) == 0
     assert db.mark_stale(conn, stale_after=50, now=151) == 1
     assert conn.execute("SELECT status, ended FROM runs").fetchall() == [("interrupted", 100.0)]
@@ -181,8 +221,15 @@ def test_a_quiet_run_is_stale_after_the_set_time(tmp_path: Path) -> None:
 def test_a_floydhub_run_has_one_row_per_epoch_and_metric(tmp_path: Path) -> None:
     """FloydHub brings an epoch one metric a line; the history keeps each epoch's last value of each."""
     path = tmp_path / "runs.db"
-    values = {1: {"loss": 0.5, "accuracy": 0.75, "val_loss": 0.625}, 2: {"loss": 0.25, "accuracy": 0.875, "val_loss": 0.5}}
-    text = "".join(json.dumps({"metric": k, "value": v, "epoch": e}) + "\n" for e, metrics in values.items() for k, v in metrics.items())
+    values = {
+        1: {"loss": 0.5, "accuracy": 0.75, "val_loss": 0.625},
+        2: {"loss": 0.25, "accuracy": 0.875, "val_loss": 0.5},
+    }
+    text = "".join(
+        json.dumps({"metric": k, "value": v, "epoch": e}) + "\n"
+        for e, metrics in values.items()
+        for k, v in metrics.items()
+    )
     done = feed(path, text, "--job", "floyd")
     assert done.returncode == 0, done.stderr
     assert rows(path, "SELECT r.phase, r.epochs, r.status FROM runs r") == [("train", 2, "ended")]
@@ -209,16 +256,31 @@ def test_system_samples_of_a_wrapped_job_go_into_its_run(tmp_path: Path) -> None
     path = tmp_path / "runs.db"
     done = subprocess.run(
         [*SIDECAR, "--quiet", "--system-interval", "0.5", "--db", str(path), "--", sys.executable, "-c", HOLDER],
-        capture_output=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
-    ((samples,),) = rows(path, "SELECT COUNT(*) FROM system JOIN projects p ON p.id = project_id WHERE p.name = 'sysjob'")
+    ((samples,),) = rows(
+        path, "SELECT COUNT(*) FROM system JOIN projects p ON p.id = project_id WHERE p.name = 'sysjob'"
+    )
     assert 3 <= samples <= 8
-    shown = subprocess.run([sys.executable, "-m", "gangplank_sidecar.runs", "show", "--json", "--db", str(path)], capture_output=True, timeout=60)
+    shown = subprocess.run(
+        [sys.executable, "-m", "gangplank_sidecar.runs", "show", "--json", "--db", str(path)],
+        capture_output=True,
+        timeout=60,
+    )
     (run,) = json.loads(shown.stdout)
     system = run["system"]
     assert 3 <= system["samples"] <= samples
     assert 200 * 2**20 <= system["peak_memory_bytes"] <= 300 * 2**20  # the 200 MiB block plus the interpreter
     assert 0 <= system["mean_cpu_ratio"] < 0.5 and system["mean_gpu_ratio"] is None
-    text = subprocess.run([sys.executable, "-m", "gangplank_sidecar.runs", "show", "--db", str(path)], capture_output=True, text=True, timeout=60)
-    assert f"  system   {system['samples']} samples, peak memory {system['peak_memory_bytes'] / 2**20:.1f} MiB, mean CPU" in text.stdout
+    text = subprocess.run(
+        [sys.executable, "-m", "gangplank_sidecar.runs", "show", "--db", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        f"  system   {system['samples']} samples, peak memory {system['peak_memory_bytes'] / 2**20:.1f} MiB, mean CPU"
+        in text.stdout
+    )

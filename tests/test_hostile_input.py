@@ -139,7 +139,10 @@ def test_hostile_stream_through_the_real_sidecar(pushgateway: Pushgateway) -> No
     assert value(samples, "gangplank_train_last", **train) == 3
     assert value(samples, "gangplank_train_epochs_count", **train) == 2
     sidecar = {"job": "hostile", "phase": "sidecar"}
-    lines = {fmt: value(samples, "gangplank_sidecar_lines_total", format=fmt, **sidecar) for fmt in ("floydhub", "other", "error")}
+    lines = {
+        fmt: value(samples, "gangplank_sidecar_lines_total", format=fmt, **sidecar)
+        for fmt in ("floydhub", "other", "error")
+    }
     assert lines == {"floydhub": 6, "other": 2, "error": 4}
     assert value(samples, "gangplank_sidecar_parse_errors_total", **sidecar) == 4
     errors = [line for line in outcome.stderr.decode().splitlines() if "stdin:" in line]
@@ -158,14 +161,32 @@ def test_every_byte_of_crlf_and_unfinished_lines_is_echoed() -> None:
     assert (outcome.echoed, outcome.echoed_bytes) == (outcome.sent, sum(len(c) for c in chunks))
     lines = outcome.stderr.decode().splitlines()
     summary = lines[[line.startswith("gangplank-sidecar: run ") for line in lines].index(True) :]
-    assert re.fullmatch(r"gangplank-sidecar: run \d{8}-\d{6}-[0-9a-f]{4} \(job gangplank, train\): 1 epoch, ok", summary[0])
+    assert re.fullmatch(
+        r"gangplank-sidecar: run \d{8}-\d{6}-[0-9a-f]{4} \(job gangplank, train\): 1 epoch, ok", summary[0]
+    )
     assert summary[1:3] == ["  metric          last  best", "  loss           0.5  0.5 (epoch 1) [min]"]
 
 
 fragments = st.sampled_from(
     [
-        b"\n", b"\r\n", b"\r", b"\x08", b"\x00", b"\xff", b"\x1b[1m", "━".encode(), b" - ", b"loss: 0.5", b"75/75",
-        b"Epoch 1/2", b'{"metric": "a", "value": 1}', b'{"metric"', b'{"gangplank":', b'{"gangplank": 1}', b"[" * 50, b"1e999",
+        b"\n",
+        b"\r\n",
+        b"\r",
+        b"\x08",
+        b"\x00",
+        b"\xff",
+        b"\x1b[1m",
+        "━".encode(),
+        b" - ",
+        b"loss: 0.5",
+        b"75/75",
+        b"Epoch 1/2",
+        b'{"metric": "a", "value": 1}',
+        b'{"metric"',
+        b'{"gangplank":',
+        b'{"gangplank": 1}',
+        b"[" * 50,
+        b"1e999",
     ]
 )
 
@@ -202,7 +223,11 @@ def test_oversized_lines_are_counted_and_the_lines_after_them_numbered_right() -
         "stdin:2: bad FloydHub line: Extra data: line 1 column 31 (char 30)",
     ]
     exposition = generate_latest(selfmetrics.registry).decode().splitlines()
-    assert [line for line in exposition if line.startswith("gangplank_sidecar_") and "_created" not in line and "push" not in line] == [
+    assert [
+        line
+        for line in exposition
+        if line.startswith("gangplank_sidecar_") and "_created" not in line and "push" not in line
+    ] == [
         'gangplank_sidecar_lines_total{format="other"} 1.0',
         'gangplank_sidecar_lines_total{format="error"} 1.0',
         "gangplank_sidecar_parse_errors_total 1.0",

@@ -37,12 +37,33 @@ def runs(store: Store) -> list[tuple[str, str, int | None, str | None, float | N
 
 def test_transformers_eval_is_validation_during_training_and_a_test_after_it() -> None:
     (train, test) = runs(feed(capture("transformers_notqdm.log")))
-    assert train == ("run1", "train", 3, "ok", 3.062, {
-        "loss": 0.6892, "grad_norm": 0.6027, "learning_rate": 8.333e-05,
-        "val_loss": 0.6912, "val_runtime": 0.1015, "val_samples_per_second": 157.7, "val_steps_per_second": 19.71,
-        "train_samples_per_second": 31.35, "train_steps_per_second": 3.919, "train_loss": 0.6923,
-    })  # fmt: skip
-    assert test == ("run1", "test", None, "ok", 0.0944, {"loss": 0.6912, "samples_per_second": 169.5, "steps_per_second": 21.18})
+    assert train == (
+        "run1",
+        "train",
+        3,
+        "ok",
+        3.062,
+        {
+            "loss": 0.6892,
+            "grad_norm": 0.6027,
+            "learning_rate": 8.333e-05,
+            "val_loss": 0.6912,
+            "val_runtime": 0.1015,
+            "val_samples_per_second": 157.7,
+            "val_steps_per_second": 19.71,
+            "train_samples_per_second": 31.35,
+            "train_steps_per_second": 3.919,
+            "train_loss": 0.6923,
+        },
+    )
+    assert test == (
+        "run1",
+        "test",
+        None,
+        "ok",
+        0.0944,
+        {"loss": 0.6912, "samples_per_second": 169.5, "steps_per_second": 21.18},
+    )
 
 
 def test_transformers_epochs_are_whole_epochs_reached_and_a_new_fit_is_a_new_run() -> None:
@@ -75,14 +96,28 @@ def test_lightning_epochs_count_from_zero_and_tables_are_tests() -> None:
     ]
     again = feed(lines + [b"\rEpoch 0: 100%|##| 8/8 [00:00<00:00, v_num=1, train_loss_step=0.5]"])
     assert [(run, phase, epoch) for run, phase, epoch, *_ in runs(again)] == [
-        ("run1", "train", 3), ("run2", "train", 1), ("run1", "test", None)
+        ("run1", "train", 3),
+        ("run2", "train", 1),
+        ("run1", "test", None),
     ]
 
 
 def test_boosting_rounds_are_epochs_and_round_one_again_is_a_new_run() -> None:
     lines = capture("xgboost_sklearn.log") + capture("xgboost_train.log")
     assert runs(feed(lines)) == [
-        ("run1", "train", 12, None, None, {"validation_0_logloss": 0.07598, "validation_0_auc": 0.99821, "validation_1_logloss": 0.12045, "validation_1_auc": 0.99486}),
+        (
+            "run1",
+            "train",
+            12,
+            None,
+            None,
+            {
+                "validation_0_logloss": 0.07598,
+                "validation_0_auc": 0.99821,
+                "validation_1_logloss": 0.12045,
+                "validation_1_auc": 0.99486,
+            },
+        ),
         ("run2", "train", 8, None, None, {"train_error": 0.01759, "eval_error": 0.04678}),
     ]
 
@@ -96,12 +131,23 @@ def test_lightgbm_best_round_printed_again_changes_nothing() -> None:
 
 def test_csv_rows_update_their_epoch_and_a_rewritten_file_is_the_same_run() -> None:
     rows = capture("lightning_metrics.csv")
-    store = feed(rows[:19] + rows[:7], source="/runs/version_0/metrics.csv")  # Lightning rewrote the file with a new header
+    store = feed(
+        rows[:19] + rows[:7], source="/runs/version_0/metrics.csv"
+    )  # Lightning rewrote the file with a new header
     assert runs(store) == [
-        ("run1", "train", 3, None, None, {
-            "train_loss_step": 0.013573826290667057, "val_loss": 0.01607692614197731, "train_loss_epoch": 0.023963581770658493,
-        }),
-    ]  # fmt: skip
+        (
+            "run1",
+            "train",
+            3,
+            None,
+            None,
+            {
+                "train_loss_step": 0.013573826290667057,
+                "val_loss": 0.01607692614197731,
+                "train_loss_epoch": 0.023963581770658493,
+            },
+        ),
+    ]
     (series,) = store.all_runs()
     assert (series.step, series.best["train_loss_step"]) == (23, (0.009142225608229637, 3))
     keras = runs(feed(capture("keras_csvlogger.csv"), "csv"))
@@ -114,7 +160,9 @@ def test_kv_and_patterns_place_values_as_printed() -> None:
         ("run1", "train", 2, None, None, {"loss": 0.4}),
         ("run2", "train", 1, None, None, {"loss": 0.9}),
     ]
-    patterns = Patterns([compile_pattern(r"it (?P<step>\d+) loss=(?P<loss>\S+)"), compile_pattern(r"final acc (?P<acc>\S+)", "test")])
+    patterns = Patterns(
+        [compile_pattern(r"it (?P<step>\d+) loss=(?P<loss>\S+)"), compile_pattern(r"final acc (?P<acc>\S+)", "test")]
+    )
     store = feed([b"it 10 loss=0.5", b"it 20 loss=0.25", b"final acc 0.875", b"[0]\tv-auc:0.5"], patterns=patterns)
     assert runs(store) == [
         ("run1", "train", 1, None, None, {"loss": 0.25, "v_auc": 0.5}),
@@ -143,5 +191,8 @@ def test_a_csv_row_that_does_not_fit_is_counted_and_the_file_goes_on() -> None:
         pipeline.feed("/x/metrics.csv", line)
     assert {fmt: n for fmt, n in selfmetrics.lines.by_format.items() if n} == {"csv": 3, "error": 2}
     assert selfmetrics.lines.parse_errors == 2
-    assert reports == ["/x/metrics.csv:3: CSV row has 3 cells, its header 2", "/x/metrics.csv:4: CSV row has 1 cells, its header 2"]
+    assert reports == [
+        "/x/metrics.csv:3: CSV row has 3 cells, its header 2",
+        "/x/metrics.csv:4: CSV row has 1 cells, its header 2",
+    ]
     assert runs(store) == [("run1", "train", 3, None, None, {"loss": 0.3})]

@@ -38,8 +38,21 @@ def runs(store: Store) -> list[tuple[str, str, int | None, int | None, str | Non
 def test_keras3_fit_then_evaluate_is_one_run_in_two_phases() -> None:
     store, _ = feed((FIXTURES / "keras3_verbose1_epochs3.log").read_bytes().split(b"\n"))
     assert runs(store) == [
-        ("run1", "train", 3, None, "ok",
-         {"accuracy": 0.6592, "loss": 1.5191, "top3": 0.9408, "val_accuracy": 0.8033, "val_loss": 1.3111, "val_top3": 0.9533}),
+        (
+            "run1",
+            "train",
+            3,
+            None,
+            "ok",
+            {
+                "accuracy": 0.6592,
+                "loss": 1.5191,
+                "top3": 0.9408,
+                "val_accuracy": 0.8033,
+                "val_loss": 1.3111,
+                "val_top3": 0.9533,
+            },
+        ),
         ("run1", "test", None, None, "ok", {"accuracy": 0.7037, "loss": 1.4378, "top3": 0.8889}),
     ]
     (train,) = [s for s in store.all_runs() if s.phase == "train"]
@@ -66,10 +79,18 @@ def test_val_keys_mean_training_even_after_training_ended() -> None:
 
 def test_a_second_fit_starts_a_new_run() -> None:
     lines = [
-        b"Epoch 1/2", b"7/7 - 0s - loss: 0.9", b"Epoch 2/2", b"7/7 - 0s - loss: 0.8", b"7/7 - 0s - loss: 0.85",
-        b"Epoch 1/3", b"7/7 - 0s - loss: 0.7", b"Epoch 2/3", b"7/7 - 0s - loss: 0.6",
+        b"Epoch 1/2",
+        b"7/7 - 0s - loss: 0.9",
+        b"Epoch 2/2",
+        b"7/7 - 0s - loss: 0.8",
+        b"7/7 - 0s - loss: 0.85",
+        b"Epoch 1/3",
+        b"7/7 - 0s - loss: 0.7",
+        b"Epoch 2/3",
+        b"7/7 - 0s - loss: 0.6",
         # interrupted, then fit again from the start
-        b"Epoch 1/3", b"7/7 - 0s - loss: 0.5",
+        b"Epoch 1/3",
+        b"7/7 - 0s - loss: 0.5",
     ]
     store, _ = feed(lines)
     assert runs(store) == [
@@ -111,7 +132,13 @@ def test_once_a_stream_has_protocol_records_its_text_is_not_metrics() -> None:
         b'\r\x1b[1m6/7\x1b[0m - loss: 0.51{"gangplank": 1, "event": "epoch", "run": "r1", "phase": "train", "time": 2.0,'
         b' "epoch": 1, "elapsed_seconds": 1.5, "metrics": {"loss": 0.51234}, "params": {"total": 10}}'
     )
-    lines = [start, b"Epoch 1/1", epoch, b"\x08\x08\r7/7 - 0s - loss: 0.5123 - val_loss: 0.4", b'{"metric": "loss", "value": 9}']
+    lines = [
+        start,
+        b"Epoch 1/1",
+        epoch,
+        b"\x08\x08\r7/7 - 0s - loss: 0.5123 - val_loss: 0.4",
+        b'{"metric": "loss", "value": 9}',
+    ]
     store, _ = feed(lines)
     assert runs(store) == [("run1", "train", 1, None, None, {"loss": 0.51234})]
 
@@ -147,13 +174,27 @@ def test_floydhub_checks_see_each_epoch_whole() -> None:
     assert "non_finite" not in store.all_runs()[0].failed_checks
     store, _ = feed(lines)
     (series,) = store.all_runs()
-    assert (series.failed_checks, series.checks["non_finite"].message) == ({"non_finite"}, "non-finite val_loss=Infinity at epoch 3")
+    assert (series.failed_checks, series.checks["non_finite"].message) == (
+        {"non_finite"},
+        "non-finite val_loss=Infinity at epoch 3",
+    )
 
 
 def test_after_protocol_records_a_stream_counts_its_text_as_other() -> None:
     selfmetrics = SelfMetrics()
     pipeline = Pipeline(Store(), selfmetrics, lambda message: None)
     start = b'{"gangplank": 1, "event": "start", "run": "r1", "phase": "train", "time": 1.0, "params": {"total": 10}}'
-    for line in [b'{"metric": "loss", "value": 9}', b"Epoch 1/1", start, b'{"metric": "loss", "value": 9}', b"Epoch 1/1"]:
+    for line in [
+        b'{"metric": "loss", "value": 9}',
+        b"Epoch 1/1",
+        start,
+        b'{"metric": "loss", "value": 9}',
+        b"Epoch 1/1",
+    ]:
         pipeline.feed("stdin", line)
-    assert {fmt: n for fmt, n in selfmetrics.lines.by_format.items() if n} == {"gangplank": 1, "floydhub": 1, "keras": 1, "other": 2}
+    assert {fmt: n for fmt, n in selfmetrics.lines.by_format.items() if n} == {
+        "gangplank": 1,
+        "floydhub": 1,
+        "keras": 1,
+        "other": 2,
+    }

@@ -42,7 +42,13 @@ class Agent:
         self.pipeline.feed = counted  # type: ignore[method-assign]
         self.checkpoints = Checkpoints(state, self.reports.append) if state else None
         self.source = KubernetesLogs(
-            str(root), self.pipeline, self.store, self.reports.append, self.checkpoints, lambda: self.store.version, **options
+            str(root),
+            self.pipeline,
+            self.store,
+            self.reports.append,
+            self.checkpoints,
+            lambda: self.store.version,
+            **options,
         )
 
     def series(self, pod: str, phase: str = "train") -> Series:
@@ -65,22 +71,42 @@ class Agent:
 
 def test_labels_job_and_cri_time_for_every_container(tmp_path: Path) -> None:
     k = Kubelet(tmp_path / "pods")
-    k.write("ml", "trainer-0", "main", cri(start("r1", job="mnist")) + cri(epoch("r1", 1, {"loss": 0.5, "accuracy": 0.75}), split=2))
+    k.write(
+        "ml",
+        "trainer-0",
+        "main",
+        cri(start("r1", job="mnist")) + cri(epoch("r1", 1, {"loss": 0.5, "accuracy": 0.75}), split=2),
+    )
     k.write("ml", "trainer-0", "side", cri("just noise"))
-    k.write("research", "floyd", "train", cri('{"metric": "loss", "value": 0.25, "epoch": 1}', when=T0 + 7.5, stream="stderr"))
+    k.write(
+        "research",
+        "floyd",
+        "train",
+        cri('{"metric": "loss", "value": 0.25, "epoch": 1}', when=T0 + 7.5, stream="stderr"),
+    )
     agent = Agent(tmp_path / "pods")
     agent.source.scan()
 
     main = agent.series("trainer-0")
     assert (main.job, main.labels, main.metrics, main.epoch) == (
-        "mnist", {"namespace": "ml", "pod": "trainer-0", "container": "main"}, {"loss": 0.5, "accuracy": 0.75}, 1,
+        "mnist",
+        {"namespace": "ml", "pod": "trainer-0", "container": "main"},
+        {"loss": 0.5, "accuracy": 0.75},
+        1,
     )
     floyd = agent.series("floyd")
     assert (floyd.job, floyd.labels, floyd.metrics, floyd.time) == (
-        "floyd", {"namespace": "research", "pod": "floyd", "container": "train"}, {"loss": 0.25}, T0 + 7.5,
+        "floyd",
+        {"namespace": "research", "pod": "floyd", "container": "train"},
+        {"loss": 0.25},
+        T0 + 7.5,
     )
-    assert agent.lines() == [start("r1", job="mnist").encode(), epoch("r1", 1, {"loss": 0.5, "accuracy": 0.75}).encode(),
-                             b"just noise", b'{"metric": "loss", "value": 0.25, "epoch": 1}']  # fmt: skip
+    assert agent.lines() == [
+        start("r1", job="mnist").encode(),
+        epoch("r1", 1, {"loss": 0.5, "accuracy": 0.75}).encode(),
+        b"just noise",
+        b'{"metric": "loss", "value": 0.25, "epoch": 1}',
+    ]
 
 
 def test_namespaces_filter_the_pods_read(tmp_path: Path) -> None:
@@ -96,10 +122,15 @@ def test_namespaces_filter_the_pods_read(tmp_path: Path) -> None:
 def test_a_restarted_container_goes_on_in_the_same_stream_in_restart_order(tmp_path: Path) -> None:
     k = Kubelet(tmp_path)
     for restart in (10, 9):  # 9.log before 10.log, whatever the names sort as
-        k.write("ml", "p", "c", cri(f'{{"metric": "loss", "value": {restart / 100}, "epoch": {restart}}}'), restart=restart)
+        k.write(
+            "ml", "p", "c", cri(f'{{"metric": "loss", "value": {restart / 100}, "epoch": {restart}}}'), restart=restart
+        )
     agent = Agent(tmp_path)
     agent.source.scan()
-    assert agent.lines() == [b'{"metric": "loss", "value": 0.09, "epoch": 9}', b'{"metric": "loss", "value": 0.1, "epoch": 10}']
+    assert agent.lines() == [
+        b'{"metric": "loss", "value": 0.09, "epoch": 9}',
+        b'{"metric": "loss", "value": 0.1, "epoch": 10}',
+    ]
     assert {source for source, _ in agent.fed} == {str(k.pod_dir("ml", "p") / "c")}
     k.write("ml", "p", "c", cri('{"metric": "loss", "value": 0.11, "epoch": 11}'), restart=11)
     agent.source.scan()
@@ -121,7 +152,11 @@ def test_a_kubelet_rotation_reads_every_line_once_and_never_a_gz(tmp_path: Path)
     k.write("ml", "p", "c", cri("four"))
     agent.source.scan()
     assert agent.lines() == [b"one", b"two", b"three", b"four"]
-    assert sorted(p.name for p in log.parent.iterdir()) == ["0.log", "0.log.20261203-101500.gz", "0.log.20261203-101600"]
+    assert sorted(p.name for p in log.parent.iterdir()) == [
+        "0.log",
+        "0.log.20261203-101500.gz",
+        "0.log.20261203-101600",
+    ]
     assert gzip.decompress((log.parent / "0.log.20261203-101500.gz").read_bytes()) == cri("one") + cri("two")
 
 
@@ -172,9 +207,16 @@ def test_pods_deleted_while_the_agent_was_away_are_named_for_deletion(tmp_path: 
     second = Agent(tmp_path / "pods", state)
     second.source.resume()
     labels = (("container", "c"), ("namespace", "ml"), ("pod", "gone"))
-    assert second.source.orphans == [("gone", "train", labels), ("gone", "test", labels), ("mnist", "train", labels), ("mnist", "test", labels)]
+    assert second.source.orphans == [
+        ("gone", "train", labels),
+        ("gone", "test", labels),
+        ("mnist", "train", labels),
+        ("mnist", "test", labels),
+    ]
     second.checkpoints.close()
-    assert [os.path.basename(os.path.dirname(os.path.dirname(n))) for n in json.loads(state.read_text())["files"]] == [k.pod_dir("ml", "stays").name]
+    assert [os.path.basename(os.path.dirname(os.path.dirname(n))) for n in json.loads(state.read_text())["files"]] == [
+        k.pod_dir("ml", "stays").name
+    ]
 
 
 def test_a_fresh_agent_reads_the_plain_rotated_file_first(tmp_path: Path) -> None:
@@ -279,35 +321,62 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 def test_options_defaults_environment_and_durations(clean_env: pytest.MonkeyPatch) -> None:
     assert settings_from(["--kubernetes-logs"]).kubernetes_logs == "/var/log/pods"
-    given = settings_from(["--kubernetes-logs", "/logs", "--kubernetes-namespace", "ml", "--kubernetes-namespace", "research",
-                           "--kubernetes-forget-after", "30s"])  # fmt: skip
-    assert (given.kubernetes_logs, given.kubernetes_namespaces, given.kubernetes_forget_after) == ("/logs", ["ml", "research"], 30.0)
+    given = settings_from(
+        [
+            "--kubernetes-logs",
+            "/logs",
+            "--kubernetes-namespace",
+            "ml",
+            "--kubernetes-namespace",
+            "research",
+            "--kubernetes-forget-after",
+            "30s",
+        ]
+    )
+    assert (given.kubernetes_logs, given.kubernetes_namespaces, given.kubernetes_forget_after) == (
+        "/logs",
+        ["ml", "research"],
+        30.0,
+    )
     assert settings_from(["--kubernetes-logs"]).kubernetes_forget_after == 600.0
     assert settings_from([]).kubernetes_logs is None
     clean_env.setenv("GANGPLANK_KUBERNETES_LOGS", "/from/env")
     clean_env.setenv("GANGPLANK_KUBERNETES_NAMESPACES", "a, b")
     clean_env.setenv("GANGPLANK_KUBERNETES_FORGET_AFTER", "1.5h")
     from_env = settings_from([])
-    assert (from_env.kubernetes_logs, from_env.kubernetes_namespaces, from_env.kubernetes_forget_after) == ("/from/env", ["a", "b"], 5400.0)
+    assert (from_env.kubernetes_logs, from_env.kubernetes_namespaces, from_env.kubernetes_forget_after) == (
+        "/from/env",
+        ["a", "b"],
+        5400.0,
+    )
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--kubernetes-logs", "/l", "--kubernetes-forget-after", "10 minutes"],
-         "--kubernetes-forget-after: bad duration '10 minutes': expected a number of seconds or one like 30s, 10m, 1h"),
+        (
+            ["--kubernetes-logs", "/l", "--kubernetes-forget-after", "10 minutes"],
+            "--kubernetes-forget-after: bad duration '10 minutes': expected a number of seconds or one like 30s, 10m, 1h",
+        ),
         (["--kubernetes-namespace", "ml"], "--kubernetes-namespaces: needs --kubernetes-logs"),
-        (["--kubernetes-logs", "/l", "--exit-on-end"],
-         "--kubernetes-logs: it follows every container's logs: no FILE, command or --exit-on-end with it"),
-        (["--kubernetes-logs=/l", "x.log"], "--kubernetes-logs: it follows every container's logs: no FILE, command or --exit-on-end with it"),
+        (
+            ["--kubernetes-logs", "/l", "--exit-on-end"],
+            "--kubernetes-logs: it follows every container's logs: no FILE, command or --exit-on-end with it",
+        ),
+        (
+            ["--kubernetes-logs=/l", "x.log"],
+            "--kubernetes-logs: it follows every container's logs: no FILE, command or --exit-on-end with it",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_options_are_usage_errors(clean_env: pytest.MonkeyPatch, argv: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as error:
         settings_from(argv)
     assert str(error.value) == message
 
 
-def test_a_missing_log_directory_exits_2_before_reading(tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_log_directory_exits_2_before_reading(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--kubernetes-logs", str(tmp_path / "nope"), "--no-history"]) == 2
     assert capsys.readouterr().err == f"gangplank-sidecar: --kubernetes-logs: {tmp_path / 'nope'} is not a directory\n"

@@ -11,11 +11,36 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gangplank_sidecar"
 LEAVES = ("errors", "environment", "directions", "curve", "delivery")
 FORBIDDEN = {
     "settings": ("gangplank_sidecar.sinks", "gangplank_sidecar.app", "gangplank_sidecar.cli", "prometheus_client"),
-    "sinks": ("gangplank_sidecar.settings", "gangplank_sidecar.app", "gangplank_sidecar.cli", "gangplank_sidecar.sources"),
-    "runs": ("gangplank_sidecar.aggregation", "gangplank_sidecar.sinks", "gangplank_sidecar.settings", "prometheus_client"),
-    "parsers": ("gangplank_sidecar.aggregation", "gangplank_sidecar.sinks", "gangplank_sidecar.sources", "gangplank_sidecar.settings"),
-    "aggregation": ("gangplank_sidecar.sinks", "gangplank_sidecar.sources", "gangplank_sidecar.settings", "gangplank_sidecar.app"),
-    "sources": ("gangplank_sidecar.sinks", "gangplank_sidecar.settings", "gangplank_sidecar.app", "gangplank_sidecar.cli"),
+    "sinks": (
+        "gangplank_sidecar.settings",
+        "gangplank_sidecar.app",
+        "gangplank_sidecar.cli",
+        "gangplank_sidecar.sources",
+    ),
+    "runs": (
+        "gangplank_sidecar.aggregation",
+        "gangplank_sidecar.sinks",
+        "gangplank_sidecar.settings",
+        "prometheus_client",
+    ),
+    "parsers": (
+        "gangplank_sidecar.aggregation",
+        "gangplank_sidecar.sinks",
+        "gangplank_sidecar.sources",
+        "gangplank_sidecar.settings",
+    ),
+    "aggregation": (
+        "gangplank_sidecar.sinks",
+        "gangplank_sidecar.sources",
+        "gangplank_sidecar.settings",
+        "gangplank_sidecar.app",
+    ),
+    "sources": (
+        "gangplank_sidecar.sinks",
+        "gangplank_sidecar.settings",
+        "gangplank_sidecar.app",
+        "gangplank_sidecar.cli",
+    ),
 }
 
 
@@ -51,9 +76,19 @@ def test_gangplank_runs_loads_no_sink_and_no_prometheus_client() -> None:
     """``gangplank-runs`` is a SQLite reader: its start-up loads neither the push sink nor prometheus-client."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import gangplank_sidecar.runs.cli"],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "gangplank_sidecar.runs.cli" in loaded and "gangplank_sidecar.runs.db" in loaded
     assert sorted(m for m in loaded if m.split(".")[0] == "prometheus_client") == []
-    assert sorted(m for m in loaded if m.startswith(("gangplank_sidecar.sinks", "gangplank_sidecar.aggregation", "gangplank_sidecar.settings"))) == []
+    assert (
+        sorted(
+            m
+            for m in loaded
+            if m.startswith(("gangplank_sidecar.sinks", "gangplank_sidecar.aggregation", "gangplank_sidecar.settings"))
+        )
+        == []
+    )

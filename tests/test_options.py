@@ -31,6 +31,12 @@ def test_a_flag_beats_its_variable_which_beats_the_default(monkeypatch: pytest.M
     monkeypatch.setenv("GANGPLANK_PUSH_RETRIES", "7")
     monkeypatch.setenv("GANGPLANK_JOB", "")  # empty counts as unset
     s = settings_from([])
-    assert (s.flush_timeout, s.system_interval, s.labels, s.retry.push_retries, s.job) == (30.0, 0.0, {"team": "a", "site": "b"}, 7, None)
+    assert (s.flush_timeout, s.system_interval, s.labels, s.retry.push_retries, s.job) == (
+        30.0,
+        0.0,
+        {"team": "a", "site": "b"},
+        7,
+        None,
+    )
     s = settings_from(["--flush-timeout", "0", "--label", "team=c", "--push-retries", "1", "--job", "j"])
     assert (s.flush_timeout, s.labels, s.retry.push_retries, s.job) == (0.0, {"team": "c"}, 1, "j")

@@ -94,7 +94,14 @@ def test_huge_and_odd_values(line: bytes, point: Point) -> None:
 
 @pytest.mark.parametrize(
     "line",
-    [b"", b"\x00" * 10, b'{"gangplank": 1}', b'{"value": 1, "metric": "a"}', b'{ "metric": "a", "value": 1}', b"metric: 1"],
+    [
+        b"",
+        b"\x00" * 10,
+        b'{"gangplank": 1}',
+        b'{"value": 1, "metric": "a"}',
+        b'{ "metric": "a", "value": 1}',
+        b"metric: 1",
+    ],
 )
 def test_other_lines_are_not_ours(line: bytes) -> None:
     assert parse(line) == []
@@ -122,7 +129,11 @@ finite_or_not = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(1
 )
 @settings(max_examples=300, deadline=None)
 def test_json_dumps_round_trip(metric: str, value: float, epoch: int | None, step: int | None) -> None:
-    record = {"metric": metric, "value": value} | ({"epoch": epoch} if epoch is not None else {}) | ({"step": step} if step is not None else {})
+    record = (
+        {"metric": metric, "value": value}
+        | ({"epoch": epoch} if epoch is not None else {})
+        | ({"step": step} if step is not None else {})
+    )
     (point,) = parse(json.dumps(record).encode())
     assert (point.metric, point.epoch, point.step) == (metric, epoch, step)
     assert repr(point.value) == repr(float(value))

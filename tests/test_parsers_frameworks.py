@@ -58,12 +58,34 @@ def test_transformers5_tqdm_capture() -> None:
     got = items("transformers_tqdm.log", "transformers")
     assert len(got) == 11
     assert got[0] == Log({"loss": 0.694, "grad_norm": 0.2091, "learning_rate": 0.0009167, "epoch": 0.5})
-    assert got[2] == Log({"eval_loss": 0.6923, "eval_runtime": 0.0976, "eval_samples_per_second": 164.0, "eval_steps_per_second": 20.5, "epoch": 1.0})
+    assert got[2] == Log(
+        {
+            "eval_loss": 0.6923,
+            "eval_runtime": 0.0976,
+            "eval_samples_per_second": 164.0,
+            "eval_steps_per_second": 20.5,
+            "epoch": 1.0,
+        }
+    )
     assert got[7] == Log({"loss": 0.6892, "grad_norm": 0.6027, "learning_rate": 8.333e-05, "epoch": 3.0})
-    assert got[9] == Log({"train_runtime": 3.674, "train_samples_per_second": 26.13, "train_steps_per_second": 3.266, "train_loss": 0.6923, "epoch": 3.0})
+    assert got[9] == Log(
+        {
+            "train_runtime": 3.674,
+            "train_samples_per_second": 26.13,
+            "train_steps_per_second": 3.266,
+            "train_loss": 0.6923,
+            "epoch": 3.0,
+        }
+    )
     # print(trainer.evaluate()) after training: floats at full precision
     assert got[10] == Log(
-        {"eval_loss": 0.6911638975143433, "eval_runtime": 0.0507, "eval_samples_per_second": 315.489, "eval_steps_per_second": 39.436, "epoch": 3.0}
+        {
+            "eval_loss": 0.6911638975143433,
+            "eval_runtime": 0.0507,
+            "eval_samples_per_second": 315.489,
+            "eval_steps_per_second": 39.436,
+            "epoch": 3.0,
+        }
     )
 
 
@@ -72,7 +94,19 @@ def test_transformers4_capture_prints_floats() -> None:
     assert [sorted(log.metrics) == sorted(got[0].metrics) for log in got].count(True) == 6
     assert got[1] == Log({"loss": 0.6933, "grad_norm": 0.21706938743591309, "learning_rate": 0.00075, "epoch": 1.0})
     assert got[9].metrics["train_loss"] == 0.6922544240951538
-    assert [log.metrics["epoch"] for log in items("transformers4_tqdm.log", "transformers")] == [0.5, 1, 1, 1.5, 2, 2, 2.5, 3, 3, 3, 3]
+    assert [log.metrics["epoch"] for log in items("transformers4_tqdm.log", "transformers")] == [
+        0.5,
+        1,
+        1,
+        1.5,
+        2,
+        2,
+        2.5,
+        3,
+        3,
+        3,
+        3,
+    ]
 
 
 def test_lightning_tqdm_capture() -> None:
@@ -100,23 +134,59 @@ def test_lightning_rich_capture_gives_its_tables_only() -> None:
 def test_xgboost_captures() -> None:
     got = items("xgboost_sklearn.log", "xgboost")
     assert [r.rounds for r in got] == list(range(1, 13))
-    assert got[0] == Round(1, {"validation_0_logloss": 0.45782, "validation_0_auc": 0.95514, "validation_1_logloss": 0.46209, "validation_1_auc": 0.94988})
-    assert got[-1] == Round(12, {"validation_0_logloss": 0.07598, "validation_0_auc": 0.99821, "validation_1_logloss": 0.12045, "validation_1_auc": 0.99486})
+    assert got[0] == Round(
+        1,
+        {
+            "validation_0_logloss": 0.45782,
+            "validation_0_auc": 0.95514,
+            "validation_1_logloss": 0.46209,
+            "validation_1_auc": 0.94988,
+        },
+    )
+    assert got[-1] == Round(
+        12,
+        {
+            "validation_0_logloss": 0.07598,
+            "validation_0_auc": 0.99821,
+            "validation_1_logloss": 0.12045,
+            "validation_1_auc": 0.99486,
+        },
+    )
     assert items("xgboost_train.log", "xgboost")[-1] == Round(8, {"train_error": 0.01759, "eval_error": 0.04678})
 
 
 def test_lightgbm_captures() -> None:
     got = items("lightgbm_train.log", "lightgbm")
     assert [r.rounds for r in got] == list(range(1, 13))
-    assert got[-1] == Round(12, {"training_auc": 0.999003, "training_binary_logloss": 0.0659432, "valid_1_auc": 0.995003, "valid_1_binary_logloss": 0.105095})
+    assert got[-1] == Round(
+        12,
+        {
+            "training_auc": 0.999003,
+            "training_binary_logloss": 0.0659432,
+            "valid_1_auc": 0.995003,
+            "valid_1_binary_logloss": 0.105095,
+        },
+    )
     stopped = items("lightgbm_early_stopping.log", "lightgbm")
-    assert [r.rounds for r in stopped] == [*range(1, 21), 17]  # the best round again after "Early stopping, best iteration is:"
+    assert [r.rounds for r in stopped] == [
+        *range(1, 21),
+        17,
+    ]  # the best round again after "Early stopping, best iteration is:"
 
 
 def test_csv_captures() -> None:
     got = items("keras_csvlogger.csv", "csv")
     assert got[0] == Header(("epoch", "accuracy", "loss", "val_accuracy", "val_loss"))
-    assert got[3] == Row({"accuracy": 0.32080724835395813, "loss": 2.009014368057251, "val_accuracy": 0.31388887763023376, "val_loss": 1.9669407606124878}, 2, None)
+    assert got[3] == Row(
+        {
+            "accuracy": 0.32080724835395813,
+            "loss": 2.009014368057251,
+            "val_accuracy": 0.31388887763023376,
+            "val_loss": 1.9669407606124878,
+        },
+        2,
+        None,
+    )
     lightning = items("lightning_metrics.csv", "csv")
     assert lightning[0] == Header(("epoch", "step", "test_loss", "train_loss_epoch", "train_loss_step", "val_loss"))
     assert lightning[1:7] == [
@@ -185,13 +255,22 @@ def test_csv_is_auto_only_for_files_named_csv_and_kv_never() -> None:
     [
         (b"{'loss': '0.5', 'epoch': '1'}", [Log({"loss": 0.5, "epoch": 1.0})]),
         (b"\r 50%|###  | 1/2\r   \r\x1b[A{'loss': 0.5, 'epoch': 0.25}\r", [Log({"loss": 0.5, "epoch": 0.25})]),
-        (b"{'loss': nan, 'x': inf, 'epoch': 1.0}", [Log({"loss": NAN, "x": INF, "epoch": 1.0})]),  # as Python prints them
+        (
+            b"{'loss': nan, 'x': inf, 'epoch': 1.0}",
+            [Log({"loss": NAN, "x": INF, "epoch": 1.0})],
+        ),  # as Python prints them
         (b"{'loss': 'nan', 'x': '-inf', 'epoch': '1'}", [Log({"loss": NAN, "x": -INF, "epoch": 1.0})]),
         (b"{'loss': 0.5, 'epoch': 1.0", []),  # truncated
         (b"{'loss': 0.5, 'ep", []),
-        (b"{'loss': 0.5, 'nested': {'a': 1}, 'tags': [1, 2], 'ok': True, 'name': 'bert', 'epoch': 2.0}", [Log({"loss": 0.5, "epoch": 2.0})]),
+        (
+            b"{'loss': 0.5, 'nested': {'a': 1}, 'tags': [1, 2], 'ok': True, 'name': 'bert', 'epoch': 2.0}",
+            [Log({"loss": 0.5, "epoch": 2.0})],
+        ),
         (b"{'loss': 0.5}", []),  # no epoch, no eval_*: somebody's dict
-        (b"{'eval_acc': np.float64(0.75), 'eval_n': np.int64(3), 'epoch': 1.0}", [Log({"eval_acc": 0.75, "eval_n": 3.0, "epoch": 1.0})]),
+        (
+            b"{'eval_acc': np.float64(0.75), 'eval_n': np.int64(3), 'epoch': 1.0}",
+            [Log({"eval_acc": 0.75, "eval_n": 3.0, "epoch": 1.0})],
+        ),
         (b"{'eval_accuracy': 0.75}", [Log({"eval_accuracy": 0.75})]),
         (b"{'loss': __import__('os').system('true'), 'epoch': 1}", []),
         (b"{'epoch': 1e999999}", [Log({"epoch": INF})]),
@@ -213,12 +292,21 @@ BAR = "Epoch 3: 100%|██████████| 16/16 [00:00<00:00, 717.17i
     ("line", "expected"),
     [
         (BAR, [Bar(3, {"train_loss_step": 0.00644, "val_loss": 0.00927})]),
-        (b"\r" + BAR + b"\r" + BAR[:60], [Bar(3, {"train_loss_step": 0.00644, "val_loss": 0.00927})]),  # cut mid-segment: the last whole one
+        (
+            b"\r" + BAR + b"\r" + BAR[:60],
+            [Bar(3, {"train_loss_step": 0.00644, "val_loss": 0.00927})],
+        ),  # cut mid-segment: the last whole one
         (BAR[:-12], []),  # cut inside the postfix
         ("Epoch 3:  50%|█████     | 8/16 [00:00<00:00, 7it/s, loss=0.5]".encode(), []),
-        (b"Epoch 3: |          | 16/? [00:00<00:00, 7it/s, v_num=a1b2, loss=nan, acc=1e-05]", [Bar(3, {"loss": NAN, "acc": 1e-05})]),
+        (
+            b"Epoch 3: |          | 16/? [00:00<00:00, 7it/s, v_num=a1b2, loss=nan, acc=1e-05]",
+            [Bar(3, {"loss": NAN, "acc": 1e-05})],
+        ),
         (b"Epoch 3: 100%|xx| 16/16 [00:00<00:00, loss=abc, x=1.5.5, y=2]", [Bar(3, {"y": 2.0})]),
-        ("Epoch 1: 100%|██| 4/4 [00:01, loss=1]\rEpoch 2: 100%|██| 4/4 [00:01, loss=2]".encode(), [Bar(1, {"loss": 1.0}), Bar(2, {"loss": 2.0})]),
+        (
+            "Epoch 1: 100%|██| 4/4 [00:01, loss=1]\rEpoch 2: 100%|██| 4/4 [00:01, loss=2]".encode(),
+            [Bar(1, {"loss": 1.0}), Bar(2, {"loss": 2.0})],
+        ),
         (b"Epoch 3/10", []),
     ],
 )
@@ -228,23 +316,64 @@ def test_lightning_bar_hostile(line: bytes, expected: list) -> None:
 
 def test_lightning_table_interrupted_or_wrapped() -> None:
     tables = Tables()
-    plain = ["─" * 40, "     Test metric           DataLoader 0", "─" * 40, "        test_loss           0.25", "        acc    0.5   0.75", "─" * 40]
-    assert [r for line in plain for r in tables.parse(line.encode())] == [Results("test", {"test_loss": 0.25, "acc": 0.5})]
-    cut = ["     Validate metric           DataLoader 0", "─" * 40, "        val_loss           0.25", "Traceback (most recent call last):"]
+    plain = [
+        "─" * 40,
+        "     Test metric           DataLoader 0",
+        "─" * 40,
+        "        test_loss           0.25",
+        "        acc    0.5   0.75",
+        "─" * 40,
+    ]
+    assert [r for line in plain for r in tables.parse(line.encode())] == [
+        Results("test", {"test_loss": 0.25, "acc": 0.5})
+    ]
+    cut = [
+        "     Validate metric           DataLoader 0",
+        "─" * 40,
+        "        val_loss           0.25",
+        "Traceback (most recent call last):",
+    ]
     assert [r for line in cut for r in tables.parse(line.encode())] == [] and not tables.open
     endless = [b"     Test metric           DataLoader 0", *(b"k%d 1.0" % i for i in range(lightning_log.MAX_ROWS + 5))]
     assert [r for line in endless for r in tables.parse(line)] == [] and not tables.open and tables.rows == {}
     # the stream parser reads the line that broke the table as any other line
     parse = parsers.stream_parser("auto", "stdin")
-    assert [parse(line.encode())[0] for line in [*cut[:3], "[3]\tvalid_0-auc:0.5"]] == ["lightning", "lightning", "lightning", "xgboost"]
+    assert [parse(line.encode())[0] for line in [*cut[:3], "[3]\tvalid_0-auc:0.5"]] == [
+        "lightning",
+        "lightning",
+        "lightning",
+        "xgboost",
+    ]
 
 
 @pytest.mark.parametrize(
     ("line", "xgb", "lgb"),
     [
-        (b"[0]\tvalidation_0-logloss:0.5\tvalidation_0-error@0.7:0.1", [Round(1, {"validation_0_logloss": 0.5, "validation_0_error@0.7": 0.1})], []),
-        (b"[4]\ttrain-logloss:0.61+0.002\ttest-logloss:0.62+0.011", [Round(5, {"train_logloss": 0.61, "train_logloss_std": 0.002, "test_logloss": 0.62, "test_logloss_std": 0.011})], []),
-        (b"[3]\tcv_agg's valid auc: 0.98 + 0.0114", [], [Round(3, {"cv_agg_valid auc": 0.98, "cv_agg_valid auc_std": 0.0114})]),
+        (
+            b"[0]\tvalidation_0-logloss:0.5\tvalidation_0-error@0.7:0.1",
+            [Round(1, {"validation_0_logloss": 0.5, "validation_0_error@0.7": 0.1})],
+            [],
+        ),
+        (
+            b"[4]\ttrain-logloss:0.61+0.002\ttest-logloss:0.62+0.011",
+            [
+                Round(
+                    5,
+                    {
+                        "train_logloss": 0.61,
+                        "train_logloss_std": 0.002,
+                        "test_logloss": 0.62,
+                        "test_logloss_std": 0.011,
+                    },
+                )
+            ],
+            [],
+        ),
+        (
+            b"[3]\tcv_agg's valid auc: 0.98 + 0.0114",
+            [],
+            [Round(3, {"cv_agg_valid auc": 0.98, "cv_agg_valid auc_std": 0.0114})],
+        ),
         (b"[7]\tvalid_0's l2: nan\tvalid_0's l1: inf", [], [Round(7, {"valid_0_l2": NAN, "valid_0_l1": INF})]),
         (b"[7]\tvalid_0's l2: 0.5\tvalid_0's l1: ", [], []),  # cut
         (b"[7]\tvalidation_0-logloss:", [], []),
@@ -274,7 +403,10 @@ def test_csv_rows_that_do_not_fit_their_header() -> None:
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        (b"epoch=3 loss=0.41 accuracy = .87 lr=1e-3 mode=fast note=", [Pairs({"loss": 0.41, "accuracy": 0.87, "lr": 0.001}, 3, None)]),
+        (
+            b"epoch=3 loss=0.41 accuracy = .87 lr=1e-3 mode=fast note=",
+            [Pairs({"loss": 0.41, "accuracy": 0.87, "lr": 0.001}, 3, None)],
+        ),
         (b"step=10 train|loss=-2.5E+2", [Pairs({"train|loss": -250.0}, None, 10)]),
         (b"epoch=1.5 loss=1", [Pairs({"epoch": 1.5, "loss": 1.0}, None, None)]),
         (b"a=b c=d", []),
@@ -286,7 +418,9 @@ def test_kv_lines(line: bytes, expected: list) -> None:
 
 
 def test_patterns_first_match_wins_and_bad_numbers_are_errors() -> None:
-    ps = Patterns([compile_pattern(r"Epoch (?P<epoch>\d+) .*loss (?P<loss>\S+)"), compile_pattern(r"acc=(?P<acc>\S+)", "test")])
+    ps = Patterns(
+        [compile_pattern(r"Epoch (?P<epoch>\d+) .*loss (?P<loss>\S+)"), compile_pattern(r"acc=(?P<acc>\S+)", "test")]
+    )
     assert ps.parse(b"Epoch 2 done, loss 0.5 acc=0.9\r") == [Match({"loss": 0.5}, 2, None, "train")]
     assert ps.parse(b"final acc=0.9") == [Match({"acc": 0.9}, None, None, "test")]
     assert ps.parse(b"nothing here") == []
@@ -333,9 +467,46 @@ def test_patterns_file(tmp_path: Path) -> None:
 # ---- properties ---------------------------------------------------------------------------
 
 fragments = st.sampled_from(
-    [b"\r", b"\x1b[A", b"{'", b"'", b": ", b", ", b"}", b"{", b"loss", b"epoch", b"eval_loss", b"0.5", b"'0.5'", b"nan", b"1e-4",
-     b"Epoch 1: ", b"100%|", b"| ", b"8/8", b" [", b"]", b"=", b"v_num", b"[3]", b"\t", b"-", b":", b"'s ", b" + ", b",",
-     b"\xe2\x94\x80", b"\xe2\x94\x82", b" metric", b"Test", b"\n", b"\x00", b"\xff", b" "]
+    [
+        b"\r",
+        b"\x1b[A",
+        b"{'",
+        b"'",
+        b": ",
+        b", ",
+        b"}",
+        b"{",
+        b"loss",
+        b"epoch",
+        b"eval_loss",
+        b"0.5",
+        b"'0.5'",
+        b"nan",
+        b"1e-4",
+        b"Epoch 1: ",
+        b"100%|",
+        b"| ",
+        b"8/8",
+        b" [",
+        b"]",
+        b"=",
+        b"v_num",
+        b"[3]",
+        b"\t",
+        b"-",
+        b":",
+        b"'s ",
+        b" + ",
+        b",",
+        b"\xe2\x94\x80",
+        b"\xe2\x94\x82",
+        b" metric",
+        b"Test",
+        b"\n",
+        b"\x00",
+        b"\xff",
+        b" ",
+    ]
 )
 arbitrary = st.lists(fragments | st.binary(max_size=8), max_size=60).map(b"".join)
 
@@ -344,7 +515,10 @@ arbitrary = st.lists(fragments | st.binary(max_size=8), max_size=60).map(b"".joi
 @settings(max_examples=500, deadline=None)
 def test_arbitrary_bytes_never_crash(chunk: list[bytes]) -> None:
     ps = Patterns([compile_pattern(r"loss (?P<loss>\S+)"), compile_pattern(r"(?P<epoch>\d+)/(?P<acc>[\d.]+)")])
-    streams = {fmt: parsers.stream_parser(fmt, "stdin", ps) for fmt in ("auto", "transformers", "lightning", "xgboost", "lightgbm", "csv", "kv")}
+    streams = {
+        fmt: parsers.stream_parser(fmt, "stdin", ps)
+        for fmt in ("auto", "transformers", "lightning", "xgboost", "lightgbm", "csv", "kv")
+    }
     for line in chunk:
         for parse in streams.values():
             try:
@@ -368,13 +542,20 @@ def test_transformers_fast_path_equals_full_parser(logs: dict) -> None:
     assert repr(transformers_log.parse(text)) == repr([Log(full)])
 
 
-@given(st.lists(st.sampled_from([b"loss 0.5", b"acc=0.25", b"E3", b"xx", b"7/0.5", b"Loss 1", b"\r", b" "]), max_size=6).map(b"".join))
+@given(
+    st.lists(
+        st.sampled_from([b"loss 0.5", b"acc=0.25", b"E3", b"xx", b"7/0.5", b"Loss 1", b"\r", b" "]), max_size=6
+    ).map(b"".join)
+)
 @settings(max_examples=300, deadline=None)
 def test_patterns_prefilter_equals_trying_each(line: bytes) -> None:
     texts = [r"loss (?P<loss>[\d.]+)", r"acc=(?P<acc>[\d.]+)", r"E(?P<epoch>\d)(?P<x>\d*)", r"(?i)LOSS (?P<big>\d)"]
     compiled = [compile_pattern(t) for t in texts]
     combined = Patterns(compiled)
-    reference = next(([patterns._match(m, p, i)] for i, p in enumerate(compiled, 1) if (m := p.regex.search(line.rstrip(b"\r\n")))), [])
+    reference = next(
+        ([patterns._match(m, p, i)] for i, p in enumerate(compiled, 1) if (m := p.regex.search(line.rstrip(b"\r\n")))),
+        [],
+    )
     try:
         assert combined.parse(line) == reference
     except ValueError:
@@ -407,8 +588,29 @@ def test_long_lines_take_bounded_time(line: bytes) -> None:
 
 
 segments = st.lists(
-    st.sampled_from([b"Epoch ", b"1", b"12", b": ", b"100%", b"50%", b"|", b"##", b" 8/8", b"8/?", b" 4/8", b" [", b"00:00", b", ", b"loss=0.5",
-                     b"v_num=0", b"]", b"x", b" "]),
+    st.sampled_from(
+        [
+            b"Epoch ",
+            b"1",
+            b"12",
+            b": ",
+            b"100%",
+            b"50%",
+            b"|",
+            b"##",
+            b" 8/8",
+            b"8/?",
+            b" 4/8",
+            b" [",
+            b"00:00",
+            b", ",
+            b"loss=0.5",
+            b"v_num=0",
+            b"]",
+            b"x",
+            b" ",
+        ]
+    ),
     max_size=24,
 ).map(b"".join)
 
@@ -427,17 +629,27 @@ def test_lightning_byte_test_loses_no_bar(parts: list[bytes]) -> None:
     assert lightning_log.parse_bar(line) == [reference[epoch] for epoch in sorted(reference)]
 
 
-rounds = st.lists(st.sampled_from([b"[", b"3", b"]", b"\t", b"valid_0", b"-", b"'s ", b"auc", b":", b": ", b"0.5", b"+", b" + ", b"nan", b"x"]), max_size=20).map(b"".join)
+rounds = st.lists(
+    st.sampled_from(
+        [b"[", b"3", b"]", b"\t", b"valid_0", b"-", b"'s ", b"auc", b":", b": ", b"0.5", b"+", b" + ", b"nan", b"x"]
+    ),
+    max_size=20,
+).map(b"".join)
 
 
 @given(rounds)
 @settings(max_examples=500, deadline=None)
 def test_boosting_byte_test_loses_no_round(line: bytes) -> None:
-    for parse, whole, pair, first in ((boosting.parse_xgboost, boosting._XGB_LINE, boosting._XGB, 1), (boosting.parse_lightgbm, boosting._LGB_LINE, boosting._LGB, 0)):
+    for parse, whole, pair, first in (
+        (boosting.parse_xgboost, boosting._XGB_LINE, boosting._XGB, 1),
+        (boosting.parse_lightgbm, boosting._LGB_LINE, boosting._LGB, 0),
+    ):
         assert repr(parse(line)) == repr(boosting._parse(line, whole, pair, first))
 
 
-cells = st.lists(st.sampled_from(["epoch", "loss", "0", "1", "0.5", "", "nan", " 2 ", "x y", "a'b", "1e-3"]), min_size=1, max_size=6).map(",".join)
+cells = st.lists(
+    st.sampled_from(["epoch", "loss", "0", "1", "0.5", "", "nan", " 2 ", "x y", "a'b", "1e-3"]), min_size=1, max_size=6
+).map(",".join)
 
 
 @given(cells, cells)

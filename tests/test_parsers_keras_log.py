@@ -20,11 +20,38 @@ NAN, INF = math.nan, math.inf
 
 DIGITS_EPOCHS = [
     EpochHeader(1, 3),
-    Result({"accuracy": 0.1908, "loss": 2.216, "top3": 0.485, "val_accuracy": 0.3233, "val_loss": 2.0093, "val_top3": 0.6833}),
+    Result(
+        {
+            "accuracy": 0.1908,
+            "loss": 2.216,
+            "top3": 0.485,
+            "val_accuracy": 0.3233,
+            "val_loss": 2.0093,
+            "val_top3": 0.6833,
+        }
+    ),
     EpochHeader(2, 3),
-    Result({"accuracy": 0.3883, "loss": 1.8787, "top3": 0.7583, "val_accuracy": 0.5533, "val_loss": 1.6846, "val_top3": 0.9033}),
+    Result(
+        {
+            "accuracy": 0.3883,
+            "loss": 1.8787,
+            "top3": 0.7583,
+            "val_accuracy": 0.5533,
+            "val_loss": 1.6846,
+            "val_top3": 0.9033,
+        }
+    ),
     EpochHeader(3, 3),
-    Result({"accuracy": 0.6592, "loss": 1.5191, "top3": 0.9408, "val_accuracy": 0.8033, "val_loss": 1.3111, "val_top3": 0.9533}),
+    Result(
+        {
+            "accuracy": 0.6592,
+            "loss": 1.5191,
+            "top3": 0.9408,
+            "val_accuracy": 0.8033,
+            "val_loss": 1.3111,
+            "val_top3": 0.9533,
+        }
+    ),
     Result({"accuracy": 0.7037, "loss": 1.4378, "top3": 0.8889}),
 ]
 DIGITS_EPOCH = [
@@ -101,7 +128,10 @@ BAR = "\x1b[1m75/75\x1b[0m \x1b[32m" + "━" * 20 + "\x1b[0m\x1b[37m\x1b[0m \x1b
         (b"Epoch 3/10", [EpochHeader(3, 10)]),
         (b"Epoch 3/10\r", [EpochHeader(3, 10)]),
         (b"Epoch 3/10 now", []),
-        (f"{BAR} - loss: 1.0675e-04 - acc: -inf - top-5: inf".encode(), [Result({"loss": 1.0675e-04, "acc": -INF, "top-5": INF})]),
+        (
+            f"{BAR} - loss: 1.0675e-04 - acc: -inf - top-5: inf".encode(),
+            [Result({"loss": 1.0675e-04, "acc": -INF, "top-5": INF})],
+        ),
         (f"{BAR} - loss: 0.5 - acc: 0.25      \r".encode(), [Result({"loss": 0.5, "acc": 0.25})]),
         (f"{BAR} - loss: 0.5\x08\x08\x08\r{BAR} - loss: 0.25".encode(), [Result({"loss": 0.25})]),
         # a bar still running, or cut short by a protocol record, is no result
@@ -158,7 +188,29 @@ def test_formatted_results_round_trip(metrics: dict[str, float], style: str) -> 
 
 
 fragments = st.sampled_from(
-    [b"\r", b"\x08", b"\x1b[1m", b"\x1b[0m", "━".encode(), b" - ", b": ", b"loss", b"0.5", b"1e-4", b"nan", b"75/75", b"[==>..]", b"3s", b"1ms/step", b"Epoch 1/2", b"\n", b"\x00", b"\xff", b'{"gangplank":', b" "]
+    [
+        b"\r",
+        b"\x08",
+        b"\x1b[1m",
+        b"\x1b[0m",
+        "━".encode(),
+        b" - ",
+        b": ",
+        b"loss",
+        b"0.5",
+        b"1e-4",
+        b"nan",
+        b"75/75",
+        b"[==>..]",
+        b"3s",
+        b"1ms/step",
+        b"Epoch 1/2",
+        b"\n",
+        b"\x00",
+        b"\xff",
+        b'{"gangplank":',
+        b" ",
+    ]
 )
 
 

@@ -58,9 +58,16 @@ def bad_records(draw: st.DrawFn, run: str) -> str:
         return '{"gangplank": 1, ' + draw(st.text(max_size=40).filter(lambda t: "\n" not in t and "\r" not in t))
     field = draw(st.sampled_from(sorted(BAD_FIELDS)))
     record = {
-        "gangplank": 1, "event": "epoch", "run": draw(st.sampled_from([run, "someone-else"])), "phase": "train",
-        "time": time.time(), "epoch": 1, "elapsed_seconds": 1.0, "metrics": {"loss": 0.5}, "params": {"total": 1},
-    }  # fmt: skip
+        "gangplank": 1,
+        "event": "epoch",
+        "run": draw(st.sampled_from([run, "someone-else"])),
+        "phase": "train",
+        "time": time.time(),
+        "epoch": 1,
+        "elapsed_seconds": 1.0,
+        "metrics": {"loss": 0.5},
+        "params": {"total": 1},
+    }
     record[field] = draw(st.sampled_from(BAD_FIELDS[field]))
     return json.dumps(record)
 
@@ -85,7 +92,9 @@ def same(a: float, b: float) -> bool:
 def scrape_text(url: str) -> dict[tuple[str, frozenset], float]:
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
-    return {(s.name, frozenset(s.labels.items())): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value for f in text_string_to_metric_families(text) for s in f.samples
+    }
 
 
 def pick(samples: dict[tuple[str, frozenset], float], name: str, **labels: str) -> float | None:
@@ -98,7 +107,9 @@ EXAMPLES = itertools.count()
 
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
-def test_every_good_record_lands_in_every_sink(servers: tuple[Pushgateway, Prometheus, Path], data: st.DataObject) -> None:
+def test_every_good_record_lands_in_every_sink(
+    servers: tuple[Pushgateway, Prometheus, Path], data: st.DataObject
+) -> None:
     gateway, prometheus, history = servers
     n = next(EXAMPLES)
     job, run = f"prop-{n}", f"good-{n}-{time.time_ns()}"
@@ -110,23 +121,62 @@ def test_every_good_record_lands_in_every_sink(servers: tuple[Pushgateway, Prome
             protocol.parse(line.encode())
     t0 = round(time.time() - 600, 3)
     epochs = [
-        json.dumps({"gangplank": 1, "event": "epoch", "run": run, "phase": "train", "time": t0 + i, "epoch": i + 1,
-                    "elapsed_seconds": 1.5 * (i + 1), "metrics": {"loss": loss, "acc": acc}, "params": {"total": params}})
+        json.dumps(
+            {
+                "gangplank": 1,
+                "event": "epoch",
+                "run": run,
+                "phase": "train",
+                "time": t0 + i,
+                "epoch": i + 1,
+                "elapsed_seconds": 1.5 * (i + 1),
+                "metrics": {"loss": loss, "acc": acc},
+                "params": {"total": params},
+            }
+        )
         for i, (loss, acc, params) in enumerate(good)
-    ]  # fmt: skip
+    ]
     mixed: list[bytes] = [line.encode() for line in bad] + list(noise)
-    slots = sorted(data.draw(st.lists(st.integers(0, len(mixed)), min_size=len(epochs), max_size=len(epochs)), label="positions"))
+    slots = sorted(
+        data.draw(st.lists(st.integers(0, len(mixed)), min_size=len(epochs), max_size=len(epochs)), label="positions")
+    )
     for offset, (slot, line) in enumerate(zip(slots, epochs)):
         mixed.insert(slot + offset, line.encode())
-    start = json.dumps({"gangplank": 1, "event": "start", "run": run, "phase": "train", "time": t0 - 1, "job": job, "params": {"total": 1}})
+    start = json.dumps(
+        {
+            "gangplank": 1,
+            "event": "start",
+            "run": run,
+            "phase": "train",
+            "time": t0 - 1,
+            "job": job,
+            "params": {"total": 1},
+        }
+    )
     stream = b"\n".join([start.encode(), *mixed, b""])
 
     port = free_port()
     proc = subprocess.Popen(
-        [*SIDECAR, "--quiet", "--system-interval", "0", "--db", str(history), "--listen", f"127.0.0.1:{port}",
-         "--pushgateway", gateway.url, "--remote-write", prometheus.url + "/api/v1/write", "--flush-timeout", "20"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            *SIDECAR,
+            "--quiet",
+            "--system-interval",
+            "0",
+            "--db",
+            str(history),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--pushgateway",
+            gateway.url,
+            "--remote-write",
+            prometheus.url + "/api/v1/write",
+            "--flush-timeout",
+            "20",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert proc.stdin is not None
         proc.stdin.write(stream)

@@ -77,7 +77,9 @@ def train_pushes(proxy: FaultProxy) -> list[tuple[float | None, float | None]]:
         if request.method != "PUT" or "/phase/train" not in request.path:
             continue
         samples = {s.name: s.value for f in text_string_to_metric_families(request.body.decode()) for s in f.samples}
-        pushes.append((samples.get("gangplank_train_epochs_count"), samples.get("gangplank_train_elapsed_time_seconds")))
+        pushes.append(
+            (samples.get("gangplank_train_epochs_count"), samples.get("gangplank_train_elapsed_time_seconds"))
+        )
     return pushes
 
 
@@ -152,7 +154,9 @@ def test_sigkill_and_restart_push_every_record_exactly_once(tmp_path: Path, prox
 def test_sigterm_during_a_run_delivers_the_final_state(tmp_path: Path, pushgateway: Pushgateway) -> None:
     log = tmp_path / "metrics.jsonl"
     run = Run(job="term", file=log, histogram_buckets=None)
-    sidecar = start_sidecar(tmp_path, str(log), "--pushgateway", pushgateway.url, "--state-file", str(tmp_path / "s.json"))
+    sidecar = start_sidecar(
+        tmp_path, str(log), "--pushgateway", pushgateway.url, "--state-file", str(tmp_path / "s.json")
+    )
     run.start(params=5, epochs=10)
     wait_for(lambda: any(name == "gangplank_train_model_parameters_count" for name, _ in pushgateway.gangplank()))
     run.epoch(0, {"loss": 0.5})

@@ -73,7 +73,17 @@ def lingering(pushgateway: Pushgateway, sidecar_address: str) -> Iterator[tuple[
         [sys.executable, str(ROOT / "examples" / "plain_loop.py"), str(EPOCHS)], stdout=subprocess.PIPE
     )
     sidecar = subprocess.Popen(
-        [*SIDECAR, "--pushgateway", pushgateway.url, "--job", "e2e", "--listen", sidecar_address, "--linger", str(LINGER)],
+        [
+            *SIDECAR,
+            "--pushgateway",
+            pushgateway.url,
+            "--job",
+            "e2e",
+            "--listen",
+            sidecar_address,
+            "--linger",
+            str(LINGER),
+        ],
         stdin=training.stdout,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -111,7 +121,12 @@ def test_prometheus_scrapes_the_sidecar_and_the_gateway(
     # Pull: while the sidecar lingers, Prometheus scrapes its final state from --listen directly;
     # honor_labels keeps the sidecar's job, and Prometheus adds the target's address as instance.
     (series,) = wait_for_value(prometheus, f'gangplank_train_val_loss{{job="e2e", phase="train", {pull}}}', val_loss)
-    assert series["metric"] == {"__name__": "gangplank_train_val_loss", "job": "e2e", "phase": "train", "instance": sidecar_address}
+    assert series["metric"] == {
+        "__name__": "gangplank_train_val_loss",
+        "job": "e2e",
+        "phase": "train",
+        "instance": sidecar_address,
+    }
     wait_for_value(prometheus, f'gangplank_train_epochs_count{{job="e2e", {pull}}}', float(EPOCHS))
     wait_for_value(prometheus, f'gangplank_test_loss{{job="e2e", phase="test", {pull}}}', test_loss)
     wait_for_value(prometheus, f'up{{job="gangplank-sidecar", {pull}}}', 1.0)

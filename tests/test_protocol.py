@@ -26,15 +26,25 @@ def test_everything_the_emitter_writes_is_valid_v1(tmp_path) -> None:
     def body(run: Run) -> None:
         run.step(5, {"loss": 1.5})
         with pytest.warns(RuntimeWarning, match=r"^gangplank_emitter: s: str, not a real number"):  # skipped, said once
-            run.epoch(0, {"loss": math.nan, "acc": math.inf, "x": -math.inf, "n": np.float32(2.5), "s": "text"}, weights=[np.ones(3)])
+            run.epoch(
+                0,
+                {"loss": math.nan, "acc": math.inf, "x": -math.inf, "n": np.float32(2.5), "s": "text"},
+                weights=[np.ones(3)],
+            )
         run.epoch(1, {"loss": 0.5})
         run.evaluate({"loss": 0.25})
 
     lines = emitted(tmp_path, body)
     records = [protocol.parse(b"leftover bar text " + line)[0] for line in lines]
     assert [(r.event, r.phase) for r in records] == [
-        ("start", "train"), ("step", "train"), ("epoch", "train"), ("epoch", "train"),
-        ("start", "test"), ("evaluate", "test"), ("end", "test"), ("end", "train"),
+        ("start", "train"),
+        ("step", "train"),
+        ("epoch", "train"),
+        ("epoch", "train"),
+        ("start", "test"),
+        ("evaluate", "test"),
+        ("end", "test"),
+        ("end", "train"),
     ]
     assert all(line.startswith(b'{"gangplank": 1, "event": ') for line in lines)
     epoch = records[2]
@@ -64,7 +74,17 @@ def test_schema_shipped_is_generated_from_the_models() -> None:
 
 
 def test_bare_nan_tokens_from_json_dumps_are_accepted() -> None:
-    line = json.dumps({"gangplank": 1, "event": "step", "run": "r", "phase": "train", "time": 1, "step": 1, "metrics": {"a": math.nan, "b": -math.inf}})
+    line = json.dumps(
+        {
+            "gangplank": 1,
+            "event": "step",
+            "run": "r",
+            "phase": "train",
+            "time": 1,
+            "step": 1,
+            "metrics": {"a": math.nan, "b": -math.inf},
+        }
+    )
     (record,) = protocol.parse(line.encode())
     assert math.isnan(record.metrics["a"]) and record.metrics["b"] == -math.inf
 
@@ -74,10 +94,19 @@ def test_bare_nan_tokens_from_json_dumps_are_accepted() -> None:
     [
         (b'{"gangplank": 1, "event": "epoch"}', "run: Field required"),
         (b'{"gangplank": 1, "event": "teleport", "run": "r", "phase": "train", "time": 1}', "event"),
-        (b'{"gangplank": 1, "event": "step", "run": "r", "phase": "dev", "time": 1, "step": 1, "metrics": {}}', "phase"),
-        (b'{"gangplank": 1, "event": "step", "run": "r", "phase": "train", "time": 1, "step": 1, "metrics": {"a": "x"}}', "metrics.a"),
-        (b'{"gangplank": 1, "event": "evaluate", "run": "r", "phase": "test", "time": 1, "elapsed_seconds": 1, "metrics": {},'
-         b' "params": {"total": 1}, "weights": {"le": [0], "counts": [2, 1], "count": 1, "sum": 0}}', "cumulative"),
+        (
+            b'{"gangplank": 1, "event": "step", "run": "r", "phase": "dev", "time": 1, "step": 1, "metrics": {}}',
+            "phase",
+        ),
+        (
+            b'{"gangplank": 1, "event": "step", "run": "r", "phase": "train", "time": 1, "step": 1, "metrics": {"a": "x"}}',
+            "metrics.a",
+        ),
+        (
+            b'{"gangplank": 1, "event": "evaluate", "run": "r", "phase": "test", "time": 1, "elapsed_seconds": 1, "metrics": {},'
+            b' "params": {"total": 1}, "weights": {"le": [0], "counts": [2, 1], "count": 1, "sum": 0}}',
+            "cumulative",
+        ),
         (b'{"gangplank": 1, "event": "st', "record"),
         (b'{"gangplank": ' + b"[" * 100000, "record"),
     ],
@@ -94,7 +123,9 @@ def test_newer_version_is_told_apart() -> None:
 
 
 def test_unknown_fields_are_ignored() -> None:
-    (record,) = protocol.parse(b'{"gangplank": 1, "event": "end", "run": "r", "phase": "test", "time": 1, "status": "ok", "elapsed_seconds": 2, "gpu": "x"}')
+    (record,) = protocol.parse(
+        b'{"gangplank": 1, "event": "end", "run": "r", "phase": "test", "time": 1, "status": "ok", "elapsed_seconds": 2, "gpu": "x"}'
+    )
     assert record.elapsed_seconds == 2
 
 

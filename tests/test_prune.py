@@ -43,7 +43,9 @@ OLD = frozenset({("job", "mnist"), ("phase", "train")})
 NEW = frozenset({("job", "mnist"), ("phase", "test")})
 
 
-def test_only_the_older_of_two_groups_is_pruned_and_the_dry_run_deletes_nothing(pushgateway: Pushgateway, capsys) -> None:
+def test_only_the_older_of_two_groups_is_pruned_and_the_dry_run_deletes_nothing(
+    pushgateway: Pushgateway, capsys
+) -> None:
     push(pushgateway, "/metrics/job/mnist/phase/train")
     time.sleep(3.0)
     push(pushgateway, "/metrics/job/mnist/phase/test")
@@ -56,7 +58,9 @@ def test_only_the_older_of_two_groups_is_pruned_and_the_dry_run_deletes_nothing(
 
     code, out, err = prune_cli(capsys, "--pushgateway", pushgateway.url, "--older-than", halfway())
     assert code == 0
-    assert out.splitlines()[0].endswith(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(pushed[OLD])) + "  job=mnist phase=train")
+    assert out.splitlines()[0].endswith(
+        time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(pushed[OLD])) + "  job=mnist phase=train"
+    )
     assert len(out.splitlines()) == 1
     assert "1 of 2 groups" in err and "dry run, nothing deleted (add --yes to delete them)" in err
     assert groups(pushgateway) == pushed
@@ -77,9 +81,14 @@ def test_grouping_keys_with_a_slash_or_an_empty_value_are_deleted(pushgateway: P
         frozenset({("job", "keep"), ("phase", "train")}),
     }
     time.sleep(0.05)
-    code, out, err = prune_cli(capsys, "--pushgateway", pushgateway.url, "--older-than", "1ms", "--job", "cifar|mnist", "--yes")
+    code, out, err = prune_cli(
+        capsys, "--pushgateway", pushgateway.url, "--older-than", "1ms", "--job", "cifar|mnist", "--yes"
+    )
     assert code == 0, err
-    assert sorted(line.split("  ")[-1] for line in out.splitlines()) == ["job=cifar path='runs/a b'", "job=mnist phase=train team=''"]
+    assert sorted(line.split("  ")[-1] for line in out.splitlines()) == [
+        "job=cifar path='runs/a b'",
+        "job=mnist phase=train team=''",
+    ]
     assert "2 of 3 groups" in err and "deleted 2" in err
     assert set(groups(pushgateway)) == {frozenset({("job", "keep"), ("phase", "train")})}
 
@@ -103,7 +112,10 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
         (["--pushgateway", "127.0.0.1:9", "--older-than", "7"], "--older-than: bad duration '7'"),
         (["--pushgateway", "127.0.0.1:9", "--older-than", "0s"], "--older-than must be more than zero"),
         (["--pushgateway", "127.0.0.1:9", "--older-than", "1d", "--job", "("], "--job: bad regular expression '('"),
-        (["--pushgateway", "127.0.0.1:9", "--older-than", "1d", "--tls-ca-file", "/ca.pem"], "--tls-* options need an https:// Pushgateway URL"),
+        (
+            ["--pushgateway", "127.0.0.1:9", "--older-than", "1d", "--tls-ca-file", "/ca.pem"],
+            "--tls-* options need an https:// Pushgateway URL",
+        ),
         (["--pushgateway", "127.0.0.1:9"], "the following arguments are required: --older-than"),
     ],
 )
@@ -116,13 +128,33 @@ def test_usage_errors_exit_2(args: list[str], message: str) -> None:
 
 def test_an_unreachable_gateway_exits_1() -> None:
     port = free_port()
-    done = run("--pushgateway", f"127.0.0.1:{port}", "--older-than", "1d", "--yes", "--push-retries", "2", "--retry-backoff", "0.05")
+    done = run(
+        "--pushgateway",
+        f"127.0.0.1:{port}",
+        "--older-than",
+        "1d",
+        "--yes",
+        "--push-retries",
+        "2",
+        "--retry-backoff",
+        "0.05",
+    )
     assert done.returncode == 1
-    assert done.stderr == f"gangplank-sidecar prune: cannot list the groups of the Pushgateway at http://127.0.0.1:{port}: connection refused\n"
+    assert (
+        done.stderr
+        == f"gangplank-sidecar prune: cannot list the groups of the Pushgateway at http://127.0.0.1:{port}: connection refused\n"
+    )
 
 
 def test_durations() -> None:
-    assert [duration(t) for t in ("90s", "12h", "7d", "1h30m", "2w", "500ms")] == [90, 43200, 604800, 5400, 1209600, 0.5]
+    assert [duration(t) for t in ("90s", "12h", "7d", "1h30m", "2w", "500ms")] == [
+        90,
+        43200,
+        604800,
+        5400,
+        1209600,
+        0.5,
+    ]
     assert [age(s) for s in (0, 40, 3725, 273600, 90061)] == ["0s", "40s", "1h 2m", "3d 4h", "1d 1h"]
 
 
@@ -138,10 +170,14 @@ def test_it_stops_at_the_first_group_that_cannot_be_deleted(pushgateway: Pushgat
         proxy.set("503")
 
     transport = Transport(TransportConfig())
-    code = prune(proxy.url, transport, 0.001, None, True, out, reports.append, Retry(push_retries=0), now=time.time() + 1)
+    code = prune(
+        proxy.url, transport, 0.001, None, True, out, reports.append, Retry(push_retries=0), now=time.time() + 1
+    )
     assert code == 1
     assert len(listed) == 3
     first = listed[0].split("  ")[-1]
-    assert reports == [f"3 of 3 groups last pushed more than 0s ago; deleted 0, then cannot delete {first}: HTTP 503 Service Unavailable: injected 503; stopped"]
+    assert reports == [
+        f"3 of 3 groups last pushed more than 0s ago; deleted 0, then cannot delete {first}: HTTP 503 Service Unavailable: injected 503; stopped"
+    ]
     assert [(r.method, r.outcome) for r in proxy.requests] == [("GET", "forwarded"), ("DELETE", "503")]
     assert len(groups(pushgateway)) == 3

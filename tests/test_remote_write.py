@@ -50,8 +50,15 @@ def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
 
 def epoch_line(run: str, when: float, epoch: int, loss: float) -> str:
     record = {
-        "gangplank": 1, "event": "epoch", "run": run, "phase": "train", "time": when, "epoch": epoch,
-        "elapsed_seconds": epoch * 1.5, "metrics": {"loss": loss, "accuracy": 1 - loss}, "params": {"total": 1234},
+        "gangplank": 1,
+        "event": "epoch",
+        "run": run,
+        "phase": "train",
+        "time": when,
+        "epoch": epoch,
+        "elapsed_seconds": epoch * 1.5,
+        "metrics": {"loss": loss, "accuracy": 1 - loss},
+        "params": {"total": 1234},
     }
     return json.dumps(record) + "\n"
 
@@ -68,7 +75,17 @@ def start_sidecar() -> Iterator[Callable[..., subprocess.Popen]]:
 
     def start(url: str, job: str, *extra: str) -> subprocess.Popen:
         process = subprocess.Popen(
-            [*SIDECAR, "--remote-write", url + "/api/v1/write", "--job", job, "--quiet", "--system-interval", "0", *extra],
+            [
+                *SIDECAR,
+                "--remote-write",
+                url + "/api/v1/write",
+                "--job",
+                job,
+                "--quiet",
+                "--system-interval",
+                "0",
+                *extra,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -90,17 +107,25 @@ def assert_exact(prometheus: Prometheus, job: str, times: list[float], values: l
     assert [float(v) for _, v in series["values"]] == values
 
 
-def test_thirty_epochs_land_with_their_own_timestamps(prometheus: Prometheus, start_sidecar: Callable[..., subprocess.Popen]) -> None:
+def test_thirty_epochs_land_with_their_own_timestamps(
+    prometheus: Prometheus, start_sidecar: Callable[..., subprocess.Popen]
+) -> None:
     start = round(time.time() - 120, 3) + 0.0004  # sub-millisecond part: rounded, never truncated
     times = [start + i for i in range(EPOCHS)]
     values = losses(EPOCHS)
     sidecar = start_sidecar(prometheus.url, "rw-exact", "--label", "team=vision")
-    out, err = sidecar.communicate("".join(epoch_line("run-a", t, i + 1, v) for i, (t, v) in enumerate(zip(times, values))), timeout=60)
+    out, err = sidecar.communicate(
+        "".join(epoch_line("run-a", t, i + 1, v) for i, (t, v) in enumerate(zip(times, values))), timeout=60
+    )
     assert sidecar.returncode == 0, err
     assert_exact(prometheus, "rw-exact", times, values)
     (series,) = query(prometheus, 'gangplank_train_loss{job="rw-exact"}')
     assert series["metric"] == {
-        "__name__": "gangplank_train_loss", "job": "rw-exact", "phase": "train", "run": "run-a", "team": "vision"
+        "__name__": "gangplank_train_loss",
+        "job": "rw-exact",
+        "phase": "train",
+        "run": "run-a",
+        "team": "vision",
     }
     (epochs,) = query(prometheus, 'gangplank_train_epochs_count{job="rw-exact"}[1h]')
     assert [float(v) for _, v in epochs["values"]] == [float(i + 1) for i in range(EPOCHS)]
@@ -165,7 +190,9 @@ def test_a_400_answer_is_reported_once_and_not_retried(
 
 def _sink(max_buffered: int) -> tuple[RemoteWriteSink, RemoteWriteMetrics]:
     metrics = RemoteWriteMetrics(CollectorRegistry())
-    return RemoteWriteSink("http://127.0.0.1:9/api/v1/write", metrics, lambda message: None, max_buffered=max_buffered), metrics
+    return RemoteWriteSink(
+        "http://127.0.0.1:9/api/v1/write", metrics, lambda message: None, max_buffered=max_buffered
+    ), metrics
 
 
 def test_overflow_drops_the_oldest_step_samples_never_epoch_samples() -> None:
@@ -229,7 +256,9 @@ def test_with_the_gateway_both_get_the_run(
     start = round(time.time() - 60, 3)
     times, values = [start + i for i in range(3)], losses(3)
     sidecar = start_sidecar(prometheus.url, "rw-both", "--pushgateway", pushgateway.url)
-    out, err = sidecar.communicate("".join(epoch_line("run-c", t, i + 1, v) for i, (t, v) in enumerate(zip(times, values))), timeout=60)
+    out, err = sidecar.communicate(
+        "".join(epoch_line("run-c", t, i + 1, v) for i, (t, v) in enumerate(zip(times, values))), timeout=60
+    )
     assert sidecar.returncode == 0, err
     assert_exact(prometheus, "rw-both", times, values)
     assert value(pushgateway.gangplank(), "gangplank_train_loss", job="rw-both", phase="train") == values[-1]

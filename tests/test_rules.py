@@ -18,7 +18,9 @@ UNIT_TESTS = PROMETHEUS / "tests" / "gangplank_test.yml"
 
 
 def promtool_test(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["/usr/bin/promtool", "test", "rules", path.name], cwd=path.parent, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["/usr/bin/promtool", "test", "rules", path.name], cwd=path.parent, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_promtool_unit_tests_pass() -> None:
@@ -33,8 +35,10 @@ def test_a_wrong_expectation_fails(tmp_path: Path) -> None:
     shutil.copy(RULES, tmp_path / "rules" / "gangplank.yml")
     (tmp_path / "tests").mkdir()
     text = UNIT_TESTS.read_text(encoding="utf-8")
-    broken = text.replace("      - eval_time: 1m\n        alertname: GangplankTrainingBroken\n        exp_alerts: []\n",
-                          "      - eval_time: 1m\n        alertname: GangplankTrainingBroken\n        exp_alerts: [{exp_labels: {severity: critical}}]\n")
+    broken = text.replace(
+        "      - eval_time: 1m\n        alertname: GangplankTrainingBroken\n        exp_alerts: []\n",
+        "      - eval_time: 1m\n        alertname: GangplankTrainingBroken\n        exp_alerts: [{exp_labels: {severity: critical}}]\n",
+    )
     assert broken != text
     (tmp_path / "tests" / "gangplank_test.yml").write_text(broken, encoding="utf-8")
     result = promtool_test(tmp_path / "tests" / "gangplank_test.yml")
@@ -47,5 +51,13 @@ def test_critical_alert_covers_exactly_the_checks_of_severity_error() -> None:
     (critical,) = re.findall(r'check=~"([^"]+)"', rules["GangplankTrainingBroken"]["expr"])
     (warning,) = re.findall(r'check!~"([^"]+)"', rules["GangplankCheckFailed"]["expr"])
     assert critical == warning
-    assert sorted(critical.split("|")) == sorted(name for name, (_, _, severity) in CHECKS.items() if severity == "error")
-    assert sorted(rules) == ["GangplankCheckFailed", "GangplankPushesFailing", "GangplankPushgatewayDown", "GangplankRunStale", "GangplankTrainingBroken"]
+    assert sorted(critical.split("|")) == sorted(
+        name for name, (_, _, severity) in CHECKS.items() if severity == "error"
+    )
+    assert sorted(rules) == [
+        "GangplankCheckFailed",
+        "GangplankPushesFailing",
+        "GangplankPushgatewayDown",
+        "GangplankRunStale",
+        "GangplankTrainingBroken",
+    ]

@@ -27,16 +27,27 @@ DOWN = "127.0.0.1:1"  # nothing listens there: every push is refused at once
 
 
 def epoch(n: int, run: str = "20261203-080000-sig1") -> bytes:
-    record = {"gangplank": 1, "event": "epoch", "run": run, "phase": "train", "time": 1764748800.0 + n, "epoch": n,
-              "elapsed_seconds": float(n), "metrics": {"loss": 1.0 / n}, "params": {"total": 10}}  # fmt: skip
+    record = {
+        "gangplank": 1,
+        "event": "epoch",
+        "run": run,
+        "phase": "train",
+        "time": 1764748800.0 + n,
+        "epoch": n,
+        "elapsed_seconds": float(n),
+        "metrics": {"loss": 1.0 / n},
+        "params": {"total": 10},
+    }
     return json.dumps(record).encode() + b"\n"
 
 
 def start(tmp_path: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [*SIDECAR, "--system-interval", "0", "--db", str(tmp_path / "runs.db"), *args],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def send(proc: subprocess.Popen, data: bytes) -> None:
@@ -62,8 +73,10 @@ def said(proc: subprocess.Popen, expected: str) -> None:
 def status(tmp_path: Path) -> list[str]:
     done = subprocess.run(
         [sys.executable, "-m", "gangplank_sidecar.runs", "list", "--json", "--db", str(tmp_path / "runs.db")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return [run["status"] for run in json.loads(done.stdout)]
 
@@ -118,7 +131,19 @@ def test_sighup_is_handled_like_sigterm(tmp_path: Path, pushgateway: Pushgateway
 def test_a_signal_during_the_final_flush_cuts_it_short(tmp_path: Path, second: int) -> None:
     """Item 8: the gateway is down and the flush would try for 60 s; a second signal ends it, no traceback,
     the "not delivered" line is said and the history is closed."""
-    proc = start(tmp_path, "--pushgateway", DOWN, "--job", "cut", "--flush-timeout", "60", "--push-retries", "0", "--retry-backoff", "0.05")
+    proc = start(
+        tmp_path,
+        "--pushgateway",
+        DOWN,
+        "--job",
+        "cut",
+        "--flush-timeout",
+        "60",
+        "--push-retries",
+        "0",
+        "--retry-backoff",
+        "0.05",
+    )
     send(proc, epoch(1))
     proc.send_signal(signal.SIGTERM)
     said(proc, STOPPING)
@@ -130,7 +155,9 @@ def test_a_signal_during_the_final_flush_cuts_it_short(tmp_path: Path, second: i
     _, err = proc.communicate(timeout=10)
     lines = err.decode().splitlines(keepends=True)
     assert CUT in lines
-    assert lines[-1].startswith(f"{PREFIX}not delivered to the Pushgateway at http://{DOWN} before the signal: job=cut phase=train (epoch 1)")
+    assert lines[-1].startswith(
+        f"{PREFIX}not delivered to the Pushgateway at http://{DOWN} before the signal: job=cut phase=train (epoch 1)"
+    )
     assert "Traceback" not in err.decode()
     assert took < 15, took
     assert status(tmp_path) == ["interrupted"]
@@ -139,8 +166,23 @@ def test_a_signal_during_the_final_flush_cuts_it_short(tmp_path: Path, second: i
 def test_signals_during_linger_and_flush(tmp_path: Path) -> None:
     """A signal ends --linger (the flush still runs); another one cuts the flush short."""
     port = free_port()
-    proc = start(tmp_path, "--listen", f"127.0.0.1:{port}", "--linger", "60", "--pushgateway", DOWN, "--job", "linger",
-                 "--flush-timeout", "60", "--push-retries", "0", "--retry-backoff", "0.05")  # fmt: skip
+    proc = start(
+        tmp_path,
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--linger",
+        "60",
+        "--pushgateway",
+        DOWN,
+        "--job",
+        "linger",
+        "--flush-timeout",
+        "60",
+        "--push-retries",
+        "0",
+        "--retry-backoff",
+        "0.05",
+    )
     wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=30)
     send(proc, epoch(1))
     assert proc.stdin is not None
@@ -159,7 +201,9 @@ def test_signals_during_linger_and_flush(tmp_path: Path) -> None:
     proc.stdout.close()
     proc.stderr.close()
     assert CUT in err and "Traceback" not in err
-    assert err.splitlines()[-1].startswith(f"{PREFIX}not delivered to the Pushgateway at http://{DOWN} before the signal: job=linger phase=train")
+    assert err.splitlines()[-1].startswith(
+        f"{PREFIX}not delivered to the Pushgateway at http://{DOWN} before the signal: job=linger phase=train"
+    )
     assert status(tmp_path) == ["interrupted"]
 
 
@@ -167,8 +211,10 @@ def test_sighup_is_passed_on_to_a_wrapped_command(tmp_path: Path) -> None:
     child = "import time; print('ready', flush=True); time.sleep(60)"
     with subprocess.Popen(
         [*SIDECAR, "--system-interval", "0", "--no-history", "--", sys.executable, "-c", child],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
-    ) as proc:  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
+    ) as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"ready\n"
         proc.send_signal(signal.SIGHUP)
@@ -184,13 +230,33 @@ def test_file_mode_cut_flush_still_writes_the_checkpoint(tmp_path: Path) -> None
     log.write_bytes(epoch(1))
     gateway = start_pushgateway()
     proc = subprocess.Popen(
-        [*SIDECAR, "--system-interval", "0", "--db", str(tmp_path / "runs.db"), "--pushgateway", gateway.url, "--job", "follow",
-         "--state-file", str(state), "--flush-timeout", "60", "--push-retries", "0", "--retry-backoff", "0.05", str(log)],
+        [
+            *SIDECAR,
+            "--system-interval",
+            "0",
+            "--db",
+            str(tmp_path / "runs.db"),
+            "--pushgateway",
+            gateway.url,
+            "--job",
+            "follow",
+            "--state-file",
+            str(state),
+            "--flush-timeout",
+            "60",
+            "--push-retries",
+            "0",
+            "--retry-backoff",
+            "0.05",
+            str(log),
+        ],
         stderr=subprocess.PIPE,
-    )  # fmt: skip
+    )
     try:
         deadline = time.monotonic() + 30
-        while not state.exists() or json.loads(state.read_text())["files"].get(str(log), {}).get("offset") != len(epoch(1)):
+        while not state.exists() or json.loads(state.read_text())["files"].get(str(log), {}).get("offset") != len(
+            epoch(1)
+        ):
             assert time.monotonic() < deadline, "epoch 1 was never checkpointed"
             time.sleep(0.1)
     finally:
@@ -207,6 +273,9 @@ def test_file_mode_cut_flush_still_writes_the_checkpoint(tmp_path: Path) -> None
     err = proc.stderr.read().decode()
     proc.stderr.close()
     assert CUT in err and "Traceback" not in err
-    assert f"{PREFIX}not delivered to the Pushgateway at {gateway.url} before the signal: job=follow phase=train (epoch 2)" in err
+    assert (
+        f"{PREFIX}not delivered to the Pushgateway at {gateway.url} before the signal: job=follow phase=train (epoch 2)"
+        in err
+    )
     assert json.loads(state.read_text())["files"][str(log)]["offset"] == len(epoch(1))
     assert status(tmp_path) == ["interrupted"]

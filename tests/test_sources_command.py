@@ -30,7 +30,9 @@ sys.exit(code)
 
 def wrap(*args: str, **kwargs: object) -> subprocess.CompletedProcess:
     env = {**os.environ, "XDG_DATA_HOME": str(kwargs.pop("tmp_path"))}
-    return subprocess.run([*SIDECAR, "--system-interval", "0", "--no-history", *args], capture_output=True, timeout=60, env=env, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run(
+        [*SIDECAR, "--system-interval", "0", "--no-history", *args], capture_output=True, timeout=60, env=env, **kwargs
+    )  # type: ignore[call-overload]
 
 
 def test_exit_code_follows_the_shell() -> None:
@@ -39,10 +41,23 @@ def test_exit_code_follows_the_shell() -> None:
 
 @pytest.mark.parametrize("code", [0, 3])
 def test_the_command_is_echoed_parsed_and_its_exit_code_returned(tmp_path, pushgateway: Pushgateway, code: int) -> None:
-    done = wrap("--pushgateway", pushgateway.url, "--job", "wrapped", "--", sys.executable, "-c", CHILD, str(code), tmp_path=tmp_path)
+    done = wrap(
+        "--pushgateway",
+        pushgateway.url,
+        "--job",
+        "wrapped",
+        "--",
+        sys.executable,
+        "-c",
+        CHILD,
+        str(code),
+        tmp_path=tmp_path,
+    )
     assert done.returncode == code
-    assert done.stdout == b"plain text \xff\xfe not utf-8\r\n" + done.stdout.split(b"\n")[1] + b"\nno newline at the end"
-    assert done.stderr.startswith(b"a warning on stderr\n{\"gangplank\": 1")
+    assert (
+        done.stdout == b"plain text \xff\xfe not utf-8\r\n" + done.stdout.split(b"\n")[1] + b"\nno newline at the end"
+    )
+    assert done.stderr.startswith(b'a warning on stderr\n{"gangplank": 1')
     assert done.stderr.count(b"\n") == 2  # the command's two lines and nothing of ours
     samples = pushgateway.gangplank()
     assert value(samples, "gangplank_train_loss", job="wrapped", phase="train") == 0.75  # from stdout
@@ -79,7 +94,10 @@ def test_quiet_parses_without_echoing(tmp_path) -> None:
 def test_a_command_that_does_not_exist(tmp_path) -> None:
     done = wrap("--", str(tmp_path / "no-such-command"), tmp_path=tmp_path)
     assert done.returncode == 127
-    assert done.stderr.decode().splitlines()[0] == f"gangplank-sidecar: cannot run {tmp_path / 'no-such-command'}: No such file or directory"
+    assert (
+        done.stderr.decode().splitlines()[0]
+        == f"gangplank-sidecar: cannot run {tmp_path / 'no-such-command'}: No such file or directory"
+    )
 
 
 def test_strict_with_an_unreachable_gateway_stops_the_command(tmp_path) -> None:
@@ -88,10 +106,24 @@ def test_strict_with_an_unreachable_gateway_stops_the_command(tmp_path) -> None:
     refused = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     done = wrap(
-        "--strict", "--pushgateway", refused, "--job", "wrapped", "--push-retries", "0", "--retry-backoff", "0.05",
-        "--flush-timeout", "0.3", "--", sys.executable, "-c", child, "0",
+        "--strict",
+        "--pushgateway",
+        refused,
+        "--job",
+        "wrapped",
+        "--push-retries",
+        "0",
+        "--retry-backoff",
+        "0.05",
+        "--flush-timeout",
+        "0.3",
+        "--",
+        sys.executable,
+        "-c",
+        child,
+        "0",
         tmp_path=tmp_path,
-    )  # fmt: skip
+    )
     took = time.monotonic() - started
     assert (done.returncode, took < 10) == (1, True), (took, done.stderr)
     pid = int(done.stdout.splitlines()[-1].removeprefix(b"no newline at the end"))

@@ -37,7 +37,9 @@ class Lines:
         return [line for source, line in self.got if source == str(path)]
 
 
-def make(*patterns: Path | str, checkpoints: Checkpoints | None = None, version: Callable[[], int] = lambda: 0) -> tuple[Follower, Lines]:
+def make(
+    *patterns: Path | str, checkpoints: Checkpoints | None = None, version: Callable[[], int] = lambda: 0
+) -> tuple[Follower, Lines]:
     lines = Lines()
     return Follower([str(p) for p in patterns], lines, lines.reports.append, checkpoints, version), lines
 
@@ -314,7 +316,9 @@ def test_resume_reads_a_different_file_from_the_start(tmp_path: Path) -> None:
     looks=st.sets(st.integers(min_value=0, max_value=29), max_size=10),
     restarts=st.sets(st.integers(min_value=0, max_value=29), max_size=3),
 )
-def test_any_chunking_and_restarts_read_every_line_once(chunks: list[bytes], looks: set[int], restarts: set[int]) -> None:
+def test_any_chunking_and_restarts_read_every_line_once(
+    chunks: list[bytes], looks: set[int], restarts: set[int]
+) -> None:
     """Written in any pieces, looked at any time, restarted anywhere: every whole line, once, in order."""
     with tempfile.TemporaryDirectory() as tmp:
         log, state = Path(tmp) / "m.log", Path(tmp) / "s.json"

@@ -16,7 +16,10 @@ def test_only_the_last_finished_runs_are_kept_and_the_rest_counted() -> None:
     assert [s.run for s in runs[:2]] == ["r2", "r3"]
     assert runs[-1].run == f"r{FINISHED_KEPT + 2}"
     summary = summarize(runs, dropped=store.dropped).splitlines()
-    assert summary[0] == f"gangplank-sidecar: 2 earlier runs not shown (only the last {FINISHED_KEPT} finished runs are kept)"
+    assert (
+        summary[0]
+        == f"gangplank-sidecar: 2 earlier runs not shown (only the last {FINISHED_KEPT} finished runs are kept)"
+    )
     assert summary[1] == "gangplank-sidecar: run r2 (job j, train): 1 epoch, no end record"
     assert not summarize(runs).startswith("gangplank-sidecar: 2 earlier")
 

@@ -35,6 +35,7 @@ MiB = 2**20
 
 # --- cgroup v2 files ---------------------------------------------------------------------------
 
+
 def test_cgroup_of_a_pod_container_reads_exact_values() -> None:
     cgroup = Cgroup.of(4242, V2, PROC)
     assert cgroup == Cgroup(V2, "/kubepods/pod1/trainer")
@@ -115,6 +116,7 @@ def test_own_path_takes_the_v2_line() -> None:
 
 # --- a fake NVML at the import boundary ---------------------------------------------------------
 
+
 class FakeNVMLError(Exception):
     pass
 
@@ -152,7 +154,9 @@ def exposed(sampler: Sampler, labels: dict[str, str] | None = None) -> dict[tupl
     registry = CollectorRegistry()
     registry.register(SystemCollector(sampler, lambda: labels or {}))
     text = generate_latest(registry).decode()
-    return {(s.name, frozenset(s.labels.items())): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value for f in text_string_to_metric_families(text) for s in f.samples
+    }
 
 
 def test_gpu_series_from_nvml_are_exact(monkeypatch) -> None:
@@ -211,9 +215,14 @@ def test_nvml_that_fails_to_start_is_one_log_line(monkeypatch) -> None:
 
 # --- names, summary, settings -------------------------------------------------------------------
 
+
 def full_reading() -> Reading:
     return Reading(
-        cpu_ratio=0.25, memory_used=3.0 * MiB, memory_ratio=0.5, disk_used=7e9, disk_ratio=0.7,
+        cpu_ratio=0.25,
+        memory_used=3.0 * MiB,
+        memory_ratio=0.5,
+        disk_used=7e9,
+        disk_ratio=0.7,
         gpus={"0": GpuUsage(0.5, 1e9, 0.25)},
     )
 
@@ -313,9 +322,24 @@ def test_pid_mode_pushes_cpu_and_memory_of_a_busy_job(pushgateway: Pushgateway, 
     rss = resident(child.pid)
     assert HOLD < rss < HOLD + 40 * MiB
     sidecar = subprocess.Popen(
-        [*SIDECAR, "--pushgateway", pushgateway.url, "--job", "burn", "--label", "team=vision",
-         "--system-interval", "1", "--pid", str(child.pid), "--disk-path", str(tmp_path), "--quiet"],
-        stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            *SIDECAR,
+            "--pushgateway",
+            pushgateway.url,
+            "--job",
+            "burn",
+            "--label",
+            "team=vision",
+            "--system-interval",
+            "1",
+            "--pid",
+            str(child.pid),
+            "--disk-path",
+            str(tmp_path),
+            "--quiet",
+        ],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     time.sleep(1.0)  # a first sample before the work starts
     share = json.loads(child.communicate("go\n", timeout=60)[0])["share"]
@@ -334,7 +358,10 @@ def test_pid_mode_pushes_cpu_and_memory_of_a_busy_job(pushgateway: Pushgateway, 
     assert value(samples, "gangplank_system_memory_utilization_ratio", **group) == memory / limit
     disk = psutil.disk_usage(str(tmp_path))
     assert abs(value(samples, "gangplank_system_disk_used_bytes", **group) - disk.used) < 0.01 * disk.total
-    assert abs(value(samples, "gangplank_system_disk_utilization_ratio", **group) - disk.used / (disk.used + disk.free)) < 0.01
+    assert (
+        abs(value(samples, "gangplank_system_disk_utilization_ratio", **group) - disk.used / (disk.used + disk.free))
+        < 0.01
+    )
     assert not [k for k in samples if k[0].startswith("gangplank_system_gpu")]
     assert stderr.decode().count("has no process left; keeping its last sample") == 1
     assert b"Traceback" not in stderr
@@ -342,12 +369,21 @@ def test_pid_mode_pushes_cpu_and_memory_of_a_busy_job(pushgateway: Pushgateway, 
 
 def test_wrapper_mode_measures_the_wrapped_tree_under_the_job_its_records_name(pushgateway: Pushgateway) -> None:
     """No --pid and no --job: the wrapped command is measured, and pushed under the job of its first record."""
-    start = {"gangplank": 1, "event": "start", "run": "r1", "phase": "train", "time": 1.0,
-             "params": {"total": 1, "trainable": 1}, "job": "wrapped"}  # fmt: skip
-    job = JOB.replace('print("ready", flush=True)', f'print({json.dumps(start)!r}, flush=True)')
+    start = {
+        "gangplank": 1,
+        "event": "start",
+        "run": "r1",
+        "phase": "train",
+        "time": 1.0,
+        "params": {"total": 1, "trainable": 1},
+        "job": "wrapped",
+    }
+    job = JOB.replace('print("ready", flush=True)', f"print({json.dumps(start)!r}, flush=True)")
     done = subprocess.run(
         [*SIDECAR, "--pushgateway", pushgateway.url, "--system-interval", "1", "--", sys.executable, "-c", job, "4"],
-        input=b"go\n", capture_output=True, timeout=120,
+        input=b"go\n",
+        capture_output=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     share = json.loads(done.stdout.splitlines()[-1])["share"]
@@ -412,7 +448,12 @@ def test_a_pod_sharing_its_process_namespace_measures_the_other_containers(tmp_p
         assert child.stdout.readline() == "ready\n"
         time.sleep(0.2)
         proc = tmp_path / "proc"
-        for pid, cgroup in (("1", "/pause"), ("self", "/sidecar"), (str(os.getpid()), "/sidecar"), (str(child.pid), "/train")):
+        for pid, cgroup in (
+            ("1", "/pause"),
+            ("self", "/sidecar"),
+            (str(os.getpid()), "/sidecar"),
+            (str(child.pid), "/train"),
+        ):
             (proc / pid).mkdir(parents=True)
             (proc / pid / "cgroup").write_text(f"0::{cgroup}\n")
         (proc / "1" / "comm").write_text("pause\n")

@@ -52,11 +52,23 @@ def test_keras_emitter_is_also_at_gangplank_emitter_keras() -> None:
 
 def test_scalars_are_exact_floats_and_skip_what_is_not_one_number() -> None:
     third = torch.tensor(1 / 3, dtype=torch.float32)
-    got = scalars({
-        "f32": third, "one": torch.tensor([2.5]), "i": torch.tensor(7), "np": np.float32(0.1), "py": 3,
-        "nan": torch.tensor(math.nan), "flag": torch.tensor(True), "bool": True, "many": torch.ones(2),
-        "complex": torch.tensor(1 + 2j), "text": "0.5", "none": None, "array": np.ones(3),
-    })  # fmt: skip
+    got = scalars(
+        {
+            "f32": third,
+            "one": torch.tensor([2.5]),
+            "i": torch.tensor(7),
+            "np": np.float32(0.1),
+            "py": 3,
+            "nan": torch.tensor(math.nan),
+            "flag": torch.tensor(True),
+            "bool": True,
+            "many": torch.ones(2),
+            "complex": torch.tensor(1 + 2j),
+            "text": "0.5",
+            "none": None,
+            "array": np.ones(3),
+        }
+    )
     assert got.pop("nan") != got.get("nan", 0)  # NaN stays NaN: Run writes it as the protocol's "NaN"
     assert got == {"f32": float(np.float32(1 / 3)), "one": 2.5, "i": 7.0, "np": float(np.float32(0.1)), "py": 3.0}
 
@@ -72,12 +84,27 @@ def hf_trainer(tmp_path: Path, callbacks: list, **overrides: object):
     ids, labels = rng.integers(0, 30, size=(128, 8)), rng.integers(0, 2, size=128)
     rows = [{"input_ids": torch.tensor(i), "labels": torch.tensor(label)} for i, label in zip(ids, labels)]
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
-                        max_position_embeddings=8, num_labels=2)  # fmt: skip
+    config = BertConfig(
+        vocab_size=30,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=8,
+        num_labels=2,
+    )
     settings = dict(
-        output_dir=str(tmp_path / "out"), num_train_epochs=2, per_device_train_batch_size=16, eval_strategy="epoch",
-        logging_strategy="epoch", save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, seed=0,
-    )  # fmt: skip
+        output_dir=str(tmp_path / "out"),
+        num_train_epochs=2,
+        per_device_train_batch_size=16,
+        eval_strategy="epoch",
+        logging_strategy="epoch",
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
     args = TrainingArguments(**{**settings, **overrides})
     model = BertForSequenceClassification(config)
     return Trainer(model=model, args=args, train_dataset=rows[:96], eval_dataset=rows[96:], callbacks=callbacks)
@@ -86,12 +113,21 @@ def hf_trainer(tmp_path: Path, callbacks: list, **overrides: object):
 def test_transformers_two_emitters_write_the_same_records(tmp_path: Path) -> None:
     from gangplank_emitter.transformers import Emitter
 
-    trainer = hf_trainer(tmp_path, [Emitter(file=tmp_path / "a.jsonl", job="a"), Emitter(file=tmp_path / "b.jsonl", job="a")])
+    trainer = hf_trainer(
+        tmp_path, [Emitter(file=tmp_path / "a.jsonl", job="a"), Emitter(file=tmp_path / "b.jsonl", job="a")]
+    )
     trainer.train()
     trainer.evaluate()
     a, b = read(tmp_path / "a.jsonl"), read(tmp_path / "b.jsonl")
-    assert events(a) == [("start", "train"), ("epoch", "train"), ("epoch", "train"), ("end", "train"),
-                         ("start", "test"), ("evaluate", "test"), ("end", "test")]  # fmt: skip
+    assert events(a) == [
+        ("start", "train"),
+        ("epoch", "train"),
+        ("epoch", "train"),
+        ("end", "train"),
+        ("start", "test"),
+        ("evaluate", "test"),
+        ("end", "test"),
+    ]
     assert without_times(a) == without_times(b)
 
 
@@ -127,8 +163,9 @@ def test_transformers_evaluations_inside_epochs_go_to_their_epoch(tmp_path: Path
     from gangplank_emitter.transformers import Emitter
 
     path = tmp_path / "steps.jsonl"
-    trainer = hf_trainer(tmp_path, [Emitter(file=path)], eval_strategy="steps", eval_steps=4, logging_strategy="steps",
-                         logging_steps=4)  # fmt: skip
+    trainer = hf_trainer(
+        tmp_path, [Emitter(file=path)], eval_strategy="steps", eval_steps=4, logging_strategy="steps", logging_steps=4
+    )
     trainer.train()  # 6 steps an epoch: evaluations at steps 4 and 8, none at an epoch's end
     history = trainer.state.log_history
     evals = {e["step"]: e["eval_loss"] for e in history if "eval_loss" in e}
@@ -176,9 +213,18 @@ def pl_fit(callbacks: list, epochs: int = 2, strategy: object = "auto", **traine
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 4, generator=g)
     data = DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=16)
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", strategy=strategy, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         callbacks=callbacks, **trainer_args)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        strategy=strategy,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+        **trainer_args,
+    )
     model = Regressor()
     trainer.fit(model, data, data)
     return trainer, model, data
@@ -208,9 +254,11 @@ def test_lightning_validation_values_only_in_the_epochs_that_validated(tmp_path:
     trainer, _, _ = pl_fit([Emitter(file=path)], epochs=4, check_val_every_n_epoch=2)
     epochs = [r for r in read(path) if r["event"] == "epoch"]
     assert [(r["epoch"], sorted(r["metrics"])) for r in epochs] == [
-        (1, ["loss", "loss_epoch", "loss_step"]), (2, ["loss", "loss_epoch", "loss_step", "val_loss"]),
-        (3, ["loss", "loss_epoch", "loss_step"]), (4, ["loss", "loss_epoch", "loss_step", "val_loss"]),
-    ]  # fmt: skip
+        (1, ["loss", "loss_epoch", "loss_step"]),
+        (2, ["loss", "loss_epoch", "loss_step", "val_loss"]),
+        (3, ["loss", "loss_epoch", "loss_step"]),
+        (4, ["loss", "loss_epoch", "loss_step", "val_loss"]),
+    ]
     assert epochs[-1]["metrics"] == {key: value.item() for key, value in trainer.callback_metrics.items()}
 
 
@@ -262,8 +310,15 @@ def test_the_pytorch_lightning_package_has_its_own_emitter(tmp_path: Path) -> No
     path = tmp_path / "pl.jsonl"
     emitter = Emitter(file=path, job="old-package")
     assert isinstance(emitter, pytorch_lightning.Callback)
-    trainer = pytorch_lightning.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                                        enable_progress_bar=False, enable_model_summary=False, callbacks=[emitter])  # fmt: skip
+    trainer = pytorch_lightning.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[emitter],
+    )
     trainer.fit(Tiny(), DataLoader(TensorDataset(torch.randn(16, 2)), batch_size=8))
     records = read(path)
     assert events(records) == [("start", "train"), ("epoch", "train"), ("epoch", "train"), ("end", "train")]
@@ -272,11 +327,16 @@ def test_the_pytorch_lightning_package_has_its_own_emitter(tmp_path: Path) -> No
     assert records[2]["metrics"] == {"loss": trainer.callback_metrics["loss"].item()}
 
 
-@pytest.mark.parametrize("module", ["gangplank_emitter.transformers", "gangplank_emitter.lightning", "gangplank_emitter.pytorch_lightning"])
+@pytest.mark.parametrize(
+    "module", ["gangplank_emitter.transformers", "gangplank_emitter.lightning", "gangplank_emitter.pytorch_lightning"]
+)
 def test_every_framework_checks_step_every_as_keras_does(module: str) -> None:
     emitter = importlib.import_module(module).Emitter
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError) as error:
             emitter(step_every=bad)
-        assert str(error.value) == f"step_every must be a whole number of batches, 1 or more (or None: no step records), not {bad!r}"
+        assert (
+            str(error.value)
+            == f"step_every must be a whole number of batches, 1 or more (or None: no step records), not {bad!r}"
+        )
     assert emitter(step_every=2).step_every == 2

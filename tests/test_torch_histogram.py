@@ -89,10 +89,18 @@ def test_half_precision_and_integer_tensors_widen_like_numpy() -> None:
     ints = torch.tensor([-1, 0, 1, 5])
     for tensor in (half, ints):
         want = numpy_histogram([tensor.numpy()], HISTOGRAM_WEIGHT_BUCKETS_0_3)
-        assert device_histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_0_3) == histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_0_3) == want
+        assert (
+            device_histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_0_3)
+            == histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_0_3)
+            == want
+        )
     brain = torch.tensor([0.1, -0.3, 0.3, 2.0], dtype=torch.bfloat16)  # numpy has no bfloat16: widened to float32
     want = numpy_histogram([brain.float().numpy()], HISTOGRAM_WEIGHT_BUCKETS_0_3)
-    assert device_histogram([brain], HISTOGRAM_WEIGHT_BUCKETS_0_3) == histogram([brain], HISTOGRAM_WEIGHT_BUCKETS_0_3) == want
+    assert (
+        device_histogram([brain], HISTOGRAM_WEIGHT_BUCKETS_0_3)
+        == histogram([brain], HISTOGRAM_WEIGHT_BUCKETS_0_3)
+        == want
+    )
 
 
 def test_parameters_with_gradients_are_counted_without_changing_them() -> None:
@@ -117,7 +125,16 @@ def test_a_tensor_is_counted_in_blocks_with_the_same_result(monkeypatch: pytest.
     values = np.random.default_rng(3).normal(0, 0.5, 103)
     for dtype in (torch.float16, torch.float32, torch.float64):
         tensor = torch.tensor(values).to(dtype)
-        want = numpy_histogram([tensor.float().numpy() if dtype == torch.float16 else tensor.numpy()], HISTOGRAM_WEIGHT_BUCKETS_0_3)
-        assert device_histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_0_3) == {**want, "sum": pytest.approx(want["sum"], rel=1e-12)}
+        want = numpy_histogram(
+            [tensor.float().numpy() if dtype == torch.float16 else tensor.numpy()], HISTOGRAM_WEIGHT_BUCKETS_0_3
+        )
+        assert device_histogram([tensor], HISTOGRAM_WEIGHT_BUCKETS_0_3) == {
+            **want,
+            "sum": pytest.approx(want["sum"], rel=1e-12),
+        }
     mask = torch.tensor([True, False, True])
-    assert device_histogram([mask], [0.0, 1.0])["counts"] == numpy_histogram([mask.numpy()], [0.0, 1.0])["counts"] == [1, 3, 3]
+    assert (
+        device_histogram([mask], [0.0, 1.0])["counts"]
+        == numpy_histogram([mask.numpy()], [0.0, 1.0])["counts"]
+        == [1, 3, 3]
+    )

@@ -24,16 +24,22 @@ VAL = {4: 0.9, 8: 0.8, 12: 0.7}
 
 
 def sidecar(db: Path, text: bytes, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*SIDECAR, "--quiet", "--system-interval", "0", "--db", str(db), *args], input=text,
-                          capture_output=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [*SIDECAR, "--quiet", "--system-interval", "0", "--db", str(db), *args],
+        input=text,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def metrics(db: Path) -> dict[int, dict[str, float]]:
     conn = sqlite3.connect(db)
     try:
         found: dict[int, dict[str, float]] = {}
-        for epoch, key, value in conn.execute("SELECT m.epoch, m.key, m.value FROM metrics m JOIN runs r ON r.id = m.run_id "
-                                              "WHERE r.phase = 'train' ORDER BY m.epoch, m.key"):  # fmt: skip
+        for epoch, key, value in conn.execute(
+            "SELECT m.epoch, m.key, m.value FROM metrics m JOIN runs r ON r.id = m.run_id "
+            "WHERE r.phase = 'train' ORDER BY m.epoch, m.key"
+        ):
             found.setdefault(epoch, {})[key] = value
         return found
     finally:
@@ -53,8 +59,12 @@ def exported(db: Path) -> str:
     conn = sqlite3.connect(db)
     ((run,),) = conn.execute("SELECT run FROM runs WHERE phase = 'train'").fetchall()
     conn.close()
-    done = subprocess.run([sys.executable, "-m", "gangplank_sidecar.runs", "export", run, "--db", str(db)], capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "gangplank_sidecar.runs", "export", run, "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -67,8 +77,12 @@ def test_a_real_keras_fit_with_validation_freq(tmp_path: Path, pushgateway: Push
     db, keras_history = tmp_path / "runs.db", tmp_path / "history.json"
     train = [sys.executable, str(ROOT / "tests/scripts/train_validation_freq.py"), str(keras_history)]
     command = [*SIDECAR, "--quiet", "--system-interval", "0", "--db", str(db), "--pushgateway", pushgateway.url]
-    done = subprocess.run(["bash", "-o", "pipefail", "-c", f"{shlex.join(train)} | {shlex.join(command)}"],
-                          capture_output=True, env=keras_env(), timeout=240)  # fmt: skip
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"{shlex.join(train)} | {shlex.join(command)}"],
+        capture_output=True,
+        env=keras_env(),
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr
     history = json.loads(keras_history.read_text())
     assert len(history["loss"]) == 12 and len(history["val_loss"]) == 3  # Keras measured 3 validations
@@ -78,11 +92,17 @@ def test_a_real_keras_fit_with_validation_freq(tmp_path: Path, pushgateway: Push
     assert [rows[e]["loss"] for e in range(1, 13)] == history["loss"]
     assert "overfitting" not in [name for name, *_ in fired_checks(db)]
     # The gauge keeps the last value measured: epoch 12's.
-    (gauge,) = [v for (name, labels), v in pushgateway.gangplank().items() if name == "gangplank_train_val_loss" and ("job", "valfreq") in labels]
+    (gauge,) = [
+        v
+        for (name, labels), v in pushgateway.gangplank().items()
+        if name == "gangplank_train_val_loss" and ("job", "valfreq") in labels
+    ]
     assert gauge == history["val_loss"][-1]
     lines = exported(db).splitlines()
     assert lines[0] == "epoch,loss,val_loss"
-    assert [line.split(",")[2] for line in lines[1:]] == ["" if e % 4 else repr(rows[e]["val_loss"]) for e in range(1, 13)]
+    assert [line.split(",")[2] for line in lines[1:]] == [
+        "" if e % 4 else repr(rows[e]["val_loss"]) for e in range(1, 13)
+    ]
 
 
 def test_floydhub_lines_with_a_validation_every_4_epochs(tmp_path: Path) -> None:

@@ -111,7 +111,9 @@ class Run:
 
     def _record(self, event: str, phase: str, **fields: object) -> None:
         run, _ = self._open[phase]
-        self.writer.write({"gangplank": PROTOCOL, "event": event, "run": run, "phase": phase, "time": time.time(), **fields})
+        self.writer.write(
+            {"gangplank": PROTOCOL, "event": event, "run": run, "phase": phase, "time": time.time(), **fields}
+        )
 
     def _elapsed(self, phase: str) -> float:
         return time.perf_counter() - self._open[phase][1]

@@ -62,16 +62,32 @@ class Emitter(TrainerCallback):
         return trainable(model)  # type: ignore[arg-type]
 
     def on_train_begin(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: object = None, **kwargs: object
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: object = None,
+        **kwargs: object,
     ) -> None:
         if not state.is_world_process_zero:
             return
-        self._in_fit, self._last_step, self._epochs, self._values, self._epoch_ended = True, state.global_step, 0, {}, False
+        self._in_fit, self._last_step, self._epochs, self._values, self._epoch_ended = (
+            True,
+            state.global_step,
+            0,
+            {},
+            False,
+        )
         epochs = getattr(state, "num_train_epochs", None) or args.num_train_epochs
         self.run.start("train", params(model), epochs=int(epochs))  # type: ignore[arg-type]
 
     def on_log(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict | None = None, **kwargs: object
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict | None = None,
+        **kwargs: object,
     ) -> None:
         """Training logs only: evaluations come through ``on_evaluate``, the final summary is not an epoch's."""
         if not (self._in_fit and state.is_world_process_zero and logs) or "train_runtime" in logs:
@@ -85,10 +101,14 @@ class Emitter(TrainerCallback):
             self._last_step = state.global_step
             self.run.step(state.global_step, values)
 
-    def on_epoch_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object) -> None:
+    def on_epoch_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
+    ) -> None:
         self._flush(kwargs.get("model"))
 
-    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object) -> None:
+    def on_epoch_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
+    ) -> None:
         if self._in_fit and state.is_world_process_zero:
             self._flush(kwargs.get("model"))
             self._epoch_ended = True
@@ -118,13 +138,20 @@ class Emitter(TrainerCallback):
             return
         self._test(values, "eval_", model)
 
-    def on_prediction_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object) -> None:
+    def on_prediction_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
+    ) -> None:
         """The first batch of an evaluate outside training starts the test phase (and its clock)."""
         if not (self._in_fit or self._testing) and state.is_world_process_zero:
             self._start_test(kwargs.get("model"))
 
     def on_predict(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: dict | None = None, **kwargs: object
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict | None = None,
+        **kwargs: object,
     ) -> None:
         if not self._in_fit and state.is_world_process_zero:
             self._test(scalars(metrics or {}), "test_", kwargs.get("model"))
@@ -139,7 +166,9 @@ class Emitter(TrainerCallback):
         self._testing = True
         self.run.start("test", params(model) if model is not None else None)  # type: ignore[arg-type]
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object) -> None:
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
+    ) -> None:
         if self._in_fit and state.is_world_process_zero:
             self._flush(kwargs.get("model"))
             self._in_fit = False

@@ -69,5 +69,7 @@ def metric_values(metrics: object, keep: Iterable[str] | None = None) -> tuple[d
 def steps(step_every: object) -> int | None:
     """``step_every`` as every Emitter takes it: a whole number of steps, 1 or more, or None (no step records)."""
     if step_every is not None and (isinstance(step_every, bool) or not isinstance(step_every, int) or step_every < 1):
-        raise ValueError(f"step_every must be a whole number of batches, 1 or more (or None: no step records), not {step_every!r}")
+        raise ValueError(
+            f"step_every must be a whole number of batches, 1 or more (or None: no step records), not {step_every!r}"
+        )
     return step_every

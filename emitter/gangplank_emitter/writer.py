@@ -55,7 +55,9 @@ class Writer:
                 raise
             if not self._warned:
                 self._warned = True
-                warnings.warn(f"gangplank_emitter: cannot write metrics ({exc}); training goes on", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"gangplank_emitter: cannot write metrics ({exc}); training goes on", RuntimeWarning, stacklevel=2
+                )
 
     def close(self) -> None:
         if self._fd is not None:

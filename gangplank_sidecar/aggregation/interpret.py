@@ -91,7 +91,9 @@ class Interpreter:
         self._jobs[run] = job
         return job
 
-    def _series(self, rec: protocol.Start | protocol.Step | protocol.Epoch | protocol.Evaluate | protocol.End) -> Series:
+    def _series(
+        self, rec: protocol.Start | protocol.Step | protocol.Epoch | protocol.Evaluate | protocol.End
+    ) -> Series:
         job = self._job(rec.run, rec.job if isinstance(rec, protocol.Start) else None)
         series = self.store.get(job, rec.phase, self.labels)
         if series is None or series.run != rec.run:
@@ -169,7 +171,9 @@ class Interpreter:
             self.dropped(series, series.dropped_values - dropped)
         for i, (key, name) in enumerate(series.names.collisions[seen:MAX_REPORTED_COLLISIONS], seen + 1):
             more = " (further collisions are not reported)" if i == MAX_REPORTED_COLLISIONS else ""
-            self.report(f"metric key {key!r} collides with another key; exported as gangplank_{series.phase}_{name}{more}")
+            self.report(
+                f"metric key {key!r} collides with another key; exported as gangplank_{series.phase}_{name}{more}"
+            )
 
     def _text_series(self, phase: str, new_run: bool = False, planned_epochs: int | None = None) -> Series:
         """The series of this stream's current text run in ``phase``; ``new_run`` starts another run."""
@@ -179,7 +183,9 @@ class Interpreter:
         job = self._job(self._text_run)
         series = self.store.get(job, phase, self.labels)
         if series is None or series.run != self._text_run:
-            series = self.store.begin(job, phase, self._text_run, when=self.when, labels=self.labels, source=self.source)
+            series = self.store.begin(
+                job, phase, self._text_run, when=self.when, labels=self.labels, source=self.source
+            )
             now = self._now()
 
             def start(s: Series) -> None:
@@ -284,7 +290,12 @@ class Interpreter:
         return series if series is not None and series.run == self._text_run else None
 
     def _placed(
-        self, metrics: dict[str, float], epoch: int | None, step: int | None = None, new_run: bool = False, complete: bool = False
+        self,
+        metrics: dict[str, float],
+        epoch: int | None,
+        step: int | None = None,
+        new_run: bool = False,
+        complete: bool = False,
     ) -> None:
         """Values of epoch ``epoch`` (or of no epoch yet) in the training run; ``complete``: the epoch has all of them."""
         series = self._text_series("train", new_run=new_run)
@@ -344,9 +355,13 @@ class Interpreter:
                 runtime = values.pop("runtime", None)
                 self._evaluate(values, runtime if runtime is not None and runtime >= 0 else None)
             else:
-                self._placed({"val_" + key.removeprefix("eval_"): value for key, value in metrics.items()}, epoch or None)
+                self._placed(
+                    {"val_" + key.removeprefix("eval_"): value for key, value in metrics.items()}, epoch or None
+                )
         else:
-            restart = self._trained or (epoch is not None and train is not None and train.epoch is not None and epoch < train.epoch)
+            restart = self._trained or (
+                epoch is not None and train is not None and train.epoch is not None and epoch < train.epoch
+            )
             self._placed(metrics, epoch or None, new_run=restart)
 
     def _bar(self, bar: lightning_log.Bar) -> None:

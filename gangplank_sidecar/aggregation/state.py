@@ -166,7 +166,13 @@ class Store:
         self.listeners: list[Listener] = []
 
     def begin(
-        self, job: str, phase: str, run: str, when: float | None = None, labels: dict[str, str] | None = None, **fields: object
+        self,
+        job: str,
+        phase: str,
+        run: str,
+        when: float | None = None,
+        labels: dict[str, str] | None = None,
+        **fields: object,
     ) -> Series:
         """Starts a run of (job, phase, labels); an earlier run of it is set aside for the summary."""
         with self.changed:
@@ -177,7 +183,15 @@ class Store:
                 if len(self.finished) == self.finished.maxlen:
                     self.dropped += 1
                 self.finished.append(old.settled())
-            series = Series(job=job, phase=phase, run=run, started=when or time.time(), max_keys=self.max_series, labels=dict(labels or {}), **fields)  # type: ignore[arg-type]
+            series = Series(
+                job=job,
+                phase=phase,
+                run=run,
+                started=when or time.time(),
+                max_keys=self.max_series,
+                labels=dict(labels or {}),
+                **fields,
+            )  # type: ignore[arg-type]
             series.time = series.started
             self._series[series.key] = series
         self.update(series, "start", _unchanged)

@@ -23,7 +23,17 @@ from gangplank_sidecar.parsers import (
 )
 from gangplank_sidecar.parsers.patterns import Patterns
 
-FORMATS = ("gangplank", "floydhub", "keras", "transformers", "lightning", "xgboost", "lightgbm", "csv", "kv")  # --format: these or auto
+FORMATS = (
+    "gangplank",
+    "floydhub",
+    "keras",
+    "transformers",
+    "lightning",
+    "xgboost",
+    "lightgbm",
+    "csv",
+    "kv",
+)  # --format: these or auto
 Parsed = tuple[str, Sequence[object]]
 OTHER: Parsed = ("other", ())
 

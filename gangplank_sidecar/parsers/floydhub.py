@@ -46,7 +46,9 @@ def parse(line: bytes) -> list[Point]:
         at = int(n)
         if at > MAX_COUNT:
             return _parse(line)  # its error says why
-        return [Point(metric.decode("ascii"), value, at if index == b"epoch" else None, at if index == b"step" else None)]
+        return [
+            Point(metric.decode("ascii"), value, at if index == b"epoch" else None, at if index == b"step" else None)
+        ]
     return _parse(line)
 
 

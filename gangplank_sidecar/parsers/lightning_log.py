@@ -29,7 +29,20 @@ _BAR = re.compile(rb"Epoch (\d{1,9}): *(?:\d{1,3}%)?\|[^|]*\| *(\d{1,15})/(\d{1,
 _POSTFIX = re.compile(rb"([^\s=,]+)=(" + _NUMBER + rb")(?=,|$)")
 _HEADER = re.compile(rb"[\s\xe2\x94\x83|]*(Validate|Test|Predict) metric\b")
 _CELL = rb"[\s\xe2\x94\x82|]"  # blanks and rich's │ (UTF-8 e2 94 82) between cells
-_ROW = re.compile(_CELL + rb"*([^\s\xe2\x94\x82|]{1,512})" + _CELL + rb"+(" + _NUMBER + rb")(?:" + _CELL + rb"+(?:" + _NUMBER + rb"))*" + _CELL + rb"*")
+_ROW = re.compile(
+    _CELL
+    + rb"*([^\s\xe2\x94\x82|]{1,512})"
+    + _CELL
+    + rb"+("
+    + _NUMBER
+    + rb")(?:"
+    + _CELL
+    + rb"+(?:"
+    + _NUMBER
+    + rb"))*"
+    + _CELL
+    + rb"*"
+)
 _BORDER = set("─━┏┓┗┛┡┩└┘┳┻╇┴┼┬├┤═╞╡ \r".encode())  # rich's and plain boxes: UTF-8 bytes of the drawing characters
 MAX_LINE = 1 << 20
 MAX_ROWS = 1000  # a results table has a row per logged value: more is no table, and memory stays bounded
@@ -116,4 +129,8 @@ class Tables:
 
 def _is_border(line: bytes) -> bool:
     line = line.rstrip(b"\r\n")
-    return len(line) >= 3 and line[:3] in (b"\xe2\x94\x80", b"\xe2\x94\x81", b"\xe2\x94\xa1", b"\xe2\x94\x94") and set(line) <= _BORDER
+    return (
+        len(line) >= 3
+        and line[:3] in (b"\xe2\x94\x80", b"\xe2\x94\x81", b"\xe2\x94\xa1", b"\xe2\x94\x94")
+        and set(line) <= _BORDER
+    )

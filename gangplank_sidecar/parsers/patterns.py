@@ -79,7 +79,9 @@ def _match(found: re.Match[bytes], pattern: Pattern, number: int) -> Match:
             raise ValueError(f"pattern {number}: group {name!r} is not a number: {shown!r}") from None
         if name in places:
             if not math.isfinite(value) or value != int(value) or not 0 <= value <= MAX_INDEX:
-                raise ValueError(f"pattern {number}: {name} must be a whole number from 0 to {MAX_INDEX}, not {value!r}")
+                raise ValueError(
+                    f"pattern {number}: {name} must be a whole number from 0 to {MAX_INDEX}, not {value!r}"
+                )
             places[name] = int(value)
         else:
             metrics[name] = value

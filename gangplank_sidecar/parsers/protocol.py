@@ -106,7 +106,9 @@ class Start(_Record):
     job: str | None = Field(default=None, max_length=256)
     epochs: Count | None = None
     framework: Name | None = None
-    checks: list[Check] = Field(default_factory=list, max_length=MAX_CHECKS, json_schema_extra={"default": []})  # a factory: a default is copied per record
+    checks: list[Check] = Field(
+        default_factory=list, max_length=MAX_CHECKS, json_schema_extra={"default": []}
+    )  # a factory: a default is copied per record
 
 
 class Step(_Record):
@@ -122,7 +124,9 @@ class Epoch(_Record):
     metrics: Metrics
     params: Params
     weights: Weights | None = None
-    checks: list[Check] = Field(default_factory=list, max_length=MAX_CHECKS, json_schema_extra={"default": []})  # a factory: a default is copied per record
+    checks: list[Check] = Field(
+        default_factory=list, max_length=MAX_CHECKS, json_schema_extra={"default": []}
+    )  # a factory: a default is copied per record
 
 
 class Evaluate(_Record):

@@ -71,7 +71,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
     lines = []
     for row in [header, *rows]:
-        cells = [" " * (w - len(c)) + paint(c) if r else paint(c) + " " * (w - len(c)) for c, w, r in zip(row, widths, right)]
+        cells = [
+            " " * (w - len(c)) + paint(c) if r else paint(c) + " " * (w - len(c)) for c, w, r in zip(row, widths, right)
+        ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines) + "\n"
 
@@ -84,12 +86,23 @@ def summary(r: RunRow) -> dict:
         if found is not None:
             best[key] = {"value": found[0], "epoch": found[1] if r.phase == "train" else None}
     return {
-        "run": r.run, "phase": r.phase, "job": r.job, "labels": r.labels, "status": r.status,
-        "started": r.started, "ended": r.ended, "epochs": r.epochs, "planned_epochs": r.planned_epochs,
-        "elapsed": r.elapsed, "params": r.params, "framework": r.framework, "source": r.source,
-        "last": {key: exact(v) for key in r.keys if (v := r.last(key)) is not None}, "best": best,
+        "run": r.run,
+        "phase": r.phase,
+        "job": r.job,
+        "labels": r.labels,
+        "status": r.status,
+        "started": r.started,
+        "ended": r.ended,
+        "epochs": r.epochs,
+        "planned_epochs": r.planned_epochs,
+        "elapsed": r.elapsed,
+        "params": r.params,
+        "framework": r.framework,
+        "source": r.source,
+        "last": {key: exact(v) for key in r.keys if (v := r.last(key)) is not None},
+        "best": best,
         "checks": [c["name"] for c in r.checks if c["fired"]],
-    }  # fmt: skip
+    }
 
 
 def _elapsed(r: RunRow) -> str:
@@ -107,7 +120,15 @@ def list_table(runs: list[RunRow], sort: str | None, paint: Painter = PLAIN) -> 
         header.append(f"BEST {sort}")
     rows = []
     for r in runs:
-        row = [r.run, r.phase, r.job, status(r.status), when(r.started), "" if r.epochs is None else str(r.epochs), _elapsed(r)]
+        row = [
+            r.run,
+            r.phase,
+            r.job,
+            status(r.status),
+            when(r.started),
+            "" if r.epochs is None else str(r.epochs),
+            _elapsed(r),
+        ]
         if with_labels:
             row.append(",".join(f"{k}={v}" for k, v in sorted(r.labels.items())))
         if sort:
@@ -147,12 +168,17 @@ def curves_text(r: RunRow, levels: str = UNICODE, paint: Painter = PLAIN) -> lis
 
 def show_text(r: RunRow, levels: str = UNICODE, paint: Painter = PLAIN) -> str:
     facts = [
-        ("job", r.job), ("status", status(r.status)), ("started", when(r.started)), ("ended", when(r.ended)),
+        ("job", r.job),
+        ("status", status(r.status)),
+        ("started", when(r.started)),
+        ("ended", when(r.ended)),
         ("elapsed", _elapsed(r)),
         ("epochs", "" if r.epochs is None else f"{r.epochs}" + (f" of {r.planned_epochs}" if r.planned_epochs else "")),
-        ("params", "" if r.params is None else str(r.params)), ("framework", r.framework or ""), ("source", r.source),
+        ("params", "" if r.params is None else str(r.params)),
+        ("framework", r.framework or ""),
+        ("source", r.source),
         ("labels", ",".join(f"{k}={v}" for k, v in sorted(r.labels.items()))),
-    ]  # fmt: skip
+    ]
     out = [f"run {r.run} ({r.phase})"] + [f"  {name:<9}  {paint(value)}" for name, value in facts if value]
     keys = r.keys
     if keys:
@@ -175,8 +201,12 @@ def show_text(r: RunRow, levels: str = UNICODE, paint: Painter = PLAIN) -> str:
     if not r.checks:
         out.append("  checks: none fired")
     for c in r.checks:
-        span = "" if c["first_epoch"] is None else f", epoch {c['first_epoch']}" + (
-            f"-{c['last_epoch']}" if c["last_epoch"] not in (None, c["first_epoch"]) else "")  # fmt: skip
+        span = (
+            ""
+            if c["first_epoch"] is None
+            else f", epoch {c['first_epoch']}"
+            + (f"-{c['last_epoch']}" if c["last_epoch"] not in (None, c["first_epoch"]) else "")
+        )
         state = "firing" if c["fired"] else "cleared"
         line = f"  check {c['name']} ({c['code'] or '-'}, {c['severity']}{span}, {state}): {c['message']}"
         out.append(paint(Cell(line, SEVERITY.get(c["severity"], "red")) if c["fired"] else Cell(line, None, "dark")))
@@ -187,10 +217,13 @@ def compare_table(runs: list[RunRow], paint: Painter = PLAIN) -> str:
     keys = sorted({k for r in runs for k in r.keys})
     header = ["", *(r.run for r in runs)]
     rows = [
-        ["phase", *(r.phase for r in runs)], ["job", *(r.job for r in runs)], ["status", *(status(r.status) for r in runs)],
-        ["epochs", *("" if r.epochs is None else str(r.epochs) for r in runs)], ["elapsed", *(_elapsed(r) for r in runs)],
+        ["phase", *(r.phase for r in runs)],
+        ["job", *(r.job for r in runs)],
+        ["status", *(status(r.status) for r in runs)],
+        ["epochs", *("" if r.epochs is None else str(r.epochs) for r in runs)],
+        ["elapsed", *(_elapsed(r) for r in runs)],
         ["params", *("" if r.params is None else str(r.params) for r in runs)],
-    ]  # fmt: skip
+    ]
     for key in keys:
         rows.append([f"{key} last", *(number(r.last(key)) for r in runs)])
         cells: list[str] = []
@@ -201,7 +234,15 @@ def compare_table(runs: list[RunRow], paint: Painter = PLAIN) -> str:
             text = "" if b is None else number(b[0]) + (f" @{b[1]}" if r.phase == "train" else "")
             cells.append(best(text) if b is not None and b[0] == winner else text)
         rows.append([f"{key} best ({'min' if lower_is_better(key) else 'max'})", *cells])
-    rows.append(["checks", *(Cell(names, "red") if (names := ",".join(c["name"] for c in r.checks if c["fired"])) else "-" for r in runs)])
+    rows.append(
+        [
+            "checks",
+            *(
+                Cell(names, "red") if (names := ",".join(c["name"] for c in r.checks if c["fired"])) else "-"
+                for r in runs
+            ),
+        ]
+    )
     return table(header, rows, [False] + [True] * len(runs), paint)
 
 
@@ -255,17 +296,27 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(DB.flag, default=argparse.SUPPRESS, metavar="PATH", help=DB.help + DB.env_note())
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for a script")
-    common.add_argument("--no-color", action="store_true", default=argparse.SUPPRESS, help="no colours (also NO_COLOR=1; off anyway when not a terminal)")
     common.add_argument(
-        "--stale-after", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
+        "--no-color",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="no colours (also NO_COLOR=1; off anyway when not a terminal)",
+    )
+    common.add_argument(
+        "--stale-after",
+        type=float,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
         help=f"a running run with no write for this long is interrupted (default {db.STALE_AFTER:g})",
-    )  # fmt: skip
+    )
     p = _Parser(prog="gangplank-runs", description="The run history that gangplank-sidecar records.", parents=[common])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     ls = sub.add_parser("list", parents=[common], help="the runs, oldest first")
     ls.add_argument("--job", help="only this job")
     ls.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="only runs with this label")
-    ls.add_argument("--status", choices=("running", "ok", "interrupted", "failed", "ended"), help="only runs with this status")
+    ls.add_argument(
+        "--status", choices=("running", "ok", "interrupted", "failed", "ended"), help="only runs with this status"
+    )
     ls.add_argument("--phase", choices=("train", "test"), help="only this phase")
     ls.add_argument("--since", metavar="DATE", help="only runs started at or after DATE (local time)")
     ls.add_argument("--until", metavar="DATE", help="only runs started before DATE (local time)")
@@ -283,10 +334,19 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--phase", choices=("train", "test"), help="which phase (default: train, else test)")
     se = sub.add_parser("search", parents=[common], help='runs matching a query such as "val_loss<0.1 job=mnist"')
     se.add_argument("query", nargs="+", help="terms, quoted together or not")
-    pl = sub.add_parser("plot", parents=[common], help="the runs' curves over the epochs, in the terminal or as an image")
+    pl = sub.add_parser(
+        "plot", parents=[common], help="the runs' curves over the epochs, in the terminal or as an image"
+    )
     pl.add_argument("runs", nargs="+", metavar="RUN")
-    pl.add_argument("--metric", action="append", metavar="NAME", help="a metric to draw (repeatable; default: the losses, else every metric)")
-    pl.add_argument("--output", metavar="FILE", type=Path, help=f"write a .png or .svg instead (needs matplotlib: {plot.INSTALL})")
+    pl.add_argument(
+        "--metric",
+        action="append",
+        metavar="NAME",
+        help="a metric to draw (repeatable; default: the losses, else every metric)",
+    )
+    pl.add_argument(
+        "--output", metavar="FILE", type=Path, help=f"write a .png or .svg instead (needs matplotlib: {plot.INSTALL})"
+    )
     pl.add_argument("--width", type=int, metavar="COLUMNS", help="chart width (default: the terminal's, at most 100)")
     pl.add_argument("--height", type=int, metavar="ROWS", help="chart height (default: the terminal's, at most 25)")
     return p
@@ -300,7 +360,12 @@ def _resolve(conn: sqlite3.Connection, run: str | None, phase: str | None) -> li
             raise NotFound("no runs recorded yet")
         ids = [latest[0]]
     else:
-        ids = [row[0] for row in conn.execute("SELECT DISTINCT run FROM runs WHERE run = ? OR substr(run, 1, ?) = ?", (run, len(run), run))]
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT run FROM runs WHERE run = ? OR substr(run, 1, ?) = ?", (run, len(run), run)
+            )
+        ]
         if run in ids:
             ids = [run]
         if not ids:
@@ -350,7 +415,21 @@ def _plot(conn: sqlite3.Connection, args: argparse.Namespace, unicode: bool, pai
     try:
         chart = plot.lines(runs, args.metric or plot.default_metrics(runs))
         if getattr(args, "json", False):
-            return json.dumps([{"run": ln.run, "metric": ln.metric, "epochs": ln.epochs, "values": [exact(v) for v in ln.values]} for ln in chart], indent=2) + "\n"
+            return (
+                json.dumps(
+                    [
+                        {
+                            "run": ln.run,
+                            "metric": ln.metric,
+                            "epochs": ln.epochs,
+                            "values": [exact(v) for v in ln.values],
+                        }
+                        for ln in chart
+                    ],
+                    indent=2,
+                )
+                + "\n"
+            )
         if args.output is not None:
             plot.image(chart, plot.title(runs), args.output)
             return f"wrote {args.output}\n"
@@ -381,16 +460,29 @@ def execute(args: argparse.Namespace, out: io.TextIOBase) -> None:
             else:
                 runs = _list(conn, args)
             sort = getattr(args, "sort", None)
-            out.write(json.dumps([summary(r) for r in runs], indent=2) + "\n" if as_json else list_table(runs, sort, paint))
+            out.write(
+                json.dumps([summary(r) for r in runs], indent=2) + "\n" if as_json else list_table(runs, sort, paint)
+            )
         elif args.command == "show":
             runs = _resolve(conn, args.run, args.phase)
             if as_json:
-                out.write(json.dumps([summary(r) | {"rows": json.loads(export(r, "json")), "checks": r.checks, "system": r.system} for r in runs], indent=2) + "\n")
+                out.write(
+                    json.dumps(
+                        [
+                            summary(r) | {"rows": json.loads(export(r, "json")), "checks": r.checks, "system": r.system}
+                            for r in runs
+                        ],
+                        indent=2,
+                    )
+                    + "\n"
+                )
             else:
                 out.write("\n".join(show_text(r, levels, paint) for r in runs))
         elif args.command == "compare":
             runs = [_resolve(conn, run, args.phase)[0] for run in args.runs]
-            out.write(json.dumps([summary(r) for r in runs], indent=2) + "\n" if as_json else compare_table(runs, paint))
+            out.write(
+                json.dumps([summary(r) for r in runs], indent=2) + "\n" if as_json else compare_table(runs, paint)
+            )
         elif args.command == "plot":
             out.write(_plot(conn, args, levels == UNICODE, paint))
         else:

@@ -139,7 +139,9 @@ def mark_stale(conn: sqlite3.Connection, stale_after: float = STALE_AFTER, now: 
     """Marks `interrupted` the running runs whose writer (on this host) is gone or that went quiet."""
     now = time.time() if now is None else now
     rows = conn.execute("SELECT id, host, pid, updated FROM runs WHERE status = 'running'").fetchall()
-    stale = [rid for rid, host, pid, updated in rows if (host == HOST and not _alive(pid)) or now - updated > stale_after]
+    stale = [
+        rid for rid, host, pid, updated in rows if (host == HOST and not _alive(pid)) or now - updated > stale_after
+    ]
     if stale:
         with transaction(conn):
             conn.executemany(
@@ -220,11 +222,39 @@ def load_runs(conn: sqlite3.Connection, where: str = "", args: tuple = (), detai
     """Runs (oldest first), with their metrics and checks when ``details``."""
     sql = f"SELECT {_RUN_COLUMNS} FROM runs r JOIN projects p ON p.id = r.project_id {where} ORDER BY r.started, r.id"
     runs = []
-    for rid, run, phase, job, labels, framework, params, planned, epochs, elapsed, started, ended, status, source in conn.execute(sql, args):
+    for (
+        rid,
+        run,
+        phase,
+        job,
+        labels,
+        framework,
+        params,
+        planned,
+        epochs,
+        elapsed,
+        started,
+        ended,
+        status,
+        source,
+    ) in conn.execute(sql, args):
         runs.append(
-            RunRow(rid, str(run), str(phase), str(job), _labels(labels), None if framework is None else str(framework),
-                   _count(params), _count(planned), _count(epochs), _time(elapsed), _time(started), _time(ended),
-                   str(status), str(source))  # fmt: skip
+            RunRow(
+                rid,
+                str(run),
+                str(phase),
+                str(job),
+                _labels(labels),
+                None if framework is None else str(framework),
+                _count(params),
+                _count(planned),
+                _count(epochs),
+                _time(elapsed),
+                _time(started),
+                _time(ended),
+                str(status),
+                str(source),
+            )
         )
     if details:
         for r in runs:

@@ -17,7 +17,14 @@ from gangplank_sidecar.runs.db import RunRow
 from gangplank_sidecar.runs.style import Cell, Painter
 
 MARKERS = "*+ox#@"
-COLORS = ["light_blue", "light_green", "light_red", "light_cyan", "light_magenta", "light_yellow"]  # plotext's first six
+COLORS = [
+    "light_blue",
+    "light_green",
+    "light_red",
+    "light_cyan",
+    "light_magenta",
+    "light_yellow",
+]  # plotext's first six
 _BOX = str.maketrans("┌┐└┘├┤┬┴┼─│", "+++++++++-|")
 FORMATS = (".png", ".svg")
 INSTALL = "pip install 'gangplank-sidecar[plot]'"
@@ -55,7 +62,9 @@ def lines(runs: list[RunRow], metrics: list[str]) -> list[Line]:
                 label = f"{r.run} {key}" if len(runs) > 1 else key
                 out.append(Line(r.run, key, label, [e for e, _ in points], [v for _, v in points]))
     if not out:
-        raise PlotError(f"no finite values of {', '.join(metrics)} in run{'s' if len(runs) > 1 else ''} {', '.join(r.run for r in runs)}")
+        raise PlotError(
+            f"no finite values of {', '.join(metrics)} in run{'s' if len(runs) > 1 else ''} {', '.join(r.run for r in runs)}"
+        )
     if len(out) > len(MARKERS):
         raise PlotError(f"{len(out)} lines are too many to tell apart: at most {len(MARKERS)} (choose with --metric)")
     return out
@@ -85,7 +94,11 @@ def terminal(chart: list[Line], heading: str, width: int, height: int, unicode: 
     figure.plot_size(width, height)
     figure.theme("simple")
     for i, line in enumerate(chart):
-        kept = [(e, v, k > 0 and math.isnan(line.values[k - 1])) for k, (e, v) in enumerate(zip(line.epochs, line.values)) if not math.isnan(v)]
+        kept = [
+            (e, v, k > 0 and math.isnan(line.values[k - 1]))
+            for k, (e, v) in enumerate(zip(line.epochs, line.values))
+            if not math.isnan(v)
+        ]
         signal = figure.signal([e for e, _, _ in kept], [v for _, v, _ in kept], marker=MARKERS[i])
         signal.lines()
         for index, (_, _, after_gap) in enumerate(kept):

@@ -17,8 +17,13 @@ from gangplank_sidecar.runs.db import RunRow
 
 _TERM = re.compile(r"([^<>=!\s]+)(<=|>=|!=|<|>|=)(\S+)\Z")
 _OPS: dict[str, Callable[[object, object], bool]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "=": operator.eq, "!=": operator.ne,
-}  # fmt: skip
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "=": operator.eq,
+    "!=": operator.ne,
+}
 TEXT_FIELDS = ("run", "phase", "job", "status", "framework", "source")
 NUMBER_FIELDS = ("epochs", "params", "elapsed")
 

@@ -17,7 +17,10 @@ from prometheus_client.utils import floatToGoString
 from gangplank_sidecar.aggregation.state import Series
 from gangplank_sidecar.parsers.protocol import Weights
 
-_ELAPSED_HELP = {"train": "The amount of time spent training the model", "test": "The amount of time spent testing the model"}
+_ELAPSED_HELP = {
+    "train": "The amount of time spent training the model",
+    "test": "The amount of time spent testing the model",
+}
 PARAMS_HELP = "The number of trainable and non-trainable model weights"
 WEIGHTS_HELP = "model trainable weights"
 
@@ -85,7 +88,14 @@ def families(series: Series, labels: dict[str, str] | None = None) -> list[Metri
     if series.phase == "train":
         out.extend(_best(series, names, labels))
     out.append(_gauge("gangplank_run_active", "1 until the run's end record", labels, float(series.status is None)))
-    out.append(_gauge("gangplank_run_last_record_timestamp_seconds", "When the run's last record was written (Unix time)", labels, series.time))
+    out.append(
+        _gauge(
+            "gangplank_run_last_record_timestamp_seconds",
+            "When the run's last record was written (Unix time)",
+            labels,
+            series.time,
+        )
+    )
     if series.checks:
         checks = GaugeMetricFamily(
             "gangplank_check_failed", "1 while a sanity check has fired for this run", labels=[*labels, "check", "code"]

@@ -67,21 +67,30 @@ class _System:
 def _system_values(reading: Reading) -> tuple[float | None, ...]:
     gpus = list(reading.gpus.values())
     return (
-        reading.cpu_ratio, reading.memory_used, reading.memory_ratio, reading.disk_used, reading.disk_ratio,
+        reading.cpu_ratio,
+        reading.memory_used,
+        reading.memory_ratio,
+        reading.disk_used,
+        reading.disk_ratio,
         sum(g.utilization_ratio for g in gpus) / len(gpus) if gpus else None,
         sum(g.memory_used for g in gpus) if gpus else None,
-    )  # fmt: skip
+    )
 
 
 class HistorySink:
     def __init__(
-        self, path: Path, labels: dict[str, str], report: Callable[[str], None], registry: CollectorRegistry | None = None
+        self,
+        path: Path,
+        labels: dict[str, str],
+        report: Callable[[str], None],
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.path = path
         self.dropped = Counter(
-            "gangplank_sidecar_history_dropped_records", "Records or system samples the run history could not store",
+            "gangplank_sidecar_history_dropped_records",
+            "Records or system samples the run history could not store",
             registry=registry,
-        )  # fmt: skip
+        )
         self.report = report
         self._label_dict = labels
         self._labels = json.dumps(labels, sort_keys=True)
@@ -107,9 +116,24 @@ class HistorySink:
         checks = tuple((c.name, c.code, c.severity, c.message, c.name in s.failed_checks) for c in s.checks.values())
         metrics = dict(s.epoch_metrics) if event in ("epoch", "evaluate") else None
         self._put(
-            _Record(event, s.run, s.phase, s.job, s.started, s.time, s.epoch, metrics, s.status, s.params,
-                    s.framework, s.planned_epochs, s.elapsed, s.source, checks,
-                    json.dumps({**self._label_dict, **s.labels}, sort_keys=True) if s.labels else self._labels)  # fmt: skip
+            _Record(
+                event,
+                s.run,
+                s.phase,
+                s.job,
+                s.started,
+                s.time,
+                s.epoch,
+                metrics,
+                s.status,
+                s.params,
+                s.framework,
+                s.planned_epochs,
+                s.elapsed,
+                s.source,
+                checks,
+                json.dumps({**self._label_dict, **s.labels}, sort_keys=True) if s.labels else self._labels,
+            )
         )
 
     def system(self, job: str, reading: Reading) -> None:
@@ -181,7 +205,9 @@ class HistorySink:
             self.lost += count
             if not self._failed:
                 self._failed = True
-                self.report(f"run history {self.path}: {exc.__class__.__name__}: {exc} (the record is dropped; further errors are only counted)")
+                self.report(
+                    f"run history {self.path}: {exc.__class__.__name__}: {exc} (the record is dropped; further errors are only counted)"
+                )
             return False
         return True
 
@@ -193,8 +219,10 @@ class HistorySink:
         """
         with db.transaction(self._conn):
             for record, later in zip(records, [*records[1:], None]):
-                superseded = later is not None and later.event == record.event == "epoch" and (
-                    (later.run, later.phase, later.epoch) == (record.run, record.phase, record.epoch)
+                superseded = (
+                    later is not None
+                    and later.event == record.event == "epoch"
+                    and ((later.run, later.phase, later.epoch) == (record.run, record.phase, record.epoch))
                 )
                 self._write_one(record, metrics=not superseded)
 
@@ -225,9 +253,25 @@ class HistorySink:
                  ended = excluded.ended, updated = excluded.updated, status = excluded.status,
                  host = excluded.host, pid = excluded.pid
                RETURNING id""",
-            (r.run, r.phase, self._project(r.job), r.labels, r.framework, r.params, r.planned_epochs, r.epoch,
-             r.elapsed, r.started, r.time if r.status else None, time.time(), status, r.source, db.HOST, os.getpid()),
-        ).fetchone()  # fmt: skip
+            (
+                r.run,
+                r.phase,
+                self._project(r.job),
+                r.labels,
+                r.framework,
+                r.params,
+                r.planned_epochs,
+                r.epoch,
+                r.elapsed,
+                r.started,
+                r.time if r.status else None,
+                time.time(),
+                status,
+                r.source,
+                db.HOST,
+                os.getpid(),
+            ),
+        ).fetchone()
         self._ids[key] = run_id
         if r.status:
             self._open.pop(key, None)

@@ -48,7 +48,11 @@ class StoreCollector(Collector):
     """
 
     def __init__(
-        self, store: Store, labels: dict[str, str], report: Callable[[str], None] | None = None, errors: Counter | None = None
+        self,
+        store: Store,
+        labels: dict[str, str],
+        report: Callable[[str], None] | None = None,
+        errors: Counter | None = None,
     ) -> None:
         self.store = store
         self.labels = labels
@@ -66,7 +70,9 @@ class StoreCollector(Collector):
                     self.errors.inc()
                 if not self._reported and self.report is not None:
                     self._reported = True
-                    self.report(f"--listen: run {s.run} (job {s.job}, {s.phase}) left out of /metrics: {exc} (further errors are only counted)")
+                    self.report(
+                        f"--listen: run {s.run} (job {s.job}, {s.phase}) left out of /metrics: {exc} (further errors are only counted)"
+                    )
         return iter(merge(metrics))
 
 
@@ -104,10 +110,16 @@ class ListenSink:
         """``job`` names the job of the sidecar's own series (known once the first record came)."""
         host, port = parse_address(address)
         self.registry = registry = CollectorRegistry()
-        errors = Counter("gangplank_sidecar_listen_errors", "Series left out of a /metrics page because they could not be rendered", registry=self_registry)
+        errors = Counter(
+            "gangplank_sidecar_listen_errors",
+            "Series left out of a /metrics page because they could not be rendered",
+            registry=self_registry,
+        )
         registry.register(StoreCollector(store, labels, report, errors))
         registry.register(_Labelled(self_registry, lambda: {"job": job(), "phase": "sidecar", **labels}))
-        server_class = type("Server", (_Server,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})
+        server_class = type(
+            "Server", (_Server,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET}
+        )
         try:
             self.server = make_server(host, port, _app(make_wsgi_app(registry)), server_class, handler_class=_Quiet)
         except OSError as exc:

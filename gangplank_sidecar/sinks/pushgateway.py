@@ -148,7 +148,9 @@ class PushgatewaySink:
     def delivered_through(self) -> int:
         """The store version up to which every change has reached the gateway (what a checkpoint may claim)."""
         version = self.store.version
-        behind = [self._delivered.get(s.key, 0) for s in self.store.snapshot() if s.version > self._delivered.get(s.key, 0)]
+        behind = [
+            self._delivered.get(s.key, 0) for s in self.store.snapshot() if s.version > self._delivered.get(s.key, 0)
+        ]
         return min(behind, default=version)
 
     def assume_delivered(self) -> None:
@@ -183,7 +185,11 @@ class PushgatewaySink:
             if s.version > self._delivered.get(s.key, 0)
         ]
         job = self.store.job(self.job)
-        items += [_Item(("", g.phase, ()), g.version, job, g.phase, g.registry) for g in self.groups if g.version > self._delivered.get(("", g.phase, ()), 0)]
+        items += [
+            _Item(("", g.phase, ()), g.version, job, g.phase, g.registry)
+            for g in self.groups
+            if g.version > self._delivered.get(("", g.phase, ()), 0)
+        ]
         return items
 
     def _forgotten(self) -> list[Key]:
@@ -199,7 +205,10 @@ class PushgatewaySink:
                     self.store.changed.wait_for(self._stopping.is_set, self.retry.delay(self._failures))
                 else:
                     due = self._last_self_push + SELF_PUSH_EVERY - time.monotonic()
-                    self.store.changed.wait_for(lambda: self.store.version != seen or self._woken or self._stopping.is_set(), max(due, 0))  # noqa: B023 - waited on here
+                    self.store.changed.wait_for(
+                        lambda seen=seen: self.store.version != seen or self._woken or self._stopping.is_set(),
+                        max(due, 0),
+                    )
                 if self._stopping.is_set():
                     break
                 seen, self._woken = self.store.version, False
@@ -271,7 +280,9 @@ class PushgatewaySink:
 
     def _push_self(self, timeout: float) -> bool:
         self._last_self_push = time.monotonic()
-        return self._send(self.store.job(self.job), {"phase": "sidecar", **self.labels}, self.selfmetrics.registry, timeout)
+        return self._send(
+            self.store.job(self.job), {"phase": "sidecar", **self.labels}, self.selfmetrics.registry, timeout
+        )
 
     def _send(self, job: str, grouping_key: dict[str, str], registry: Collector | None, timeout: float) -> bool:
         """PUTs ``registry`` as the group, or DELETEs the group when there is none."""
@@ -279,7 +290,9 @@ class PushgatewaySink:
         started = time.monotonic()
         try:
             data = generate_latest(registry) if registry is not None else None
-            method, headers = ("PUT", [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]) if data is not None else ("DELETE", [])
+            method, headers = (
+                ("PUT", [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]) if data is not None else ("DELETE", [])
+            )
             self.handler(url=url, method=method, timeout=timeout, headers=headers, data=data or b"")()
         except Exception as exc:  # noqa: BLE001 - any failure of a push is counted and retried, never raised
             self.last_error = str(exc) or exc.__class__.__name__

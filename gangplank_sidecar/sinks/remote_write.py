@@ -75,7 +75,9 @@ class RemoteWriteMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.sent = Counter(
-            "gangplank_sidecar_remote_write_sent_samples", "Samples accepted by remote-write receivers", registry=registry
+            "gangplank_sidecar_remote_write_sent_samples",
+            "Samples accepted by remote-write receivers",
+            registry=registry,
         )
         self.dropped = Counter(
             "gangplank_sidecar_remote_write_dropped_samples",
@@ -91,7 +93,9 @@ class RemoteWriteMetrics:
             "gangplank_sidecar_remote_write_pending_samples", "Samples buffered for remote write", registry=registry
         )
         self.pending_bytes = Gauge(
-            "gangplank_sidecar_remote_write_pending_bytes", "Estimated memory of the samples buffered for remote write", registry=registry
+            "gangplank_sidecar_remote_write_pending_bytes",
+            "Estimated memory of the samples buffered for remote write",
+            registry=registry,
         )
         for reason in ("overflow", "rejected", "undelivered", "error"):
             self.dropped.labels(reason)
@@ -131,7 +135,9 @@ class Recorder:
                 sink.metrics.dropped.labels("error").inc()
             if not self._failed and self.report is not None:
                 self._failed = True
-                self.report(f"remote write: a {event} record of run {series.run} could not be turned into samples ({exc}); such records are dropped and counted")
+                self.report(
+                    f"remote write: a {event} record of run {series.run} could not be turned into samples ({exc}); such records are dropped and counted"
+                )
             return
         for sink in self.sinks:
             sink.put(record)
@@ -284,7 +290,9 @@ class RemoteWriteSink:
         self._thread.join(max(0.0, self._deadline - time.monotonic()) + self.timeout + 1)
         with self._cond:
             if self._buffered:
-                self.report(f"{self._buffered} samples could not be written to {redact(self.url)} before the flush timeout")
+                self.report(
+                    f"{self._buffered} samples could not be written to {redact(self.url)} before the flush timeout"
+                )
                 self.metrics.dropped.labels("undelivered").inc(self._buffered)
                 self.lost += self._buffered
                 self._buffer.clear()
@@ -335,7 +343,9 @@ class RemoteWriteSink:
                 self.lost += count
                 if not self._error_reported:
                     self._error_reported = True
-                    self.report(f"remote write to {redact(self.url)}: {count} samples dropped: {exc.__class__.__name__}: {exc} (further errors are only counted)")
+                    self.report(
+                        f"remote write to {redact(self.url)}: {count} samples dropped: {exc.__class__.__name__}: {exc} (further errors are only counted)"
+                    )
 
     def _deliver(self, batch: list[Record]) -> bool:
         """Sends one batch until it is accepted or rejected; False if the deadline passed first."""

@@ -23,7 +23,9 @@ def _system(totals: Totals) -> str:
         mean = Totals.mean(values)
         if mean is not None:
             parts.append(f"mean {what} {mean:.1%}")
-    return f"gangplank-sidecar: system ({totals.samples} samples): {', '.join(parts) or 'no CPU, memory or GPU measured'}"
+    return (
+        f"gangplank-sidecar: system ({totals.samples} samples): {', '.join(parts) or 'no CPU, memory or GPU measured'}"
+    )
 
 
 def summarize(runs: list[Series], system: Totals | None = None, dropped: int = 0, levels: str = UNICODE) -> str:
@@ -37,12 +39,16 @@ def summarize(runs: list[Series], system: Totals | None = None, dropped: int = 0
         return "\n".join(["gangplank-sidecar: no training or evaluation records seen", *tail]) + "\n"
     lines: list[str] = []
     if dropped:
-        lines.append(f"gangplank-sidecar: {dropped} earlier run{'s' if dropped != 1 else ''} not shown (only the last {FINISHED_KEPT} finished runs are kept)")
+        lines.append(
+            f"gangplank-sidecar: {dropped} earlier run{'s' if dropped != 1 else ''} not shown (only the last {FINISHED_KEPT} finished runs are kept)"
+        )
     for s in runs:
         epochs = s.epoch or 0
         what = f"{epochs} epoch{'s' if epochs != 1 else ''}" if s.phase == "train" else "evaluate"
         took = f" in {s.elapsed:.1f} s" if s.elapsed is not None else ""
-        lines.append(f"gangplank-sidecar: run {s.run} (job {s.job}, {s.phase}): {what}{took}, {s.status or 'no end record'}")
+        lines.append(
+            f"gangplank-sidecar: run {s.run} (job {s.job}, {s.phase}): {what}{took}, {s.status or 'no end record'}"
+        )
         if s.metrics:
             width = min(max(len(k) for k in s.metrics), 40)
             lines.append(f"  {'metric':<{width}}  {'last':>12}  best")
@@ -58,7 +64,9 @@ def summarize(runs: list[Series], system: Totals | None = None, dropped: int = 0
                 lines.append(f"  curves over epochs {first}-{last}")
                 lines.extend("  " + line for line in curves)
             if len(s.metrics) > MAX_METRICS_SHOWN:
-                lines.append(f"  ... {len(s.metrics) - MAX_METRICS_SHOWN} more metrics not shown (gangplank-runs show {s.run})")
+                lines.append(
+                    f"  ... {len(s.metrics) - MAX_METRICS_SHOWN} more metrics not shown (gangplank-runs show {s.run})"
+                )
         for name in sorted(s.failed_checks):
             check = s.checks[name]
             lines.append(f"  check {check.code or '-'} {name}: {check.message}")

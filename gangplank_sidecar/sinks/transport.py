@@ -49,7 +49,9 @@ def parse_headers(lines: Sequence[str]) -> tuple[tuple[str, SecretStr], ...]:
         if not sep or not _HEADER_NAME.match(name) or "\r" in value or "\n" in value:
             raise ValueError(f"--header: expected 'Name: value', got a header named {name!r}")
         if name.lower() in _RESERVED_HEADERS:
-            raise ValueError(f"--header: {name} is set by the sidecar (use --basic-auth-* or --bearer-token-file for Authorization)")
+            raise ValueError(
+                f"--header: {name} is set by the sidecar (use --basic-auth-* or --bearer-token-file for Authorization)"
+            )
         headers.append((name, SecretStr(value)))
     return tuple(headers)
 
@@ -58,11 +60,15 @@ def check(url: str, config: TransportConfig) -> None:
     """Refuses what would silently do something else than asked, and unreadable TLS files."""
     parts = urlsplit(url)
     if parts.username or parts.password:
-        raise ValueError("put credentials in --basic-auth-user and --basic-auth-password-file, not in the Pushgateway URL")
+        raise ValueError(
+            "put credentials in --basic-auth-user and --basic-auth-password-file, not in the Pushgateway URL"
+        )
     if parts.scheme != "https" and (config.tls_ca_file or config.tls_cert_file):
         raise ValueError("--tls-* options need an https:// Pushgateway URL")
     if (config.basic_auth_user is None) != (config.basic_auth_password is None):
-        raise ValueError("basic auth needs both --basic-auth-user and a password (--basic-auth-password-file or GANGPLANK_BASIC_AUTH_PASSWORD)")
+        raise ValueError(
+            "basic auth needs both --basic-auth-user and a password (--basic-auth-password-file or GANGPLANK_BASIC_AUTH_PASSWORD)"
+        )
     if config.basic_auth_password is not None and config.bearer_token is not None:
         raise ValueError("use either basic auth or a bearer token, not both")
     if config.tls_key_file and not config.tls_cert_file:
@@ -77,7 +83,9 @@ def ssl_context(config: TransportConfig) -> ssl.SSLContext:
         raise ValueError(f"--tls-ca-file: cannot load {config.tls_ca_file}: {exc.__class__.__name__}") from None
     if config.tls_cert_file:
         try:
-            context.load_cert_chain(str(config.tls_cert_file), str(config.tls_key_file) if config.tls_key_file else None)
+            context.load_cert_chain(
+                str(config.tls_cert_file), str(config.tls_key_file) if config.tls_key_file else None
+            )
         except (OSError, ssl.SSLError) as exc:
             raise ValueError(f"--tls-cert-file: cannot load {config.tls_cert_file}: {exc.__class__.__name__}") from None
     return context
@@ -103,7 +111,9 @@ class Transport:
         for secret in (config.basic_auth_password, config.bearer_token):
             if secret is not None:
                 secrets.append(secret.get_secret_value())
-        secrets += [value.split(" ", 1)[1] for name, value in self._headers if name == "Authorization"]  # the base64 pair
+        secrets += [
+            value.split(" ", 1)[1] for name, value in self._headers if name == "Authorization"
+        ]  # the base64 pair
         secrets += [quote(secret, safe="") for secret in secrets]
         self._secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
 
@@ -118,11 +128,19 @@ class Transport:
     ) -> Callable[[], None]:
         return lambda: self.send(url, method, data, headers, timeout)
 
-    def send(self, url: str, method: str, data: bytes, headers: Sequence[tuple[str, str]], timeout: float | None = None) -> None:
+    def send(
+        self, url: str, method: str, data: bytes, headers: Sequence[tuple[str, str]], timeout: float | None = None
+    ) -> None:
         self.request(url, method, data, headers, timeout)
 
     def request(
-        self, url: str, method: str, data: bytes, headers: Sequence[tuple[str, str]], timeout: float | None = None, max_body: int | None = None
+        self,
+        url: str,
+        method: str,
+        data: bytes,
+        headers: Sequence[tuple[str, str]],
+        timeout: float | None = None,
+        max_body: int | None = None,
     ) -> bytes:
         """One request; the answer's body: its start (for an error message), or all of it up to ``max_body`` bytes."""
         parts = urlsplit(url)
@@ -147,9 +165,13 @@ class Transport:
             waited = connect_timeout if stage == "connect" else read_timeout
             raise PushError(f"no {'connection' if stage == 'connect' else 'answer'} within {waited:.3g} s") from None
         except ssl.SSLCertVerificationError as exc:
-            raise PushError(f"TLS: the gateway's certificate is not trusted ({exc.verify_message}); check --tls-ca-file") from None
+            raise PushError(
+                f"TLS: the gateway's certificate is not trusted ({exc.verify_message}); check --tls-ca-file"
+            ) from None
         except ssl.SSLError as exc:
-            raise PushError(f"TLS: {exc.reason or exc.__class__.__name__} (a client certificate may be needed: --tls-cert-file)") from None
+            raise PushError(
+                f"TLS: {exc.reason or exc.__class__.__name__} (a client certificate may be needed: --tls-cert-file)"
+            ) from None
         except ConnectionRefusedError:
             raise PushError("connection refused") from None
         except (http.client.IncompleteRead, http.client.RemoteDisconnected, http.client.BadStatusLine, ConnectionError):
@@ -167,7 +189,9 @@ class Transport:
         if response.status >= 400:
             detail = self.redact(body.decode("utf-8", "replace")).strip().splitlines()
             reason = self.redact(response.reason)
-            raise PushError(f"HTTP {response.status} {reason}" + (f": {detail[0][:200]}" if detail else ""), response.status)
+            raise PushError(
+                f"HTTP {response.status} {reason}" + (f": {detail[0][:200]}" if detail else ""), response.status
+            )
         if max_body is not None and len(body) > max_body:
             raise PushError(f"the answer is longer than {max_body} bytes")
         return body

@@ -68,7 +68,11 @@ class Saved:
 def default_path(patterns: Sequence[str]) -> Path:
     """Under $XDG_STATE_HOME/gangplank (or ~/.local/state/gangplank), one file per set of paths."""
     key = "\0".join(sorted(os.path.abspath(os.path.expanduser(p)) for p in patterns))
-    return xdg_dir("XDG_STATE_HOME", ".local/state") / "gangplank" / f"follow-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    return (
+        xdg_dir("XDG_STATE_HOME", ".local/state")
+        / "gangplank"
+        / f"follow-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    )
 
 
 class Checkpoints:
@@ -99,7 +103,9 @@ class Checkpoints:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, TypeError, KeyError) as exc:
-            self.report(f"ignoring the state file {self.path} ({exc.__class__.__name__}); reading every file from the start")
+            self.report(
+                f"ignoring the state file {self.path} ({exc.__class__.__name__}); reading every file from the start"
+            )
             return {}
 
     def mark(self, name: str, version: int, position: Position) -> None:
@@ -175,7 +181,11 @@ class Checkpoints:
             data = {
                 "format": FORMAT,
                 "files": {name: asdict(saved) for name, saved in sorted(self.saved.items())},
-                **({"streams": {name: dict(runs) for name, runs in sorted(self.streams.items())}} if self.streams else {}),
+                **(
+                    {"streams": {name: dict(runs) for name, runs in sorted(self.streams.items())}}
+                    if self.streams
+                    else {}
+                ),
             }
         tmp = None
         try:

@@ -57,7 +57,9 @@ def run_command(
 
     assert proc.stdout is not None and proc.stderr is not None
     readers = [
-        threading.Thread(target=pump, args=(pipe.fileno(), name, locked, echoing(echo)), name=f"read-{name}", daemon=True)
+        threading.Thread(
+            target=pump, args=(pipe.fileno(), name, locked, echoing(echo)), name=f"read-{name}", daemon=True
+        )
         for pipe, name, echo in ((proc.stdout, "stdout", out), (proc.stderr, "stderr", err))
     ]
     for reader in readers:

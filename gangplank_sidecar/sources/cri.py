@@ -17,15 +17,20 @@ from collections.abc import Iterator
 from gangplank_sidecar.sources.lines import MAX_LINE, OVERSIZED
 
 LATEST = 253402300800.0  # 10000-01-01T00:00:00Z: a time past it (or before 1970) is no runtime's
-_LINE = re.compile(
-    rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d) (stdout|stderr) ([PF])(?: |\Z)"
-)
+_LINE = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d) (stdout|stderr) ([PF])(?: |\Z)")
 
 
 @functools.lru_cache(maxsize=64)
 def _second(stamp: bytes, zone: bytes) -> float:
     """Unix time of a whole second (lines come in bursts within one second: cached)."""
-    y, mo, d, h, mi, s = int(stamp[:4]), int(stamp[5:7]), int(stamp[8:10]), int(stamp[11:13]), int(stamp[14:16]), int(stamp[17:19])
+    y, mo, d, h, mi, s = (
+        int(stamp[:4]),
+        int(stamp[5:7]),
+        int(stamp[8:10]),
+        int(stamp[11:13]),
+        int(stamp[14:16]),
+        int(stamp[17:19]),
+    )
     offset = 0 if zone == b"Z" else (1 if zone[:1] == b"+" else -1) * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
     return float(calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) - offset)
 

@@ -92,7 +92,10 @@ def _same_file(path: str, tail: _Tail) -> bool:
 
 
 def watch(
-    dirs: list[str], stop: threading.Event, timeout_ms: int, watch_filter: Callable[[watchfiles.Change, str], bool] | None = None
+    dirs: list[str],
+    stop: threading.Event,
+    timeout_ms: int,
+    watch_filter: Callable[[watchfiles.Change, str], bool] | None = None,
 ) -> Iterator[set[tuple[watchfiles.Change, str]]]:
     """watchfiles' watch as the followers use it: these directories only (no recursion), a batch at
     least every ``timeout_ms`` even when nothing changed, and an end of its own when ``stop`` is set."""
@@ -176,7 +179,9 @@ class Follower:
             tail = self._open(path, at=old)
             if tail is None:
                 continue
-            if saved is not None and saved.matches(tail.dev, tail.ino, os.fstat(tail.fd).st_size, os.pread(tail.fd, HEAD, 0)):
+            if saved is not None and saved.matches(
+                tail.dev, tail.ino, os.fstat(tail.fd).st_size, os.pread(tail.fd, HEAD, 0)
+            ):
                 self._read(tail, limit=saved.offset)
                 self.counts.resumed += 1
                 self.report(f"resuming {path} in its rotated file {old} at byte {tail.line_end}")
@@ -264,7 +269,9 @@ class Follower:
             if not stat.S_ISREG(os.stat(at or path).st_mode):
                 self._not_regular(path)
                 return None
-            fd = os.open(at or path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: should a FIFO replace it, open() must not block
+            fd = os.open(
+                at or path, os.O_RDONLY | os.O_NONBLOCK
+            )  # O_NONBLOCK: should a FIFO replace it, open() must not block
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -138,7 +138,11 @@ class KubernetesLogs(Follower):
     def rotated(self, path: str) -> list[str]:
         """``0.log.20261203-101500`` for ``0.log``: plain rotated files, oldest first; never ``.gz``."""
         name = os.path.basename(path)
-        return [e.path for e in _entries(os.path.dirname(path)) if e.name.startswith(name) and _ROTATED.match(e.name, len(name))]
+        return [
+            e.path
+            for e in _entries(os.path.dirname(path))
+            if e.name.startswith(name) and _ROTATED.match(e.name, len(name))
+        ]
 
     def resume(self) -> None:
         """As files do; the positions of logs that are gone (pods deleted while we were away) are dropped,
@@ -151,12 +155,15 @@ class KubernetesLogs(Follower):
         finally:
             self.report = report
         if self.counts.resumed > resumed:
-            report(f"resuming {self.counts.resumed - resumed} logs under {self.root} from {self.checkpoints.path if self.checkpoints else ''}")
+            report(
+                f"resuming {self.counts.resumed - resumed} logs under {self.root} from {self.checkpoints.path if self.checkpoints else ''}"
+            )
         if self.checkpoints is None:
             return
         live = self._containers
         gone = {
-            d for d in [*self.checkpoints.streams, *map(os.path.dirname, self.checkpoints.saved)]
+            d
+            for d in [*self.checkpoints.streams, *map(os.path.dirname, self.checkpoints.saved)]
             if d.startswith(self.root + os.sep) and d not in live
         }
         for directory in sorted(gone):
@@ -166,7 +173,9 @@ class KubernetesLogs(Follower):
             labels = Container(directory, m.group(1), m.group(2), os.path.basename(directory)).labels
             jobs = {m.group(2), *self.checkpoints.streams.get(directory, {}).values()}
             self.orphans += [key(job, phase, labels) for job in sorted(jobs) for phase in PHASES]
-        self.checkpoints.drop(lambda name: name.startswith(self.root + os.sep) and name not in live and os.path.dirname(name) not in live)
+        self.checkpoints.drop(
+            lambda name: name.startswith(self.root + os.sep) and name not in live and os.path.dirname(name) not in live
+        )
 
     def scan(self) -> None:
         """A full pass: discovery, every file read, the streams of deleted pods ended."""

@@ -17,14 +17,34 @@ from gangplank_sidecar.system.sampler import Reading, Sampler
 PHASE = "system"
 
 _JOB = (
-    ("cpu_utilization_ratio", "cpu_ratio", "Share of the CPUs available to the job (cgroup quota and affinity) it kept busy over the last interval; 1 = all of them"),
-    ("memory_used_bytes", "memory_used", "Memory used by the job: resident memory of its processes, or its cgroup's working set"),
-    ("memory_utilization_ratio", "memory_ratio", "Memory used by the job as a share of the memory available to it (cgroup limit or machine)"),
+    (
+        "cpu_utilization_ratio",
+        "cpu_ratio",
+        "Share of the CPUs available to the job (cgroup quota and affinity) it kept busy over the last interval; 1 = all of them",
+    ),
+    (
+        "memory_used_bytes",
+        "memory_used",
+        "Memory used by the job: resident memory of its processes, or its cgroup's working set",
+    ),
+    (
+        "memory_utilization_ratio",
+        "memory_ratio",
+        "Memory used by the job as a share of the memory available to it (cgroup limit or machine)",
+    ),
     ("disk_used_bytes", "disk_used", "Bytes used on the file system that holds the disk path"),
-    ("disk_utilization_ratio", "disk_ratio", "Used share of the disk path's file system, as df shows it: used / (used + available)"),
+    (
+        "disk_utilization_ratio",
+        "disk_ratio",
+        "Used share of the disk path's file system, as df shows it: used / (used + available)",
+    ),
 )
 _GPU = (
-    ("gpu_utilization_ratio", "utilization_ratio", "Share of the last sample period in which the GPU was busy, from NVML"),
+    (
+        "gpu_utilization_ratio",
+        "utilization_ratio",
+        "Share of the last sample period in which the GPU was busy, from NVML",
+    ),
     ("gpu_memory_used_bytes", "memory_used", "GPU memory in use on the device, from NVML"),
     ("gpu_memory_utilization_ratio", "memory_ratio", "GPU memory in use as a share of the device's memory"),
 )

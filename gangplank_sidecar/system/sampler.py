@@ -158,7 +158,9 @@ class Sampler:
                 values.update(read(final))
             except Exception as exc:  # noqa: BLE001 - sampling must never stop the sidecar
                 self._failed.add(name)
-                self._tell(f"system sampling of the {name} failed ({exc.__class__.__name__}: {exc}); left out from now on")
+                self._tell(
+                    f"system sampling of the {name} failed ({exc.__class__.__name__}: {exc}); left out from now on"
+                )
         reading = Reading(**values)  # type: ignore[arg-type]
         self.totals.add(reading)
         self.latest = self.latest.merged(reading)

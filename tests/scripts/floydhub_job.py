@@ -9,5 +9,8 @@ for epoch in range(1, 4):
     print(f"epoch {epoch} done", flush=True)
     print(json.dumps({"metric": "loss", "value": 1.5 / epoch, "epoch": epoch}), flush=True)
     print(json.dumps({"metric": "accuracy", "value": 0.25 * epoch, "epoch": epoch}), flush=True)
-    print(json.dumps({"metric": "val-loss", "value": float("nan") if epoch == 2 else 2.0 / epoch, "epoch": epoch}), flush=True)
+    print(
+        json.dumps({"metric": "val-loss", "value": float("nan") if epoch == 2 else 2.0 / epoch, "epoch": epoch}),
+        flush=True,
+    )
 print("finished", flush=True)

@@ -23,10 +23,14 @@ order = np.random.default_rng(1).permutation(len(x))
 x, y = x[order], y[order]
 x_train, y_train, x_test, y_test = x[:1400], y[:1400], x[1400:], y[1400:]
 
-model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+model = keras.Sequential(
+    [keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")]
+)
 model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 emitter = Emitter(histogram_buckets=HISTOGRAM_WEIGHT_BUCKETS_0_3, job=os.environ.get("EMITTER_JOB"))
-history = model.fit(x_train, y_train, epochs=epochs, batch_size=64, validation_split=0.2, callbacks=[emitter], verbose=1)
+history = model.fit(
+    x_train, y_train, epochs=epochs, batch_size=64, validation_split=0.2, callbacks=[emitter], verbose=1
+)
 weights = np.concatenate([np.asarray(w, dtype=np.float64).ravel() for w in model.trainable_weights])
 train_counts = [int(np.count_nonzero(weights <= b)) for b in HISTOGRAM_WEIGHT_BUCKETS_0_3] + [int(weights.size)]
 result = model.evaluate(x_test, y_test, callbacks=[emitter], verbose=1, return_dict=True)

@@ -13,7 +13,9 @@ from sklearn.datasets import load_digits
 x, y = load_digits(return_X_y=True)
 x = (x / 16.0).astype("float32")
 keras.utils.set_random_seed(2)
-model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+model = keras.Sequential(
+    [keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10, activation="softmax")]
+)
 model.compile(
     optimizer="adam",
     loss="sparse_categorical_crossentropy",

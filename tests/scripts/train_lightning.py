@@ -57,10 +57,15 @@ def data(n: int, seed: int) -> DataLoader:
 pl.seed_everything(0, verbose=False)
 model = Classifier()
 trainer = pl.Trainer(
-    max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-    enable_model_summary=False, num_sanity_val_steps=0,
+    max_epochs=epochs,
+    accelerator="cpu",
+    logger=False,
+    enable_checkpointing=False,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    num_sanity_val_steps=0,
     callbacks=[Emitter(histogram_buckets=HISTOGRAM_WEIGHT_BUCKETS_0_3, job=os.environ.get("EMITTER_JOB"))],
-)  # fmt: skip
+)
 trainer.fit(model, data(256, 1), data(64, 2))
 fit_metrics = {key: value.item() for key, value in trainer.callback_metrics.items()}
 weights = np.concatenate([p.detach().double().numpy().ravel() for p in model.parameters()])

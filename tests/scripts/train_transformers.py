@@ -31,18 +31,35 @@ def sequences(n: int, seed: int) -> list[dict]:
 
 torch.manual_seed(0)
 config = BertConfig(
-    vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-    max_position_embeddings=16, num_labels=2,
-)  # fmt: skip
+    vocab_size=40,
+    hidden_size=16,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=32,
+    max_position_embeddings=16,
+    num_labels=2,
+)
 model = BertForSequenceClassification(config)
 with tempfile.TemporaryDirectory() as output_dir:
     args = TrainingArguments(
-        output_dir=output_dir, num_train_epochs=epochs, per_device_train_batch_size=16, per_device_eval_batch_size=32,
-        learning_rate=5e-3, eval_strategy="epoch", logging_strategy="epoch", save_strategy="no", report_to="none",
-        use_cpu=True, disable_tqdm=True, seed=0, dataloader_num_workers=0,
-    )  # fmt: skip
+        output_dir=output_dir,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=32,
+        learning_rate=5e-3,
+        eval_strategy="epoch",
+        logging_strategy="epoch",
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        dataloader_num_workers=0,
+    )
     emitter = Emitter(histogram_buckets=HISTOGRAM_WEIGHT_BUCKETS_0_3, job=os.environ.get("EMITTER_JOB"))
-    trainer = Trainer(model=model, args=args, train_dataset=sequences(192, 1), eval_dataset=sequences(64, 2), callbacks=[emitter])
+    trainer = Trainer(
+        model=model, args=args, train_dataset=sequences(192, 1), eval_dataset=sequences(64, 2), callbacks=[emitter]
+    )
     trainer.train()
     weights = np.concatenate([p.detach().double().numpy().ravel() for p in model.parameters() if p.requires_grad])
     result = trainer.evaluate()

@@ -14,6 +14,8 @@ order = np.argsort(y, kind="stable")
 x, y = x[order].astype("float32"), y[order]
 keras.utils.set_random_seed(1)
 inspect(x, y, batch_size=32)
-model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="sigmoid"), keras.layers.Dense(10, activation="softmax")])
+model = keras.Sequential(
+    [keras.Input((64,)), keras.layers.Dense(16, activation="sigmoid"), keras.layers.Dense(10, activation="softmax")]
+)
 model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
 model.fit(x, y, epochs=1, batch_size=32, callbacks=[Emitter(job="checks")], verbose=2)

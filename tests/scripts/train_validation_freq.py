@@ -15,9 +15,19 @@ from gangplank_emitter import Emitter
 x, y = load_digits(return_X_y=True)
 x = (x / 16.0).astype("float32")
 keras.utils.set_random_seed(3)
-model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+model = keras.Sequential(
+    [keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")]
+)
 model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-history = model.fit(x[:1200], y[:1200], epochs=12, batch_size=64, validation_data=(x[1200:], y[1200:]), validation_freq=4,
-                    callbacks=[Emitter(job="valfreq")], verbose=0)  # fmt: skip
+history = model.fit(
+    x[:1200],
+    y[:1200],
+    epochs=12,
+    batch_size=64,
+    validation_data=(x[1200:], y[1200:]),
+    validation_freq=4,
+    callbacks=[Emitter(job="valfreq")],
+    verbose=0,
+)
 with open(sys.argv[1], "w") as out:
     json.dump(history.history, out)

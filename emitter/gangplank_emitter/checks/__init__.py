@@ -10,6 +10,14 @@ from .model import model_checks
 from .training import UpdateTracker, trainable_by_layer
 
 __all__ = [
-    "ALWAYS_IN_INSPECT", "ALWAYS_IN_MODEL", "CATALOGUE", "UpdateTracker", "inspect", "inspected", "model_checks", "passed",
-    "take_inspected", "trainable_by_layer",
+    "ALWAYS_IN_INSPECT",
+    "ALWAYS_IN_MODEL",
+    "CATALOGUE",
+    "UpdateTracker",
+    "inspect",
+    "inspected",
+    "model_checks",
+    "passed",
+    "take_inspected",
+    "trainable_by_layer",
 ]

@@ -22,35 +22,76 @@ class Check(NamedTuple):
 CATALOGUE: dict[str, Check] = {
     "K101": Check("batch_size_not_power_of_2", "info", "inspect", "batch size is not a power of 2"),
     "K1010": Check("batch_size_too_small", "warning", "inspect", "batch size below MIN_BATCH_SIZE"),
-    "K1012": Check("batch_size_too_large", "warning", "inspect",
-                   "batch size above MAX_BATCH_FRACTION of the training rows"),
+    "K1012": Check(
+        "batch_size_too_large", "warning", "inspect", "batch size above MAX_BATCH_FRACTION of the training rows"
+    ),
     "K102": Check("data_not_shuffled", "warning", "inspect", "labels come in long runs (sorted or grouped)"),
-    "K103": Check("train_validation_not_stratified", "warning", "inspect",
-                  "train and validation class shares differ beyond sampling noise"),
-    "K104": Check("train_validation_normalised_separately", "warning", "inspect",
-                  "validation normalised with its own statistics, or on another scale than train"),
+    "K103": Check(
+        "train_validation_not_stratified",
+        "warning",
+        "inspect",
+        "train and validation class shares differ beyond sampling noise",
+    ),
+    "K104": Check(
+        "train_validation_normalised_separately",
+        "warning",
+        "inspect",
+        "validation normalised with its own statistics, or on another scale than train",
+    ),
     "K201": Check("weights_too_small", "warning", "model", "initial weights shrink every signal"),
     "K202": Check("weights_outside_unit_sphere", "warning", "model", "initial weights blow signals up"),
-    "K203": Check("uniform_weight_initialisation", "info", "model",
-                  "fixed-range uniform initialiser, not scaled to the layer's fan-in"),
-    "K204": Check("data_incompatible_with_initialiser", "warning", "model, after inspect",
-                  "inputs far from the unit scale that variance-scaling initialisers assume"),
+    "K203": Check(
+        "uniform_weight_initialisation",
+        "info",
+        "model",
+        "fixed-range uniform initialiser, not scaled to the layer's fan-in",
+    ),
+    "K204": Check(
+        "data_incompatible_with_initialiser",
+        "warning",
+        "model, after inspect",
+        "inputs far from the unit scale that variance-scaling initialisers assume",
+    ),
     "K301": Check("correlated_inputs", "info", "inspect", "pairs of input columns that are near copies"),
     "K302": Check("duplicate_samples", "warning", "inspect", "identical training rows"),
     "K303": Check("data_not_normalised", "warning", "inspect", "inputs not centred or not unit-scaled"),
     "K401": Check("sigmoid_in_hidden_layer", "warning", "model", "sigmoid activation before the output"),
-    "K402": Check("bad_label_coding_for_tanh", "warning", "model, after inspect",
-                  "tanh output with 0/1 labels or labels outside [-1, 1]"),
-    "K403": Check("last_activation_mismatch", "error", "model (labels: after inspect)",
-                  "last activation does not fit the loss or the labels"),
-    "K501": Check("more_parameters_than_samples", "info", "model, when the sample count is known",
-                  "more trainable parameters than training rows"),
-    "K502": Check("vanishing_or_exploding_updates", "warning", "epoch, opt-in",
-                  "a layer's update ratio below MIN_UPDATE_RATIO or above MAX_UPDATE_RATIO"),
-    "K503": Check("bad_batchnorm_position", "warning", "model",
-                  "batch normalisation as the output, after another one, or after a softmax"),
-    "K505": Check("noisy_weight_updates", "warning", "epoch, opt-in",
-                  "a layer's update reverses direction from one epoch to the next"),
+    "K402": Check(
+        "bad_label_coding_for_tanh",
+        "warning",
+        "model, after inspect",
+        "tanh output with 0/1 labels or labels outside [-1, 1]",
+    ),
+    "K403": Check(
+        "last_activation_mismatch",
+        "error",
+        "model (labels: after inspect)",
+        "last activation does not fit the loss or the labels",
+    ),
+    "K501": Check(
+        "more_parameters_than_samples",
+        "info",
+        "model, when the sample count is known",
+        "more trainable parameters than training rows",
+    ),
+    "K502": Check(
+        "vanishing_or_exploding_updates",
+        "warning",
+        "epoch, opt-in",
+        "a layer's update ratio below MIN_UPDATE_RATIO or above MAX_UPDATE_RATIO",
+    ),
+    "K503": Check(
+        "bad_batchnorm_position",
+        "warning",
+        "model",
+        "batch normalisation as the output, after another one, or after a softmax",
+    ),
+    "K505": Check(
+        "noisy_weight_updates",
+        "warning",
+        "epoch, opt-in",
+        "a layer's update reverses direction from one epoch to the next",
+    ),
 }
 
 # K1010, K1012: batch size bounds.
@@ -114,7 +155,13 @@ def passed(codes: Iterable[str], findings: list[dict]) -> list[dict]:
     """
     fired = {f["code"] for f in findings}
     return [
-        {"code": code, "name": CATALOGUE[code].name, "severity": CATALOGUE[code].severity, "message": "", "fired": False}
+        {
+            "code": code,
+            "name": CATALOGUE[code].name,
+            "severity": CATALOGUE[code].severity,
+            "message": "",
+            "fired": False,
+        }
         for code in codes
         if code not in fired
     ]

@@ -40,8 +40,7 @@ class Kept:
 _kept: Kept | None = None
 
 
-def inspect(x: Any, y: Any = None, batch_size: int | None = None,
-            validation_data: tuple | None = None) -> list[dict]:
+def inspect(x: Any, y: Any = None, batch_size: int | None = None, validation_data: tuple | None = None) -> list[dict]:
     """Run the data checks, keep the result for the next Emitter, and return it."""
     global _kept
     x2 = _rows(x)
@@ -146,8 +145,12 @@ def _batch_size(batch_size: int | None, n: int) -> list[dict]:
     if batch_size < c.MIN_BATCH_SIZE and batch_size < n:
         found.append(finding("K1010", f"batch size {batch_size} is below {c.MIN_BATCH_SIZE}: noisy, slow epochs"))
     if batch_size > c.MAX_BATCH_FRACTION * n:
-        found.append(finding("K1012", f"batch size {batch_size} is more than {c.MAX_BATCH_FRACTION:.0%} "
-                                      f"of {n} rows: few updates per epoch"))
+        found.append(
+            finding(
+                "K1012",
+                f"batch size {batch_size} is more than {c.MAX_BATCH_FRACTION:.0%} of {n} rows: few updates per epoch",
+            )
+        )
     return found
 
 
@@ -167,8 +170,12 @@ def _shuffled(y: np.ndarray, classes: np.ndarray | None) -> list[dict]:
         autocorrelation = float(centred[1:] @ centred[:-1]) / power
         if autocorrelation <= c.MAX_TARGET_AUTOCORRELATION:
             return []
-        return [finding("K102", f"targets of neighbouring rows correlate at {autocorrelation:.2f}: "
-                                "the rows look ordered; shuffle them")]
+        return [
+            finding(
+                "K102",
+                f"targets of neighbouring rows correlate at {autocorrelation:.2f}: the rows look ordered; shuffle them",
+            )
+        ]
     _, counts = np.unique(classes, return_counts=True)
     change = 1.0 - float(np.sum((counts / n) ** 2))
     if change == 0:
@@ -178,8 +185,13 @@ def _shuffled(y: np.ndarray, classes: np.ndarray | None) -> list[dict]:
     z = (changes - expected) / np.sqrt((n - 1) * change * (1 - change))
     if changes >= c.MIN_SHUFFLE_RATIO * expected or z >= -c.MIN_SHUFFLE_Z:
         return []
-    return [finding("K102", f"labels change between neighbouring rows {changes} times where a shuffle "
-                            f"gives about {expected:.0f}: the rows come in runs; shuffle them")]
+    return [
+        finding(
+            "K102",
+            f"labels change between neighbouring rows {changes} times where a shuffle "
+            f"gives about {expected:.0f}: the rows come in runs; shuffle them",
+        )
+    ]
 
 
 def _stratified(train: np.ndarray, val: np.ndarray | None) -> list[dict]:
@@ -194,8 +206,13 @@ def _stratified(train: np.ndarray, val: np.ndarray | None) -> list[dict]:
     if shift <= limit:
         return []
     worst = labels[int(np.argmax(np.abs(p - q)))]
-    return [finding("K103", f"class shares differ by {shift:.2f} between train and validation "
-                            f"(limit {limit:.2f}); class {worst} differs most: split stratified")]
+    return [
+        finding(
+            "K103",
+            f"class shares differ by {shift:.2f} between train and validation "
+            f"(limit {limit:.2f}); class {worst} differs most: split stratified",
+        )
+    ]
 
 
 def _normalised(sample: np.ndarray) -> list[dict]:
@@ -208,8 +225,13 @@ def _normalised(sample: np.ndarray) -> list[dict]:
     median_mean = float(np.median(np.abs(sample.mean(axis=0)[varying])))
     if c.MIN_COLUMN_STD <= median_std <= c.MAX_COLUMN_STD and median_mean <= c.MAX_COLUMN_MEAN:
         return []
-    return [finding("K303", f"inputs are not normalised: median column std {median_std:.3g}, "
-                            f"median |mean| {median_mean:.3g}; standardise them")]
+    return [
+        finding(
+            "K303",
+            f"inputs are not normalised: median column std {median_std:.3g}, "
+            f"median |mean| {median_mean:.3g}; standardise them",
+        )
+    ]
 
 
 def _correlated(sample: np.ndarray) -> list[dict]:
@@ -229,8 +251,13 @@ def _correlated(sample: np.ndarray) -> list[dict]:
     if len(pairs) == 0:
         return []
     first, second = columns[pairs[0]]
-    return [finding("K301", f"{len(pairs)} pairs of input columns correlate at |r| >= {c.MAX_CORRELATION} "
-                            f"(first: columns {first} and {second}): drop or combine redundant inputs")]
+    return [
+        finding(
+            "K301",
+            f"{len(pairs)} pairs of input columns correlate at |r| >= {c.MAX_CORRELATION} "
+            f"(first: columns {first} and {second}): drop or combine redundant inputs",
+        )
+    ]
 
 
 def _duplicates(x2: np.ndarray, classes: np.ndarray | None, spread: np.ndarray) -> list[dict]:
@@ -250,7 +277,7 @@ def _duplicates(x2: np.ndarray, classes: np.ndarray | None, spread: np.ndarray) 
     if len(near) == 0:
         return []
     first, second = order[near], order[near + 1]
-    telling = np.argsort(spread)[-c.DUPLICATE_PREFILTER_COLUMNS:]
+    telling = np.argsort(spread)[-c.DUPLICATE_PREFILTER_COLUMNS :]
     alike = np.all(rows[first[:, None], telling] == rows[second[:, None], telling], axis=1)
     first, second = first[alike], second[alike]
     equal = np.all(rows[first] == rows[second], axis=1)
@@ -274,11 +301,17 @@ def _separately(train_sample: np.ndarray, v2: np.ndarray) -> list[dict]:
     std = np.sqrt(np.maximum(square - mean**2, 0.0))
     varying = std > 0
     if varying.sum() >= 2:
-        own = (np.abs(mean[varying]).max() <= c.OWN_STATS_TOLERANCE
-               and np.abs(std[varying] - 1).max() <= c.OWN_STATS_TOLERANCE + 1 / len(v2))
+        own = np.abs(mean[varying]).max() <= c.OWN_STATS_TOLERANCE and np.abs(
+            std[varying] - 1
+        ).max() <= c.OWN_STATS_TOLERANCE + 1 / len(v2)
         if own:
-            return [finding("K104", "validation columns have mean 0 and std 1 exactly: it was normalised "
-                                    "with its own statistics; use the training set's")]
+            return [
+                finding(
+                    "K104",
+                    "validation columns have mean 0 and std 1 exactly: it was normalised "
+                    "with its own statistics; use the training set's",
+                )
+            ]
     train_std = train_sample.std(axis=0)
     both = varying & (train_std > 0)
     if not both.any():
@@ -286,5 +319,10 @@ def _separately(train_sample: np.ndarray, v2: np.ndarray) -> list[dict]:
     ratio = float(np.median(std[both] / train_std[both]))
     if 1 / c.MAX_SCALE_RATIO <= ratio <= c.MAX_SCALE_RATIO:
         return []
-    return [finding("K104", f"validation columns are {ratio:.3g} times as spread as training columns: "
-                            "normalise both with the training set's statistics")]
+    return [
+        finding(
+            "K104",
+            f"validation columns are {ratio:.3g} times as spread as training columns: "
+            "normalise both with the training set's statistics",
+        )
+    ]

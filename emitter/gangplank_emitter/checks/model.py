@@ -20,8 +20,14 @@ _CATEGORICAL = {"categorical_crossentropy", "cce", "categorical_focal_crossentro
 _SPARSE = {"sparse_categorical_crossentropy"}
 _PROBABILITIES = {"sigmoid", "softmax"}
 # Output range of each activation, for targets that a regression loss compares directly.
-_RANGES = {"sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0), "tanh": (-1.0, 1.0), "relu": (0.0, np.inf),
-           "softplus": (0.0, np.inf), "exponential": (0.0, np.inf)}
+_RANGES = {
+    "sigmoid": (0.0, 1.0),
+    "softmax": (0.0, 1.0),
+    "tanh": (-1.0, 1.0),
+    "relu": (0.0, np.inf),
+    "softplus": (0.0, np.inf),
+    "exponential": (0.0, np.inf),
+}
 _ACTIVATION_LAYERS = {"Softmax": "softmax", "ReLU": "relu"}
 _RESCALING_LAYERS = {"Normalization", "Rescaling", "BatchNormalization", "LayerNormalization"}
 
@@ -59,8 +65,9 @@ def _layers(model: Any) -> list:
 
 
 def _output_layers(model: Any, layers: list) -> list:
-    outputs = [t._keras_history.operation for t in getattr(model, "outputs", None) or []
-               if hasattr(t, "_keras_history")]
+    outputs = [
+        t._keras_history.operation for t in getattr(model, "outputs", None) or [] if hasattr(t, "_keras_history")
+    ]
     return outputs or layers[-1:]
 
 
@@ -70,7 +77,7 @@ def _parents(layers: list, layer: Any) -> list:
     if parents or layer not in layers:
         return parents
     at = layers.index(layer)
-    return layers[at - 1: at] if at else []
+    return layers[at - 1 : at] if at else []
 
 
 def _activation(layer: Any) -> str | None:
@@ -99,22 +106,40 @@ def _weight_scale(kernels: list) -> list[dict]:
             large.append(f"{layer.name} ({norm:.3g})")
     found = []
     if small:
-        found.append(finding("K201", f"weights into a unit have median norm below {c.MIN_UNIT_NORM} in "
-                                     f"{', '.join(small)}: signals vanish; use a fan-in scaled initialiser"))
+        found.append(
+            finding(
+                "K201",
+                f"weights into a unit have median norm below {c.MIN_UNIT_NORM} in "
+                f"{', '.join(small)}: signals vanish; use a fan-in scaled initialiser",
+            )
+        )
     if large:
-        found.append(finding("K202", f"weights into a unit have median norm above {c.MAX_UNIT_NORM} in "
-                                     f"{', '.join(large)}: signals explode; use a fan-in scaled initialiser"))
+        found.append(
+            finding(
+                "K202",
+                f"weights into a unit have median norm above {c.MAX_UNIT_NORM} in "
+                f"{', '.join(large)}: signals explode; use a fan-in scaled initialiser",
+            )
+        )
     return found
 
 
 def _uniform(kernels: list) -> list[dict]:
     """K203: RandomUniform ignores fan-in (glorot_uniform and he_uniform are scaled, so fine)."""
-    names = [layer.name for layer, _ in kernels
-             if type(getattr(layer, "kernel_initializer", None)).__name__ == "RandomUniform"]
+    names = [
+        layer.name
+        for layer, _ in kernels
+        if type(getattr(layer, "kernel_initializer", None)).__name__ == "RandomUniform"
+    ]
     if not names:
         return []
-    return [finding("K203", f"{', '.join(names)} use a fixed-range RandomUniform initialiser: "
-                            "use glorot_uniform, he_normal or another fan-in scaled one")]
+    return [
+        finding(
+            "K203",
+            f"{', '.join(names)} use a fixed-range RandomUniform initialiser: "
+            "use glorot_uniform, he_normal or another fan-in scaled one",
+        )
+    ]
 
 
 def _initialiser_fit(layers: list, mean_square: float) -> list[dict]:
@@ -128,15 +153,21 @@ def _initialiser_fit(layers: list, mean_square: float) -> list[dict]:
         scaled = any(cls.__name__ == "VarianceScaling" for cls in type(initialiser).__mro__)
         if not scaled or c.MIN_INPUT_MEAN_SQUARE <= mean_square <= c.MAX_INPUT_MEAN_SQUARE:
             return []
-        return [finding("K204", f"inputs have mean square {mean_square:.3g} but {layer.name}'s "
-                                f"{type(initialiser).__name__} assumes about 1: normalise the inputs")]
+        return [
+            finding(
+                "K204",
+                f"inputs have mean square {mean_square:.3g} but {layer.name}'s "
+                f"{type(initialiser).__name__} assumes about 1: normalise the inputs",
+            )
+        ]
     return []
 
 
 def _sigmoid_hidden(layers: list, outputs: list) -> list[dict]:
     """K401: sigmoid saturates and is not centred, so hidden layers learn slowly."""
-    names = [layer.name for layer in layers
-             if layer not in outputs and _activation(layer) in {"sigmoid", "hard_sigmoid"}]
+    names = [
+        layer.name for layer in layers if layer not in outputs and _activation(layer) in {"sigmoid", "hard_sigmoid"}
+    ]
     if not names:
         return []
     return [finding("K401", f"sigmoid activation in hidden layer {', '.join(names)}: use relu or tanh")]
@@ -182,36 +213,43 @@ def _against_loss(activation: str | None, loss: str | None, from_logits: bool, u
         return problems
     if loss in _BINARY | _CATEGORICAL | _SPARSE:
         if from_logits and activation in _PROBABILITIES:
-            problems.append(f"{activation} output feeds {loss} built with from_logits=True: "
-                            "drop the activation or from_logits")
+            problems.append(
+                f"{activation} output feeds {loss} built with from_logits=True: drop the activation or from_logits"
+            )
         wanted = "sigmoid" if loss in _BINARY else "softmax"
         if not from_logits and activation != wanted:
-            problems.append(f"{activation} output with {loss} (from_logits=False): use a {wanted} output, "
-                            "or a linear one with from_logits=True")
+            problems.append(
+                f"{activation} output with {loss} (from_logits=False): use a {wanted} output, "
+                "or a linear one with from_logits=True"
+            )
     return problems
 
 
-def _against_labels(activation: str | None, loss: str | None, units: int | None,
-                    labels: LabelInfo) -> list[str]:
+def _against_labels(activation: str | None, loss: str | None, units: int | None, labels: LabelInfo) -> list[str]:
     if loss in _SPARSE:
         if labels.kind != "classes":
-            return [f"{loss} needs one integer class per row, the labels are {labels.kind}: "
-                    "use categorical_crossentropy for one-hot labels"]
+            return [
+                f"{loss} needs one integer class per row, the labels are {labels.kind}: "
+                "use categorical_crossentropy for one-hot labels"
+            ]
         if labels.low < 0 or (units is not None and labels.high > units - 1):
-            return [f"class labels run from {labels.low:g} to {labels.high:g}, outside the "
-                    f"{units} outputs"]
+            return [f"class labels run from {labels.low:g} to {labels.high:g}, outside the {units} outputs"]
         return []
     if loss in _CATEGORICAL:
         if labels.width != units:
-            return [f"{loss} needs one column per output ({units}), the labels have {labels.width}: "
-                    "use sparse_categorical_crossentropy for integer labels"]
+            return [
+                f"{loss} needs one column per output ({units}), the labels have {labels.width}: "
+                "use sparse_categorical_crossentropy for integer labels"
+            ]
         return []
     if activation == "tanh" and loss not in _BINARY:
         return []
     low, high = (0.0, 1.0) if loss in _BINARY else _RANGES.get(activation, (-np.inf, np.inf))
     if labels.low < low or labels.high > high:
-        return [f"labels run from {labels.low:g} to {labels.high:g}, outside the {activation} "
-                f"output's range [{low:g}, {high:g}]"]
+        return [
+            f"labels run from {labels.low:g} to {labels.high:g}, outside the {activation} "
+            f"output's range [{low:g}, {high:g}]"
+        ]
     return []
 
 
@@ -247,5 +285,10 @@ def _parameters(model: Any, samples: int) -> list[dict]:
     trainable = sum(int(np.prod(w.shape)) for w in getattr(model, "trainable_weights", []))
     if trainable <= c.MAX_PARAMETERS_PER_SAMPLE * samples:
         return []
-    return [finding("K501", f"{trainable} trainable parameters for {samples} training rows: "
-                            "use a smaller model, more data or regularisation")]
+    return [
+        finding(
+            "K501",
+            f"{trainable} trainable parameters for {samples} training rows: "
+            "use a smaller model, more data or regularisation",
+        )
+    ]

@@ -85,6 +85,11 @@ def _findings(vanishing: list[str], exploding: list[str], noisy: list[str]) -> l
     if parts:
         found.append(finding("K502", "; ".join(parts)))
     if noisy:
-        found.append(finding("K505", f"updates reverse direction from the last epoch (cosine below "
-                                     f"{c.MIN_UPDATE_COSINE}) in {', '.join(noisy)}: lower the learning rate"))
+        found.append(
+            finding(
+                "K505",
+                f"updates reverse direction from the last epoch (cosine below "
+                f"{c.MIN_UPDATE_COSINE}) in {', '.join(noisy)}: lower the learning rate",
+            )
+        )
     return found
