@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from gangplank_sidecar.aggregation.state import Series
+from gangplank_sidecar.aggregation.state import RunState
 from gangplank_sidecar.parsers.protocol import Check, Weights
 
 Epochs = Sequence[tuple[int, dict[str, float]]]
@@ -342,11 +342,11 @@ class Monitor:
         self.thresholds = thresholds or Thresholds()
         self._runs: dict[tuple[str, str], tuple[str, RunChecks]] = {}
 
-    def start(self, series: Series) -> None:
+    def start(self, series: RunState) -> None:
         if series.phase == "train":
             series.set_checks(quiet(), fired=False)
 
-    def epoch(self, series: Series) -> None:
+    def epoch(self, series: RunState) -> None:
         """After an epoch's values reached the series (text formats bring one epoch in pieces)."""
         current = self._runs.get(series.key)
         if current is None or current[0] != series.run:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from gangplank_sidecar import parsers
 from gangplank_sidecar.aggregation.interpret import Interpreter
-from gangplank_sidecar.aggregation.state import DEFAULT_JOB, Series, Store
+from gangplank_sidecar.aggregation.state import DEFAULT_JOB, RunState, Store
 from gangplank_sidecar.checks import Thresholds
 from gangplank_sidecar.parsers.patterns import Patterns
 from gangplank_sidecar.parsers.protocol import UnknownVersion
@@ -107,7 +107,7 @@ class Pipeline:
             if fmt == "gangplank" and stream.interpreter.protocol_seen:
                 stream.parse = parsers.PARSERS["gangplank"]
 
-    def _dropped(self, series: Series, count: int) -> None:
+    def _dropped(self, series: RunState, count: int) -> None:
         """Metric keys beyond --max-series: counted, and the first run that had them reported."""
         self._counts.dropped_values += count
         if not self._series_reported:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SIDECAR
-from gangplank_sidecar.aggregation.state import MAX_CURVES, Series
+from gangplank_sidecar.aggregation.state import MAX_CURVES, RunState
 from gangplank_sidecar.curve import MAX_BUCKETS, Curve
 from gangplank_sidecar.sparkline import ASCII, UNICODE, curve_lines, sparkline
 
@@ -243,7 +243,7 @@ def _read(fd: int) -> bytes:
 
 
 def test_a_series_keeps_curves_of_a_bounded_number_of_metrics() -> None:
-    series = Series(job="j", phase="train", run="r", started=0.0)
+    series = RunState(job="j", phase="train", run="r", started=0.0)
     for epoch in (1, 2):
         series.observe({f"m{i}": float(i * epoch) for i in range(MAX_CURVES + 10)}, epoch)
     assert len(series.curves) == MAX_CURVES

@@ -23,7 +23,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import SIDECAR, Prometheus, Pushgateway, free_port, start_prometheus, value, wait_http
-from gangplank_sidecar.aggregation.state import Series, Store
+from gangplank_sidecar.aggregation.state import RunState, Store
 from gangplank_sidecar.parsers import protocol
 from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.runs import cli as runs_cli
@@ -113,7 +113,7 @@ def test_1_a_record_the_recorder_cannot_turn_into_samples_is_counted_not_raised(
     series = store.begin("j", "train", "r", when=NOW)
     for when in (math.nan, 1e300):
 
-        def change(s: Series, when: float = when) -> None:
+        def change(s: RunState, when: float = when) -> None:
             s.time, s.epoch = when, 1
             s.observe({"loss": 0.5}, 1)
 
@@ -266,8 +266,8 @@ def test_3_floydhub_epoch_past_int64_is_a_parse_error_not_a_dead_history(tmp_pat
     assert run.rows == {1: {"loss": 0.5}}
 
 
-def _series(run: str, epoch: int, params: int | None, when: float = NOW) -> Series:
-    series = Series(job="j", phase="train", run=run, started=when, epoch=epoch, params=params, time=when)
+def _series(run: str, epoch: int, params: int | None, when: float = NOW) -> RunState:
+    series = RunState(job="j", phase="train", run=run, started=when, epoch=epoch, params=params, time=when)
     series.observe({"loss": 0.5}, epoch)
     return series
 
@@ -532,11 +532,11 @@ def test_14_colliding_keys_are_reported_ten_times_at_most() -> None:
 # No worker dies: the push worker and /metrics meet a series they cannot render
 
 
-def _broken_store() -> tuple[Store, Series]:
+def _broken_store() -> tuple[Store, RunState]:
     store = Store()
     broken = store.begin("broken", "train", "r2", when=NOW)
 
-    def corrupt(s: Series) -> None:
+    def corrupt(s: RunState) -> None:
         s.observe({"loss": 0.5}, 1)
         s.weights = "not a histogram"  # type: ignore[assignment]
 

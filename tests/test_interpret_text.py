@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gangplank_sidecar import parsers
 from gangplank_sidecar.aggregation.interpret import Interpreter
-from gangplank_sidecar.aggregation.state import Series, Store
+from gangplank_sidecar.aggregation.state import RunState, Store
 from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.selfmetrics import SelfMetrics
 
@@ -122,7 +122,7 @@ def test_floydhub_points_build_up_epochs_and_steps() -> None:
         ("run3", "train", None, 4, None, {"loss": 3.0}),
     ]
     assert reports == ["metric key 'val_loss' collides with another key; exported as gangplank_train_val_loss_2"]
-    first: Series = store.all_runs()[0]
+    first: RunState = store.all_runs()[0]
     assert first.names.map(["val loss", "val_loss"]) == {"val loss": "val_loss", "val_loss": "val_loss_2"}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gangplank_sidecar.aggregation.state import Series, Store
+from gangplank_sidecar.aggregation.state import RunState, Store
 from gangplank_sidecar.cli import main, settings_from
 from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.selfmetrics import SelfMetrics
@@ -51,7 +51,7 @@ class Agent:
             **options,
         )
 
-    def series(self, pod: str, phase: str = "train") -> Series:
+    def series(self, pod: str, phase: str = "train") -> RunState:
         (found,) = [s for s in self.store.snapshot() if s.labels.get("pod") == pod and s.phase == phase]
         return found
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gangplank_sidecar.aggregation.state import FINISHED_KEPT, Series, Store
+from gangplank_sidecar.aggregation.state import FINISHED_KEPT, RunState, Store
 from gangplank_sidecar.sinks.summary import summarize
 
 
@@ -28,7 +28,7 @@ def test_settle_runs_once_before_a_snapshot_and_before_listeners() -> None:
     store, settled, heard = Store(), [], []
     series = store.begin("j", "train", "r", when=1.0)
 
-    def put_off(s: Series) -> None:
+    def put_off(s: RunState) -> None:
         s.settle = lambda s: (settled.append(s.epoch), setattr(s, "status", "settled"))
         s.epoch = 3
 

@@ -11,7 +11,7 @@ time the source gives the line (a container runtime's timestamp).
 
 The training checks run once per epoch: at each protocol epoch record and Keras result,
 and for FloydHub, whose epoch comes one metric a line, once the epoch is complete (a later
-epoch begins) or when its state is looked at (``Series.settle``), whichever comes first.
+epoch begins) or when its state is looked at (``RunState.settle``), whichever comes first.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gangplank_sidecar import checks
-from gangplank_sidecar.aggregation.state import DEFAULT_JOB, Series, Store
+from gangplank_sidecar.aggregation.state import DEFAULT_JOB, RunState, Store
 from gangplank_sidecar.parsers import (
     boosting,
     csv_log,
@@ -47,7 +47,7 @@ class Interpreter:
         job: str | None,
         report: Report,
         thresholds: checks.Thresholds | None = None,
-        dropped: Callable[[Series, int], None] | None = None,
+        dropped: Callable[[RunState, int], None] | None = None,
         labels: dict[str, str] | None = None,
         default_job: str = DEFAULT_JOB,
     ) -> None:
@@ -93,7 +93,7 @@ class Interpreter:
 
     def _series(
         self, rec: protocol.Start | protocol.Step | protocol.Epoch | protocol.Evaluate | protocol.End
-    ) -> Series:
+    ) -> RunState:
         job = self._job(rec.run, rec.job if isinstance(rec, protocol.Start) else None)
         series = self.store.get(job, rec.phase, self.labels)
         if series is None or series.run != rec.run:
@@ -104,7 +104,7 @@ class Interpreter:
         self.protocol_seen = True
         series = self._series(rec)
 
-        def change(s: Series) -> None:
+        def change(s: RunState) -> None:
             s.params = rec.params.total
             s.framework = rec.framework
             s.planned_epochs = rec.epochs
@@ -114,7 +114,7 @@ class Interpreter:
 
         self.store.update(series, "start", change)
 
-    def _check_epoch(self, series: Series) -> None:
+    def _check_epoch(self, series: RunState) -> None:
         if series.epoch is not None:
             self.checks.epoch(series)
 
@@ -125,7 +125,7 @@ class Interpreter:
             self._step(series, rec)
             return
 
-        def change(s: Series) -> None:
+        def change(s: RunState) -> None:
             s.time = rec.time
             if isinstance(rec, protocol.End):
                 s.status = rec.status
@@ -142,23 +142,23 @@ class Interpreter:
 
         self._update(series, rec.event, change)
 
-    def _step(self, series: Series, rec: protocol.Step) -> None:
+    def _step(self, series: RunState, rec: protocol.Step) -> None:
         """A step's running means: the step, its values, the time; no best, no checks, no history."""
 
-        def change(s: Series) -> None:
+        def change(s: RunState) -> None:
             s.time = rec.time
             s.step = rec.step
             s.observe(rec.metrics, s.epoch, best=False)
 
         self._update(series, "step", change, check=False)
 
-    def _update(self, series: Series, event: str, change: Callable[[Series], None], check: bool = True) -> None:
+    def _update(self, series: RunState, event: str, change: Callable[[RunState], None], check: bool = True) -> None:
         """``change`` under the store's lock, then the checks of a start or an epoch (unless ``check`` is off)."""
         seen, dropped = len(series.names.collisions), series.dropped_values
         if check:
             applied = change
 
-            def change(s: Series) -> None:
+            def change(s: RunState) -> None:
                 s.settled()
                 applied(s)
                 if event == "start":
@@ -175,7 +175,7 @@ class Interpreter:
                 f"metric key {key!r} collides with another key; exported as gangplank_{series.phase}_{name}{more}"
             )
 
-    def _text_series(self, phase: str, new_run: bool = False, planned_epochs: int | None = None) -> Series:
+    def _text_series(self, phase: str, new_run: bool = False, planned_epochs: int | None = None) -> RunState:
         """The series of this stream's current text run in ``phase``; ``new_run`` starts another run."""
         if new_run or self._text_run is None:
             self._text_run = f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(self.when))}-{secrets.token_hex(2)}"
@@ -188,7 +188,7 @@ class Interpreter:
             )
             now = self._now()
 
-            def start(s: Series) -> None:
+            def start(s: RunState) -> None:
                 s.planned_epochs = planned_epochs
                 s.time = now
 
@@ -218,7 +218,7 @@ class Interpreter:
         now = self._now()
         if epoch is None:  # a step's value: the step, the value, its best, the time
 
-            def step_change(s: Series) -> None:
+            def step_change(s: RunState) -> None:
                 if step is not None:
                     s.step = step
                 s.observe_one(metric, value, s.epoch)
@@ -231,7 +231,7 @@ class Interpreter:
             return
         known = epoch
 
-        def change(s: Series) -> None:
+        def change(s: RunState) -> None:
             if known != s.epoch:
                 s.settled()  # the previous epoch is complete: its checks see all its values
                 s.epoch_metrics, s.metrics_epoch = {}, known
@@ -259,7 +259,7 @@ class Interpreter:
         if epoch is None and self._trained and not any(key.startswith("val_") for key in result.metrics):
             series = self._text_series("test")
 
-            def evaluate(s: Series) -> None:
+            def evaluate(s: RunState) -> None:
                 s.observe(result.metrics, None)
                 s.time = now
 
@@ -268,7 +268,7 @@ class Interpreter:
             return
         series = self._text_series("train", new_run=epoch is None)
 
-        def change(s: Series) -> None:
+        def change(s: RunState) -> None:
             s.epoch = epoch or 1
             s.observe(result.metrics, s.epoch)
             s.time = now
@@ -282,7 +282,7 @@ class Interpreter:
     # here; values that come in pieces (bars, sparse CSV rows, one dict a logging step) build up
     # their epoch, whose checks run once it is complete, as FloydHub's do.
 
-    def _train_series(self) -> Series | None:
+    def _train_series(self) -> RunState | None:
         """This stream's current text run's training series, if it has one."""
         if self._text_run is None:
             return None
@@ -301,7 +301,7 @@ class Interpreter:
         series = self._text_series("train", new_run=new_run)
         now = self._now()
 
-        def change(s: Series) -> None:
+        def change(s: RunState) -> None:
             if epoch is not None and s.epoch is not None and epoch != s.epoch:
                 s.settled()  # the previous epoch is complete: its checks see all its values
             if epoch is not None:
@@ -323,7 +323,7 @@ class Interpreter:
         series = self._text_series("test")
         now = self._now()
 
-        def evaluate(s: Series) -> None:
+        def evaluate(s: RunState) -> None:
             s.observe(metrics, None)
             if elapsed is not None:
                 s.elapsed = elapsed
@@ -341,7 +341,7 @@ class Interpreter:
             elapsed = metrics.pop("train_runtime")
             series = self._text_series("train")
 
-            def summary(s: Series) -> None:
+            def summary(s: RunState) -> None:
                 s.observe(metrics, s.epoch)
                 s.elapsed = elapsed if elapsed >= 0 else None
                 s.time = self._now()
@@ -424,6 +424,6 @@ def _whole(epoch: float | None) -> int | None:
     return int(epoch)
 
 
-def _ended(series: Series) -> None:
+def _ended(series: RunState) -> None:
     """A text log shows no end record: a finished last epoch or evaluate is the end."""
     series.status = "ok"

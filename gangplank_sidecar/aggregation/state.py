@@ -1,6 +1,6 @@
 """The current state of every run the sidecar has seen: plain data behind one lock.
 
-A ``Series`` is what one grouping key (job, phase, the stream's labels) shows: the latest run
+A ``RunState`` is what one grouping key (job, phase, the stream's labels) shows: the latest run
 of that phase. A source may label its streams (the node agent: namespace, pod, container);
 those labels are part of the key, so two pods with the same job never share a series.
 Parsers never touch it; the interpreter updates it through ``Store``; sinks take
@@ -29,7 +29,12 @@ DEFAULT_MAX_SERIES = 2000  # metric keys per run (--max-series): further keys ar
 
 
 @dataclass
-class Series:
+class RunState:
+    """The latest run of one (job, phase, labels): every metric's last value, its best, its curve and its checks.
+
+    Not a Prometheus time series: one RunState becomes many series when it is rendered.
+    """
+
     job: str
     phase: str
     run: str
@@ -60,7 +65,7 @@ class Series:
     dropped_values: int = 0  # values of keys beyond ``max_keys``, not kept
     # Work put off until someone looks (the checks of an epoch that FloydHub brings point by point);
     # run under the store's lock, and always before the series is copied.
-    settle: Callable[[Series], None] | None = field(default=None, repr=False, compare=False)
+    settle: Callable[[RunState], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> Key:
@@ -127,18 +132,18 @@ class Series:
             else:
                 self.failed_checks.discard(check.name)
 
-    def settled(self) -> Series:
+    def settled(self) -> RunState:
         """This series with any work put off done (call under the store's lock)."""
         if self.settle is not None:
             settle, self.settle = self.settle, None
             settle(self)
         return self
 
-    def snapshot(self) -> Series:
+    def snapshot(self) -> RunState:
         return copy.deepcopy(self.settled())
 
 
-Listener = Callable[[str, Series], None]
+Listener = Callable[[str, RunState], None]
 Key = tuple[str, str, tuple[tuple[str, str], ...]]
 
 
@@ -153,15 +158,15 @@ class Store:
     ``listeners`` are called in the reading thread with (event, series) after each update;
     they must only hand the work on (a queue), never do I/O there. Of the finished runs,
     the last ``FINISHED_KEPT`` are kept for the summary and the others counted in ``dropped``;
-    each run keeps at most ``max_series`` metric keys (``Series.observe``).
+    each run keeps at most ``max_series`` metric keys (``RunState.observe``).
     """
 
     def __init__(self, kept: int = FINISHED_KEPT, max_series: int = DEFAULT_MAX_SERIES) -> None:
         self.changed = threading.Condition()
         self.max_series = max_series
         self.version = 0
-        self._series: dict[Key, Series] = {}
-        self.finished: deque[Series] = deque(maxlen=kept)
+        self._series: dict[Key, RunState] = {}
+        self.finished: deque[RunState] = deque(maxlen=kept)
         self.dropped = 0
         self.listeners: list[Listener] = []
 
@@ -173,7 +178,7 @@ class Store:
         when: float | None = None,
         labels: dict[str, str] | None = None,
         **fields: object,
-    ) -> Series:
+    ) -> RunState:
         """Starts a run of (job, phase, labels); an earlier run of it is set aside for the summary."""
         with self.changed:
             old = self._series.get(key(job, phase, labels))
@@ -183,7 +188,7 @@ class Store:
                 if len(self.finished) == self.finished.maxlen:
                     self.dropped += 1
                 self.finished.append(old.settled())
-            series = Series(
+            series = RunState(
                 job=job,
                 phase=phase,
                 run=run,
@@ -202,15 +207,15 @@ class Store:
         with self.changed:
             return named or next((s.job for s in self._series.values()), DEFAULT_JOB)
 
-    def get(self, job: str, phase: str, labels: dict[str, str] | None = None) -> Series | None:
+    def get(self, job: str, phase: str, labels: dict[str, str] | None = None) -> RunState | None:
         return self._series.get(key(job, phase, labels))
 
-    def of_source(self, source: str) -> list[Series]:
+    def of_source(self, source: str) -> list[RunState]:
         """The current series a stream feeds (the live objects: change them through ``update``)."""
         with self.changed:
             return [s for s in self._series.values() if s.source == source]
 
-    def forget(self, series: Series) -> None:
+    def forget(self, series: RunState) -> None:
         """Drops a series whose source is gone: the sinks stop showing it (the Pushgateway's is deleted)."""
         with self.changed:
             if self._series.get(series.key) is not series:
@@ -219,7 +224,7 @@ class Store:
             self.version += 1
             self.changed.notify_all()
 
-    def update(self, series: Series, event: str, change: Callable[[Series], None]) -> None:
+    def update(self, series: RunState, event: str, change: Callable[[RunState], None]) -> None:
         """Applies ``change`` under the lock, then tells the sinks (one lock round for both)."""
         with self.changed:
             change(series)
@@ -231,15 +236,15 @@ class Store:
         for listener in self.listeners:
             listener(event, series)
 
-    def snapshot(self) -> list[Series]:
+    def snapshot(self) -> list[RunState]:
         with self.changed:
             return [s.snapshot() for s in self._series.values()]
 
-    def all_runs(self) -> list[Series]:
+    def all_runs(self) -> list[RunState]:
         """Every run seen, oldest first (for the end-of-stream summary)."""
         with self.changed:
             return [s.snapshot() for s in [*self.finished, *self._series.values()]]
 
 
-def _unchanged(series: Series) -> None:
+def _unchanged(series: RunState) -> None:
     """A new run's first update: nothing changes but the sinks hear of it."""

@@ -14,7 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from gangplank_sidecar.aggregation.state import Series
+from gangplank_sidecar.aggregation.state import RunState
 from gangplank_sidecar.parsers.protocol import Weights
 
 _ELAPSED_HELP = {
@@ -67,7 +67,7 @@ def histogram(name: str, weights: Weights, labels: dict[str, str]) -> Metric:
     return family
 
 
-def families(series: Series, labels: dict[str, str] | None = None) -> list[Metric]:
+def families(series: RunState, labels: dict[str, str] | None = None) -> list[Metric]:
     """The gangplank_* families of one series; ``labels`` go into every sample."""
     labels = labels or {}
     prefix = f"gangplank_{series.phase}_"
@@ -106,7 +106,7 @@ def families(series: Series, labels: dict[str, str] | None = None) -> list[Metri
     return out
 
 
-def _best(series: Series, names: dict[str, str], labels: dict[str, str]) -> list[Metric]:
+def _best(series: RunState, names: dict[str, str], labels: dict[str, str]) -> list[Metric]:
     """The best value of each metric, and the epoch of the best val_loss (else loss)."""
     if not series.best:
         return []

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter
 
-from gangplank_sidecar.aggregation.state import Series
+from gangplank_sidecar.aggregation.state import RunState
 from gangplank_sidecar.runs import db
 from gangplank_sidecar.system.sampler import Reading
 
@@ -109,7 +109,7 @@ class HistorySink:
     def start(self) -> None:
         self._thread.start()
 
-    def listen(self, event: str, s: Series) -> None:
+    def listen(self, event: str, s: RunState) -> None:
         """A store listener: copies what the record brought, in the reading thread; no I/O."""
         if event not in _WRITTEN:
             return

@@ -112,7 +112,7 @@ class ListenSink:
         self.registry = registry = CollectorRegistry()
         errors = Counter(
             "gangplank_sidecar_listen_errors",
-            "Series left out of a /metrics page because they could not be rendered",
+            "RunState left out of a /metrics page because they could not be rendered",
             registry=self_registry,
         )
         registry.register(StoreCollector(store, labels, report, errors))

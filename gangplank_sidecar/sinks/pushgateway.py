@@ -24,7 +24,7 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, default_handler, generate_latest
 from prometheus_client.registry import Collector
 
-from gangplank_sidecar.aggregation.state import Key, Series, Store
+from gangplank_sidecar.aggregation.state import Key, RunState, Store
 from gangplank_sidecar.delivery import Retry
 from gangplank_sidecar.selfmetrics import SelfMetrics
 from gangplank_sidecar.sinks.families import Families, families
@@ -81,7 +81,7 @@ class _Unrenderable(Collector):
         raise ValueError(self.error)
 
 
-def _rendered(series: Series) -> Collector:
+def _rendered(series: RunState) -> Collector:
     try:
         return Families(families(series))
     except Exception as exc:  # noqa: BLE001 - one bad series must not stop the worker nor the other groups
@@ -193,7 +193,7 @@ class PushgatewaySink:
         return items
 
     def _forgotten(self) -> list[Key]:
-        """Series delivered once that the store no longer holds: their groups are to be deleted."""
+        """RunState delivered once that the store no longer holds: their groups are to be deleted."""
         live = {s.key for s in self.store.snapshot()} | {("", g.phase, ()) for g in self.groups}
         return [key for key in self._delivered if key not in live]
 

@@ -29,7 +29,7 @@ import cramjam
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gangplank_sidecar import __version__
-from gangplank_sidecar.aggregation.state import Series
+from gangplank_sidecar.aggregation.state import RunState
 from gangplank_sidecar.delivery import PushError, Retry, TransportConfig
 from gangplank_sidecar.sinks import remote_write_pb2 as pb
 from gangplank_sidecar.sinks.families import families
@@ -124,7 +124,7 @@ class Recorder:
         self._last: dict[tuple[str, str, str], int] = {}
         self._failed = False
 
-    def __call__(self, event: str, series: Series) -> None:
+    def __call__(self, event: str, series: RunState) -> None:
         """Never raises into the reading thread: a record that cannot become samples is counted and reported once."""
         if event not in SAMPLE_EVENTS:
             return
@@ -142,7 +142,7 @@ class Recorder:
         for sink in self.sinks:
             sink.put(record)
 
-    def record(self, event: str, series: Series) -> Record:
+    def record(self, event: str, series: RunState) -> Record:
         group = (series.job, series.phase, series.run)
         time_ms = max(round(series.time * 1000), self._last.get(group, -1) + 1)
         self._last[group] = time_ms

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gangplank_sidecar.aggregation.state import FINISHED_KEPT, Series
+from gangplank_sidecar.aggregation.state import FINISHED_KEPT, RunState
 from gangplank_sidecar.directions import lower_is_better
 from gangplank_sidecar.sparkline import UNICODE, curve_lines
 from gangplank_sidecar.system.sampler import Totals
@@ -28,7 +28,7 @@ def _system(totals: Totals) -> str:
     )
 
 
-def summarize(runs: list[Series], system: Totals | None = None, dropped: int = 0, levels: str = UNICODE) -> str:
+def summarize(runs: list[RunState], system: Totals | None = None, dropped: int = 0, levels: str = UNICODE) -> str:
     """Per run: epochs, elapsed time, status, the last and best value and the curve of each metric; then the system.
 
     ``dropped``: the earliest finished runs that the store no longer keeps (``Store.dropped``);

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import watchfiles
 
-from gangplank_sidecar.aggregation.state import Key, Series, Store, key
+from gangplank_sidecar.aggregation.state import Key, RunState, Store, key
 from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.sources import cri
 from gangplank_sidecar.sources.checkpoint import Checkpoints
@@ -76,7 +76,7 @@ def _restart(path: str) -> tuple[str, int]:
     return os.path.dirname(path), int(m.group(1)) if m else -1
 
 
-def _ended(series: Series) -> None:
+def _ended(series: RunState) -> None:
     series.status = ENDED
 
 
@@ -247,7 +247,7 @@ class KubernetesLogs(Follower):
         if decoder.malformed and not malformed:
             self.report(f"{path}: skipping a line that is not in the CRI log format (further ones are not reported)")
 
-    def _learn(self, event: str, series: Series) -> None:
+    def _learn(self, event: str, series: RunState) -> None:
         """A store listener: notes the job a run named, so that an agent restart still finds it."""
         container = self._containers.get(series.source)
         if event == "start" and container is not None and self.checkpoints is not None and series.job != container.pod:
@@ -272,7 +272,7 @@ class KubernetesLogs(Follower):
         self._gone = []
 
     def _forget_due(self) -> None:
-        """Series of pods deleted ``forget_after`` ago leave the store (and their Pushgateway groups)."""
+        """RunState of pods deleted ``forget_after`` ago leave the store (and their Pushgateway groups)."""
         now = time.monotonic()
         for directory, due in list(self._ending.items()):
             if now < due:
