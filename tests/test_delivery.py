@@ -233,13 +233,13 @@ def test_eof_during_an_outage_keeps_trying_until_the_gateway_is_back(
     pushgateway: Pushgateway, proxy: FaultProxy, pipes, tmp_path: Path
 ) -> None:
     proxy.set("500")
-    pipe = pipes(tmp_path, proxy.url, "--flush-timeout", "20", release=False)
+    pipe = pipes(tmp_path, proxy.url, "--flush-timeout", "60", release=False)
     pipe.written()
     pipe.producer.wait(10)
     time.sleep(0.5)  # EOF reached; the sidecar is flushing into the fault
     assert pipe.sidecar.poll() is None
     proxy.clear()
-    assert pipe.sidecar.wait(10) == 0, pipe.stderr()
+    assert pipe.sidecar.wait(40) == 0, pipe.stderr()
     assert_final_state(pushgateway)
     assert "not delivered" not in pipe.stderr()
 

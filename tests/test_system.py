@@ -349,8 +349,9 @@ def test_pid_mode_pushes_cpu_and_memory_of_a_busy_job(pushgateway: Pushgateway, 
     samples = pushgateway.gangplank()
     group = {"job": "burn", "phase": "system", "team": "vision"}
     cpu = value(samples, "gangplank_system_cpu_utilization_ratio", **group)
-    # The last whole interval against the whole burn: /2 (the affinity ignored) or x100 (a percent) fail.
-    assert abs(cpu - share) < 0.05 and share > 0.2
+    # The last whole interval against the whole burn, within a quarter (other work on the machine moves
+    # the share between intervals): /2 (the affinity ignored) or x100 (a percent) still fail.
+    assert abs(cpu - share) < share / 4 and share > 0.2
     memory = value(samples, "gangplank_system_memory_used_bytes", **group)
     assert abs(memory - rss) < 2 * MiB
     cgroup = Cgroup.of(os.getpid())
