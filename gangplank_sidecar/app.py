@@ -19,7 +19,7 @@ from typing import TextIO
 
 from prometheus_client import disable_created_metrics
 
-from gangplank_sidecar.aggregation.state import Store
+from gangplank_sidecar.aggregation.state import Store, key
 from gangplank_sidecar.checks import thresholds_from
 from gangplank_sidecar.errors import ConfigError
 from gangplank_sidecar.parsers import patterns as user_patterns
@@ -198,7 +198,6 @@ class Sidecar:
             self.follower = KubernetesLogs(
                 s.kubernetes_logs,
                 self.pipeline,
-                self.store,
                 report,
                 Checkpoints(path, report, interval=NODE_CHECKPOINT_EVERY),
                 lambda: self.store.version,
@@ -243,7 +242,7 @@ class Sidecar:
         if self.follower is not None:
             push.assume_delivered()
         if isinstance(self.follower, KubernetesLogs):
-            push.delete(self.follower.orphans)
+            push.delete([key(*group) for group in self.follower.orphans])
         push.start()
 
     def _history(self) -> HistorySink | None:
@@ -276,7 +275,8 @@ class Sidecar:
                 )
                 return run_command(s.command, self.pipeline.feed, echo, errors, report)
             if self.follower is not None:
-                follow(self.follower, self.store, s.exit_on_end, lambda: self.signals.stopped)
+                runs = (lambda: [(r.source, r.status) for r in self.store.all_runs()]) if s.exit_on_end else None
+                follow(self.follower, runs, lambda: self.signals.stopped)
             else:
                 read_stdin(self.pipeline.feed, echo, lambda: self.signals.stopped)
         finally:
