@@ -7,6 +7,7 @@ is read. End: stop reading, stop the sampler, then give every sink the same flus
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sqlite3
@@ -207,8 +208,6 @@ class Sidecar:
             self.follower.resume()
         if s.pushgateway:
             self._start_push()
-        if self.follower is not None and self.follower.checkpoints is not None:
-            self.follower.checkpoints.start(self.push.delivered_through if self.push else lambda: self.store.version)
         if s.remote_write:
             recorder, self.writers = remote_write_sinks(
                 s.remote_write, s.labels, self.selfmetrics.registry, report, self.transport, s.retry
@@ -219,6 +218,17 @@ class Sidecar:
         if self.sampler is not None:
             self.sampler.start()
         self.history = self._history()
+        if self.follower is not None and self.follower.checkpoints is not None:
+            self.follower.checkpoints.start(functools.partial(self._delivered_through, self.store.version))
+
+    def _sinks(self) -> list[Sink]:
+        """In closing order: the remote writers keep sending their batches while the Pushgateway flushes."""
+        return [sink for sink in (self.listen, self.push, *self.writers, self.history) if sink is not None]
+
+    def _delivered_through(self, replayed: int) -> int:
+        """What a checkpoint may claim: the least version every sink has delivered. A sink started after the
+        replay never heard of its versions (up to ``replayed``): they were delivered before the restart."""
+        return min((max(sink.delivered_through(), replayed) for sink in self._sinks()), default=self.store.version)
 
     def _start_push(self) -> None:
         s = self.settings
@@ -299,9 +309,7 @@ class Sidecar:
         for writer in self.writers:
             self.signals.on_cut.append(lambda writer=writer: writer.stop(time.monotonic()))  # type: ignore[misc]
         deadline = time.monotonic() + (0 if strict_failed or self.signals.cut else s.flush_timeout)
-        # The Pushgateway first: the remote writers keep sending their batches meanwhile.
-        sinks: list[Sink] = [sink for sink in (self.listen, self.push, *self.writers, self.history) if sink is not None]
-        closed = [(sink, sink.close(time.monotonic() if self.signals.cut else deadline)) for sink in sinks]
+        closed = [(sink, sink.close(time.monotonic() if self.signals.cut else deadline)) for sink in self._sinks()]
         if self.follower is not None and self.follower.checkpoints is not None:
             self.follower.checkpoints.close()
         if self.push is None:
