@@ -156,11 +156,11 @@ class Store:
     """All series, keyed by (job, phase, labels), with change notification for the sinks.
 
     ``listeners`` are called in the reading thread with (event, series) after each update;
-    they must only hand the work on (a queue), never do I/O there. ``watchers`` are only told
-    that something changed (a sink that snapshots later wakes up); they get no series, so no
-    deferred work is settled for them, and they wait on their own event, never on our lock. Of the finished runs,
-    the last ``FINISHED_KEPT`` are kept for the summary and the others counted in ``dropped``;
-    each run keeps at most ``max_series`` metric keys (``RunState.observe``).
+    they must only hand the work on (a queue), never do I/O there. ``watchers`` are only told,
+    outside the lock, that something changed (a sink that takes snapshots wakes up): they get no
+    series, so no put-off work is settled for them, and no sink ever waits on the store's lock.
+    Of the finished runs, the last ``FINISHED_KEPT`` are kept for the summary and the others
+    counted in ``dropped``; each run keeps at most ``max_series`` metric keys (``RunState.observe``).
     """
 
     def __init__(self, kept: int = FINISHED_KEPT, max_series: int = DEFAULT_MAX_SERIES) -> None:

@@ -124,7 +124,7 @@ class PushgatewaySink:
         self._last_self_push = time.monotonic()  # our own metrics first go out with the data, or at the end
         self._thread = threading.Thread(target=self._run, name="pushgateway", daemon=True)
         if store.version:
-            self._wake.set()  # a replay before the sink existed: look at it first
+            self._wake.set()  # changes from before the sink existed are pending too
         store.watchers.append(self.wake)
 
     def start(self) -> None:
