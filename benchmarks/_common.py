@@ -12,9 +12,9 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # servers.py, kubelet.py
 
-from conftest import free_port, start_prometheus, start_pushgateway  # noqa: E402
+from servers import free_port, start_prometheus, start_pushgateway  # noqa: E402
 
 __all__ = ["free_port", "start_prometheus", "start_pushgateway", "per_call", "refused_address", "hung_address"]
 

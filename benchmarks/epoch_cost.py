@@ -69,13 +69,14 @@ def feed(records: list[bytes], history: Path | None) -> tuple[float, float]:
     if history is not None:
         sink = HistorySink(history, {}, report=print)
         store.listeners.append(sink.listen)
+        sink.start()
     pipeline.feed("bench", records[0])
     cpu, wall = time.thread_time(), time.perf_counter()
     for line in records[1:]:
         pipeline.feed("bench", line)
     cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
     if sink is not None:
-        sink.close()
+        sink.close(time.monotonic())
     return cpu, wall
 
 

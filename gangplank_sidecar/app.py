@@ -7,6 +7,7 @@ is read. End: stop reading, stop the sampler, then give every sink the same flus
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sqlite3
@@ -19,7 +20,7 @@ from typing import TextIO
 
 from prometheus_client import disable_created_metrics
 
-from gangplank_sidecar.aggregation.state import Store
+from gangplank_sidecar.aggregation.state import Store, key
 from gangplank_sidecar.checks import thresholds_from
 from gangplank_sidecar.errors import ConfigError
 from gangplank_sidecar.parsers import patterns as user_patterns
@@ -198,7 +199,6 @@ class Sidecar:
             self.follower = KubernetesLogs(
                 s.kubernetes_logs,
                 self.pipeline,
-                self.store,
                 report,
                 Checkpoints(path, report, interval=NODE_CHECKPOINT_EVERY),
                 lambda: self.store.version,
@@ -208,8 +208,6 @@ class Sidecar:
             self.follower.resume()
         if s.pushgateway:
             self._start_push()
-        if self.follower is not None and self.follower.checkpoints is not None:
-            self.follower.checkpoints.start(self.push.delivered_through if self.push else lambda: self.store.version)
         if s.remote_write:
             recorder, self.writers = remote_write_sinks(
                 s.remote_write, s.labels, self.selfmetrics.registry, report, self.transport, s.retry
@@ -220,6 +218,17 @@ class Sidecar:
         if self.sampler is not None:
             self.sampler.start()
         self.history = self._history()
+        if self.follower is not None and self.follower.checkpoints is not None:
+            self.follower.checkpoints.start(functools.partial(self._delivered_through, self.store.version))
+
+    def _sinks(self) -> list[Sink]:
+        """In closing order: the remote writers keep sending their batches while the Pushgateway flushes."""
+        return [sink for sink in (self.listen, self.push, *self.writers, self.history) if sink is not None]
+
+    def _delivered_through(self, replayed: int) -> int:
+        """What a checkpoint may claim: the least version every sink has delivered. A sink started after the
+        replay never heard of its versions (up to ``replayed``): they were delivered before the restart."""
+        return min((max(sink.delivered_through(), replayed) for sink in self._sinks()), default=self.store.version)
 
     def _start_push(self) -> None:
         s = self.settings
@@ -243,7 +252,7 @@ class Sidecar:
         if self.follower is not None:
             push.assume_delivered()
         if isinstance(self.follower, KubernetesLogs):
-            push.delete(self.follower.orphans)
+            push.delete([key(*group) for group in self.follower.orphans])
         push.start()
 
     def _history(self) -> HistorySink | None:
@@ -276,7 +285,8 @@ class Sidecar:
                 )
                 return run_command(s.command, self.pipeline.feed, echo, errors, report)
             if self.follower is not None:
-                follow(self.follower, self.store, s.exit_on_end, lambda: self.signals.stopped)
+                runs = (lambda: [(r.source, r.status) for r in self.store.all_runs()]) if s.exit_on_end else None
+                follow(self.follower, runs, lambda: self.signals.stopped)
             else:
                 read_stdin(self.pipeline.feed, echo, lambda: self.signals.stopped)
         finally:
@@ -299,9 +309,7 @@ class Sidecar:
         for writer in self.writers:
             self.signals.on_cut.append(lambda writer=writer: writer.stop(time.monotonic()))  # type: ignore[misc]
         deadline = time.monotonic() + (0 if strict_failed or self.signals.cut else s.flush_timeout)
-        # The Pushgateway first: the remote writers keep sending their batches meanwhile.
-        sinks: list[Sink] = [sink for sink in (self.listen, self.push, *self.writers, self.history) if sink is not None]
-        closed = [(sink, sink.close(time.monotonic() if self.signals.cut else deadline)) for sink in sinks]
+        closed = [(sink, sink.close(time.monotonic() if self.signals.cut else deadline)) for sink in self._sinks()]
         if self.follower is not None and self.follower.checkpoints is not None:
             self.follower.checkpoints.close()
         if self.push is None:

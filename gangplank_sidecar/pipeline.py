@@ -71,6 +71,30 @@ class Pipeline:
         """Forgets a stream that has ended for good (its series stay in the store)."""
         self._streams.pop(source, None)
 
+    def end(self, source: str, status: str) -> None:
+        """Ends the runs of a stream that are still going (the node agent's deleted pods)."""
+
+        def ended(series: RunState) -> None:
+            series.status = status
+
+        for series in self.store.of_source(source):
+            if series.status is None:
+                self.store.update(series, "end", ended)
+
+    def forget(self, source: str) -> None:
+        """Takes a stream's series out of the store: the sinks stop showing them."""
+        for series in self.store.of_source(source):
+            self.store.forget(series)
+
+    def on_start(self, callback: Callable[[str, str, str], None]) -> None:
+        """Calls ``callback(source, run, job)`` in the reading thread as each run starts."""
+
+        def started(event: str, series: RunState) -> None:
+            if event == "start":
+                callback(series.source, series.run, series.job)
+
+        self.store.listeners.append(started)
+
     def feed(self, source: str, line: bytes, when: float | None = None) -> None:
         """Called for every line read: kept to a few dict lookups for the lines that are none of ours.
 

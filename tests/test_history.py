@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 from conftest import SIDECAR
+from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.runs import db
+from gangplank_sidecar.sinks.history import HistorySink
 
 T0 = 1764065730.0
 
@@ -284,3 +286,21 @@ def test_system_samples_of_a_wrapped_job_go_into_its_run(tmp_path: Path) -> None
         f"  system   {system['samples']} samples, peak memory {system['peak_memory_bytes'] / 2**20:.1f} MiB, mean CPU"
         in text.stdout
     )
+
+
+def test_delivered_through_is_the_last_version_committed(tmp_path: Path) -> None:
+    """Versions: 1 the start and 2 an epoch (written), 3 a step (never written). Until the writer runs,
+    nothing is committed; then every version up to the step is through."""
+    store, sink = Store(), HistorySink(tmp_path / "runs.db", {}, lambda message: None)
+    store.listeners.append(sink.listen)
+    series = store.begin("j", "train", "r", when=T0)
+    store.update(series, "epoch", lambda s: setattr(s, "epoch", 1))
+    store.update(series, "step", lambda s: setattr(s, "step", 5))
+    assert sink.delivered_through() == 0
+    sink.start()
+    deadline = time.monotonic() + 30
+    while sink.delivered_through() != 3:
+        assert time.monotonic() < deadline, sink.delivered_through()
+        time.sleep(0.01)
+    assert sink.close(time.monotonic() + 5)
+    assert sink.delivered_through() == 3

@@ -44,7 +44,6 @@ class Agent:
         self.source = KubernetesLogs(
             str(root),
             self.pipeline,
-            self.store,
             self.reports.append,
             self.checkpoints,
             lambda: self.store.version,
@@ -206,7 +205,7 @@ def test_pods_deleted_while_the_agent_was_away_are_named_for_deletion(tmp_path: 
     k.delete("ml", "gone")
     second = Agent(tmp_path / "pods", state)
     second.source.resume()
-    labels = (("container", "c"), ("namespace", "ml"), ("pod", "gone"))
+    labels = {"container": "c", "namespace": "ml", "pod": "gone"}
     assert second.source.orphans == [
         ("gone", "train", labels),
         ("gone", "test", labels),

@@ -92,3 +92,79 @@ def test_gangplank_runs_loads_no_sink_and_no_prometheus_client() -> None:
         )
         == []
     )
+
+
+# The allowed graph, from the data flow. A stage may import the leaves, itself and the stages
+# before it; a leaf only leaves; the wiring (which builds and connects the stages) anything.
+# A source sees neither the parsers, the run state nor the pipeline: it is handed callables.
+CONTRACT = ("", "errors", "environment", "directions", "curve", "delivery", "sparkline", "parsers.protocol")
+STAGES = (
+    ("sources", "system"),  # bytes in (stdin, a command, files, container logs), and the system readings
+    ("parsers",),
+    ("aggregation", "checks"),  # the run state and the rules it runs (checks moves inside aggregation)
+    ("sinks", "selfmetrics", "runs.db"),  # runs.db is the database the history sink writes
+)
+WIRING = ("__main__", "app", "cli", "options", "settings", "pipeline", "prune", "runs")
+
+
+def _module(path: Path) -> str:
+    """``sources.files`` for gangplank_sidecar/sources/files.py; a package is its __init__; the root is ''."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module(p): p for p in PACKAGE.rglob("*.py") if not p.name.endswith("_pb2.py")}
+
+
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") or (p == "" and name == "") for p in prefixes)
+
+
+def _group(name: str) -> int | str:
+    """The stage's index, or "contract" or "wiring"."""
+    if name in CONTRACT:
+        return "contract"
+    for index, prefixes in enumerate(STAGES):
+        if _within(name, prefixes):
+            return index
+    assert _within(name, WIRING), f"{name}: place it in CONTRACT, STAGES or WIRING"
+    return "wiring"
+
+
+def _label(group: int | str) -> str:
+    return STAGES[group][0] if isinstance(group, int) else group
+
+
+def _internal_imports(path: Path) -> set[str]:
+    """The package's modules a file imports (``from pkg import module`` names the module, else the package)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        assert not (isinstance(node, ast.ImportFrom) and node.level), f"{path}: a relative import"
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+            names = [n if n.removeprefix("gangplank_sidecar.") in MODULES else node.module for n in names]
+        else:
+            continue
+        found.update(
+            n.removeprefix("gangplank_sidecar").lstrip(".") for n in names if n.split(".")[0] == "gangplank_sidecar"
+        )
+    return found
+
+
+def test_imports_follow_the_allowed_graph() -> None:
+    wrong = []
+    for name, path in sorted(MODULES.items()):
+        group = _group(name)
+        if group == "wiring":
+            continue
+        for target in sorted(_internal_imports(path)):
+            to = _group(target)
+            allowed = to == "contract" or (isinstance(group, int) and isinstance(to, int) and to <= group)
+            if not allowed:
+                wrong.append(f"{name} ({_label(group)}) imports {target} ({_label(to)})")
+    assert wrong == []
+    assert {"sources.files", "sources.kubernetes", "parsers.protocol", "aggregation.state", "sinks.pushgateway"} <= set(
+        MODULES
+    )

@@ -12,8 +12,8 @@ import cramjam
 import pytest
 from prometheus_client import CollectorRegistry
 
-from conftest import SIDECAR, Prometheus, Pushgateway, start_prometheus, value
-from gangplank_sidecar.aggregation.state import Store
+from conftest import SIDECAR, Prometheus, Pushgateway, free_port, scrape, start_prometheus, value
+from gangplank_sidecar.aggregation.state import RunState, Store
 from gangplank_sidecar.sinks import remote_write_pb2 as pb
 from gangplank_sidecar.sinks.remote_write import Record, RemoteWriteMetrics, RemoteWriteSink, encode, remote_write_sinks
 from proxy import FaultProxy
@@ -262,3 +262,83 @@ def test_with_the_gateway_both_get_the_run(
     assert sidecar.returncode == 0, err
     assert_exact(prometheus, "rw-both", times, values)
     assert value(pushgateway.gangplank(), "gangplank_train_loss", job="rw-both", phase="train") == values[-1]
+
+
+def test_a_checkpoint_waits_for_the_samples_still_buffered(
+    rw_proxy: FaultProxy, prometheus: Prometheus, tmp_path: Path
+) -> None:
+    """Receiver down (nothing listens on its port): a followed file's checkpoint passes the lines that
+    brought no samples and stops before the first epoch; once the samples are delivered it reaches the end."""
+    now = round(time.time() - 60, 3)
+    times, values = [now + i for i in range(3)], losses(3)
+    head = ["loading the data\n", json.dumps({"gangplank": 1, "event": "start", "run": "run-c", "time": now}) + "\n"]
+    lines = head + [epoch_line("run-c", t, i + 1, v) for i, (t, v) in enumerate(zip(times, values))]
+    log, state, port = tmp_path / "train.log", tmp_path / "state.json", free_port()
+    log.write_text("".join(lines))
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    rw_proxy.set("refuse")
+
+    def offset() -> int | None:
+        try:
+            return json.loads(state.read_text())["files"][str(log)]["offset"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def buffered() -> bool:
+        try:
+            samples = scrape(metrics)
+        except OSError:
+            return False
+        read = [v for (n, _), v in samples.items() if n == "gangplank_train_loss"] == [values[-1]]
+        return read and value(samples, "gangplank_sidecar_remote_write_pending_samples") > 0
+
+    sidecar = subprocess.Popen(
+        [
+            *SIDECAR,
+            *("--remote-write", rw_proxy.url + "/api/v1/write", "--job", "rw-checkpoint", "--system-interval", "0"),
+            *("--state-file", str(state), "--listen", f"127.0.0.1:{port}"),
+            *("--retry-backoff", "0.1", "--retry-backoff-max", "1", str(log)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(buffered, timeout=60)
+        wait_for(lambda: offset() is not None, timeout=30)
+        time.sleep(2)  # twenty checkpoint rounds: none may pass a buffered epoch
+        assert offset() == len("".join(head))
+        assert value(scrape(metrics), "gangplank_sidecar_remote_write_sent_samples_total") == 0
+        rw_proxy.clear()
+        wait_for(lambda: offset() == log.stat().st_size, timeout=60)
+        assert_exact(prometheus, "rw-checkpoint", times, values)
+        sidecar.terminate()
+        _, err = sidecar.communicate(timeout=60)
+        assert sidecar.returncode == 0, err
+    finally:
+        if sidecar.poll() is None:
+            sidecar.kill()
+            sidecar.communicate()
+    assert offset() == log.stat().st_size
+
+
+def test_delivered_through_stops_before_the_oldest_sample_not_sent() -> None:
+    """Versions: 1 the start (no samples), 2 an epoch (buffered), 3 the end (no samples). Nothing ever
+    reaches the dead port, so nothing past 1 may be claimed, not even once the flush gave up."""
+    store = Store()
+    url = f"http://127.0.0.1:{free_port()}/api/v1/write"
+    recorder, (sink,) = remote_write_sinks([url], {}, CollectorRegistry(), lambda m: None)
+    store.listeners.append(recorder)
+    series = store.begin("j", "train", "r", when=time.time())
+    assert sink.delivered_through() == 1
+
+    def epoch(s: RunState) -> None:
+        s.epoch = 1
+        s.observe({"loss": 0.5}, 1)
+
+    store.update(series, "epoch", epoch)
+    store.update(series, "end", lambda s: setattr(s, "status", "completed"))
+    assert (store.version, sink.delivered_through()) == (3, 1)
+    sink.start()
+    assert not sink.close(time.monotonic() + 0.5)
+    assert sink.lost > 0 and sink.delivered_through() == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from gangplank_sidecar.aggregation.state import FINISHED_KEPT, RunState, Store
 from gangplank_sidecar.sinks.summary import summarize
 
@@ -47,3 +49,22 @@ def test_a_run_set_aside_is_settled_first() -> None:
     store.update(series, "epoch", lambda s: setattr(s, "settle", lambda s: setattr(s, "status", "settled")))
     store.begin("j", "train", "b", when=2.0)
     assert [(s.run, s.status) for s in store.finished] == [("a", "settled")]
+
+
+def test_watchers_hear_every_change_with_the_lock_free_and_settle_nothing() -> None:
+    """A watcher (the push sink's wake-up) runs after the lock is released: another thread can read the store."""
+    store, seen = Store(), []
+
+    def watcher() -> None:
+        reader = threading.Thread(target=lambda: seen.append((store.version, store.job())))  # job() takes the lock
+        reader.start()
+        reader.join(10)
+        assert not reader.is_alive()
+
+    store.watchers.append(watcher)
+    series = store.begin("j", "train", "r", when=1.0)
+    store.update(series, "epoch", lambda s: setattr(s, "settle", lambda s: setattr(s, "status", "settled")))
+    assert series.settle is not None  # no listener: the put-off work waits for someone to look
+    store.forget(series)
+    store.forget(series)  # already gone: no change, nobody told
+    assert seen == [(1, "j"), (2, "j"), (3, "gangplank")]

@@ -156,19 +156,22 @@ class Store:
     """All series, keyed by (job, phase, labels), with change notification for the sinks.
 
     ``listeners`` are called in the reading thread with (event, series) after each update;
-    they must only hand the work on (a queue), never do I/O there. Of the finished runs,
-    the last ``FINISHED_KEPT`` are kept for the summary and the others counted in ``dropped``;
-    each run keeps at most ``max_series`` metric keys (``RunState.observe``).
+    they must only hand the work on (a queue), never do I/O there. ``watchers`` are only told,
+    outside the lock, that something changed (a sink that takes snapshots wakes up): they get no
+    series, so no put-off work is settled for them, and no sink ever waits on the store's lock.
+    Of the finished runs, the last ``FINISHED_KEPT`` are kept for the summary and the others
+    counted in ``dropped``; each run keeps at most ``max_series`` metric keys (``RunState.observe``).
     """
 
     def __init__(self, kept: int = FINISHED_KEPT, max_series: int = DEFAULT_MAX_SERIES) -> None:
-        self.changed = threading.Condition()
+        self._lock = threading.RLock()
         self.max_series = max_series
         self.version = 0
         self._series: dict[Key, RunState] = {}
         self.finished: deque[RunState] = deque(maxlen=kept)
         self.dropped = 0
         self.listeners: list[Listener] = []
+        self.watchers: list[Callable[[], None]] = []
 
     def begin(
         self,
@@ -180,7 +183,7 @@ class Store:
         **fields: object,
     ) -> RunState:
         """Starts a run of (job, phase, labels); an earlier run of it is set aside for the summary."""
-        with self.changed:
+        with self._lock:
             old = self._series.get(key(job, phase, labels))
             if old is not None and old.run == run:
                 return old
@@ -204,7 +207,7 @@ class Store:
 
     def job(self, named: str | None = None) -> str:
         """The job the sidecar's own series go under: ``named`` (--job), else the first series' job."""
-        with self.changed:
+        with self._lock:
             return named or next((s.job for s in self._series.values()), DEFAULT_JOB)
 
     def get(self, job: str, phase: str, labels: dict[str, str] | None = None) -> RunState | None:
@@ -212,37 +215,39 @@ class Store:
 
     def of_source(self, source: str) -> list[RunState]:
         """The current series a stream feeds (the live objects: change them through ``update``)."""
-        with self.changed:
+        with self._lock:
             return [s for s in self._series.values() if s.source == source]
 
     def forget(self, series: RunState) -> None:
         """Drops a series whose source is gone: the sinks stop showing it (the Pushgateway's is deleted)."""
-        with self.changed:
+        with self._lock:
             if self._series.get(series.key) is not series:
                 return
             del self._series[series.key]
             self.version += 1
-            self.changed.notify_all()
+        for watcher in self.watchers:
+            watcher()
 
     def update(self, series: RunState, event: str, change: Callable[[RunState], None]) -> None:
         """Applies ``change`` under the lock, then tells the sinks (one lock round for both)."""
-        with self.changed:
+        with self._lock:
             change(series)
             self.version += 1
             series.version = self.version
-            self.changed.notify_all()
             if self.listeners:
                 series.settled()
         for listener in self.listeners:
             listener(event, series)
+        for watcher in self.watchers:
+            watcher()
 
     def snapshot(self) -> list[RunState]:
-        with self.changed:
+        with self._lock:
             return [s.snapshot() for s in self._series.values()]
 
     def all_runs(self) -> list[RunState]:
         """Every run seen, oldest first (for the end-of-stream summary)."""
-        with self.changed:
+        with self._lock:
             return [s.snapshot() for s in [*self.finished, *self._series.values()]]
 
 

@@ -14,3 +14,8 @@ class Sink(Protocol):
     def close(self, deadline: float) -> bool:
         """Delivers what is pending, trying until ``deadline`` (monotonic); True when all of it arrived."""
         ...
+
+    def delivered_through(self) -> int:
+        """The store version up to which everything this sink was given is delivered (what a checkpoint
+        may claim); with nothing pending, the latest version it has heard of."""
+        ...

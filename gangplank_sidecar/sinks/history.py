@@ -53,6 +53,7 @@ class _Record:
     source: str
     checks: tuple[tuple[str, str, str, str, bool], ...]
     labels: str
+    version: int  # the store version of the change it came from
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class HistorySink:
         self._open: dict[tuple[str, str], bool] = {}  # runs without an end record -> from the protocol
         self._failed = False
         self.lost = 0  # records and samples dropped (what --strict counts)
+        # Store versions, for checkpoints: set in this order (heard last), read in the reverse.
+        self._queued = self._written = self._heard = 0
         self._thread = threading.Thread(target=self._run, name="history", daemon=True)
 
     def start(self) -> None:
@@ -112,6 +115,7 @@ class HistorySink:
     def listen(self, event: str, s: RunState) -> None:
         """A store listener: copies what the record brought, in the reading thread; no I/O."""
         if event not in _WRITTEN:
+            self._heard = s.version
             return
         checks = tuple((c.name, c.code, c.severity, c.message, c.name in s.failed_checks) for c in s.checks.values())
         metrics = dict(s.epoch_metrics) if event in ("epoch", "evaluate") else None
@@ -133,8 +137,10 @@ class HistorySink:
                 s.source,
                 checks,
                 json.dumps({**self._label_dict, **s.labels}, sort_keys=True) if s.labels else self._labels,
+                s.version,
             )
         )
+        self._heard = s.version
 
     def system(self, job: str, reading: Reading) -> None:
         """A sampler listener: one row per sample, under the job, so each run can sum up its own."""
@@ -152,6 +158,15 @@ class HistorySink:
         except queue.Full:
             self._shedding = True
             self._shed()
+            return
+        if isinstance(item, _Record):
+            self._queued = item.version
+
+    def delivered_through(self) -> int:
+        """The last version committed while records wait, else the latest heard of (shed records are not
+        waited for). ``_heard`` is read first: a record heard of was queued before, so it shows as pending."""
+        heard, queued, written = self._heard, self._queued, self._written
+        return written if written < queued else heard
 
     def _shed(self) -> None:
         self.dropped.inc()
@@ -190,6 +205,8 @@ class HistorySink:
                     self._guarded(self._write, [record], count=1)
             if samples:
                 self._guarded(self._write_system, samples, count=len(samples))
+            if records:
+                self._written = records[-1].version
             if None in batch:
                 self._guarded(self._close_open)
                 self._guarded(self._conn.close)

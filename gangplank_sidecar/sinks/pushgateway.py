@@ -1,9 +1,11 @@
 """Pushes the latest state of every series to a Pushgateway from a background thread.
 
-The reading path only bumps the store's version; this worker wakes up, snapshots what
-changed and PUTs each (job, phase) group whole. The store keeps one series per grouping
-key, so however long the gateway is away there is at most one pending snapshot per key,
-and records that arrive during a push or an outage coalesce into the next one.
+The reading path only bumps the store's version and sets this sink's own wake-up event (a
+store watcher: the reading thread never waits on a lock of ours, nor we on the store's); this
+worker wakes up, snapshots what changed and PUTs each (job, phase) group whole. The store
+keeps one series per grouping key, so however long the gateway is away there is at most one
+pending snapshot per key, and records that arrive during a push or an outage coalesce into
+the next one.
 A failed round is retried with capped exponential backoff and jitter; changes do not
 cut a backoff short, so a dead gateway costs one attempt per backoff, not one per line.
 A series the store has forgotten (the node agent's deleted pods) has its group deleted.
@@ -117,27 +119,28 @@ class PushgatewaySink:
         self._delivered: dict[Key, int] = {}
         self._failures = 0
         self._stopping = threading.Event()
+        self._wake = threading.Event()  # set by every change of the store or of a group; cleared before a round
         self._deadline = 0.0
-        self._woken = False
         self._last_self_push = time.monotonic()  # our own metrics first go out with the data, or at the end
         self._thread = threading.Thread(target=self._run, name="pushgateway", daemon=True)
+        if store.version:
+            self._wake.set()  # changes from before the sink existed are pending too
+        store.watchers.append(self.wake)
 
     def start(self) -> None:
         self._thread.start()
 
     def wake(self) -> None:
-        """Something in ``groups`` changed: push it soon (only enqueues, never does I/O)."""
-        with self.store.changed:
-            self._woken = True
-            self.store.changed.notify_all()
+        """The store or something in ``groups`` changed: push it soon (called per line: a flag, no I/O)."""
+        if not self._wake.is_set():
+            self._wake.set()
 
     def close(self, deadline: float) -> bool:
         """Stops after delivering the final state, trying until ``deadline`` (monotonic) and at least once."""
         flush_timeout = max(0.0, deadline - time.monotonic())
         self._deadline = time.monotonic() + flush_timeout
         self._stopping.set()
-        with self.store.changed:
-            self.store.changed.notify_all()
+        self._wake.set()
         self._thread.join(max(flush_timeout, FINAL_ATTEMPT) + 1)
         return not self._pending()
 
@@ -163,11 +166,9 @@ class PushgatewaySink:
 
         Call it before ``start``.
         """
-        with self.store.changed:
-            for k in keys:
-                self._delivered.setdefault(k, 0)
-            self._woken = True
-            self.store.changed.notify_all()
+        for k in keys:
+            self._delivered.setdefault(k, 0)
+        self._wake.set()
 
     def undelivered(self) -> list[str]:
         """The groups whose latest state has not reached the gateway, for the user to read."""
@@ -198,20 +199,14 @@ class PushgatewaySink:
         return [key for key in self._delivered if key not in live]
 
     def _run(self) -> None:
-        seen = 0
         while True:
-            with self.store.changed:
-                if self._failures:
-                    self.store.changed.wait_for(self._stopping.is_set, self.retry.delay(self._failures))
-                else:
-                    due = self._last_self_push + SELF_PUSH_EVERY - time.monotonic()
-                    self.store.changed.wait_for(
-                        lambda seen=seen: self.store.version != seen or self._woken or self._stopping.is_set(),
-                        max(due, 0),
-                    )
-                if self._stopping.is_set():
-                    break
-                seen, self._woken = self.store.version, False
+            if self._failures:
+                self._stopping.wait(self.retry.delay(self._failures))
+            else:
+                self._wake.wait(max(self._last_self_push + SELF_PUSH_EVERY - time.monotonic(), 0))
+            if self._stopping.is_set():
+                break
+            self._wake.clear()  # before the round's snapshot: a change from here on wakes the next one
             self._count(self._guarded_round(self.timeout, final=False))
         self._flush_final()
 

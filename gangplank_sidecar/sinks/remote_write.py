@@ -14,6 +14,8 @@ epoch records stay) and by an estimate of its memory (``max_bytes``: past it, th
 records of any kind go). Dropped entries are unlinked at once (the buffer is compacted once
 they outnumber the live ones), so a receiver that is down never makes memory grow. Nothing
 a record holds can stop a worker: an error is reported once, its samples counted as dropped.
+A followed file's checkpoint passes a line only once its samples have left the buffer
+(``delivered_through``), so a restart sends again what was still buffered.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class Record:
     step: bool
     keys: tuple[LabelSet, ...]
     values: tuple[float, ...]
+    version: int = 0  # the store version of the change it came from
 
 
 @dataclass(slots=True)
@@ -127,12 +130,15 @@ class Recorder:
     def __call__(self, event: str, series: RunState) -> None:
         """Never raises into the reading thread: a record that cannot become samples is counted and reported once."""
         if event not in SAMPLE_EVENTS:
+            for sink in self.sinks:
+                sink.heard = series.version  # nothing to send: a checkpoint may pass this change
             return
         try:
             record = self.record(event, series)
         except Exception as exc:  # noqa: BLE001 - whatever a record holds, reading goes on
             for sink in self.sinks:
                 sink.metrics.dropped.labels("error").inc()
+                sink.heard = series.version
             if not self._failed and self.report is not None:
                 self._failed = True
                 self.report(
@@ -156,7 +162,8 @@ class Recorder:
         else:
             samples = [(s.name, s.labels, s.value) for family in families(series, labels) for s in family.samples]
         keys = tuple(self._key(name, tuple(sample_labels.items())) for name, sample_labels, _ in samples)
-        return Record(time_ms, event == "step", self._intern(keys), tuple(float(value) for _, _, value in samples))
+        values = tuple(float(value) for _, _, value in samples)
+        return Record(time_ms, event == "step", self._intern(keys), values, series.version)
 
     def _key(self, name: str, labels: tuple[tuple[str, str], ...]) -> LabelSet:
         """The sorted label set of a sample, with ``__name__``; computed once per series."""
@@ -218,6 +225,9 @@ class RemoteWriteSink:
         self.batch_samples = batch_samples
         self.batch_age = batch_age
         self.lost = 0
+        self.heard = 0  # the latest store version this sink heard of
+        self._sending: int | None = None  # the oldest version of the batch being sent
+        self._undelivered_from: int | None = None  # the oldest version given up at exit
         self._buffer: collections.deque[_Entry] = collections.deque()
         self._steps: collections.deque[_Entry] = collections.deque()
         self._buffered = 0
@@ -242,6 +252,7 @@ class RemoteWriteSink:
                 self._steps.append(entry)
             self._buffered += len(record.values)
             self._bytes += _size(record)
+            self.heard = record.version
             if self._buffered > self.max_buffered or self._bytes > self.max_bytes:
                 self._overflow()
             self.metrics.pending.set(self._buffered)
@@ -267,6 +278,14 @@ class RemoteWriteSink:
         if self._unlinked > len(self._buffer) // 2:
             self._buffer = collections.deque(e for e in self._buffer if e.live)
             self._unlinked = 0
+
+    def delivered_through(self) -> int:
+        """The version before the oldest sample still to send (the buffer is in store order: one reader
+        thread feeds the sources that checkpoint); samples dropped on purpose are not waited for."""
+        with self._cond:
+            pending = [v for v in (self._undelivered_from, self._sending) if v is not None]
+            pending += [next((e.record.version for e in self._buffer if e.live), self.heard + 1)]
+            return min(pending) - 1
 
     def _drop(self, entry: _Entry) -> int:
         """Marks a buffered entry taken or dropped; the samples it held."""
@@ -295,6 +314,7 @@ class RemoteWriteSink:
                 )
                 self.metrics.dropped.labels("undelivered").inc(self._buffered)
                 self.lost += self._buffered
+                self._undelivered_from = min(e.record.version for e in self._buffer if e.live)
                 self._buffer.clear()
                 self._steps.clear()
                 self._buffered = self._bytes = self._unlinked = 0
@@ -327,6 +347,7 @@ class RemoteWriteSink:
                 if entry.live:
                     size += self._drop(entry)
                     batch.append(entry.record)
+            self._sending = min(r.version for r in batch)
             self.metrics.pending.set(self._buffered)
             self.metrics.pending_bytes.set(self._bytes)
             return batch
@@ -346,6 +367,9 @@ class RemoteWriteSink:
                     self.report(
                         f"remote write to {redact(self.url)}: {count} samples dropped: {exc.__class__.__name__}: {exc} (further errors are only counted)"
                     )
+            finally:
+                with self._cond:
+                    self._sending = None  # sent, given up, or back in the buffer
 
     def _deliver(self, batch: list[Record]) -> bool:
         """Sends one batch until it is accepted or rejected; False if the deadline passed first."""

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import watchfiles
 
-from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.sources.checkpoint import HEAD, Checkpoints, Position, Saved
 from gangplank_sidecar.sources.lines import LineSplitter
 from gangplank_sidecar.sources.stdin import Feed
@@ -237,13 +236,16 @@ class Follower:
                 stop.wait(RESCAN_MS / 1000)
         self.scan()
 
-    def runs_ended(self, store: Store) -> bool:
-        """Every literal path opened, every run read from the files ended, nothing new for a while."""
+    def runs_ended(self, runs: Iterable[tuple[str, str | None]]) -> bool:
+        """Every literal path opened, every run read from the files ended, nothing new for a while.
+
+        ``runs``: the (source, status) of every run seen; a source knows the run state only through it.
+        """
         literal = [p for p in self.patterns if not glob.has_magic(p)]
         if not self.opened or not self.opened.issuperset(literal):
             return False
-        runs = [s for s in store.all_runs() if s.source in self.opened]
-        if not runs or any(s.status is None for s in runs):
+        statuses = [status for source, status in runs if source in self.opened]
+        if not statuses or any(status is None for status in statuses):
             return False
         return time.monotonic() - self.last_data >= END_GRACE
 
@@ -363,8 +365,12 @@ def unusable(pattern: str) -> str | None:
     return None
 
 
-def follow(follower: Follower, store: Store, exit_on_end: bool, stopped: Callable[[], bool] = lambda: False) -> None:
-    """Follows until ``stopped()`` (a signal: SIGTERM, Ctrl-C) or, with ``exit_on_end``, every run's end.
+def follow(
+    follower: Follower,
+    runs: Callable[[], Iterable[tuple[str, str | None]]] | None,
+    stopped: Callable[[], bool] = lambda: False,
+) -> None:
+    """Follows until ``stopped()`` (a signal: SIGTERM, Ctrl-C) or, given ``runs`` (--exit-on-end), every run's end.
 
     The files are read in a thread of their own: the main thread only waits, looking at
     ``stopped`` (set by a signal handler, which watchfiles would not let through), and the
@@ -375,7 +381,7 @@ def follow(follower: Follower, store: Store, exit_on_end: bool, stopped: Callabl
 
     def read() -> None:
         try:
-            follower.follow(stop, (lambda: follower.runs_ended(store)) if exit_on_end else (lambda: False))
+            follower.follow(stop, (lambda: follower.runs_ended(runs())) if runs is not None else (lambda: False))
         except BaseException as exc:  # re-raised in the caller's thread
             failed.append(exc)
         finally:

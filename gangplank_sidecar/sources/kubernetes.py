@@ -28,11 +28,10 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import watchfiles
 
-from gangplank_sidecar.aggregation.state import Key, RunState, Store, key
-from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.sources import cri
 from gangplank_sidecar.sources.checkpoint import Checkpoints
 from gangplank_sidecar.sources.files import Follower, watch
@@ -76,8 +75,29 @@ def _restart(path: str) -> tuple[str, int]:
     return os.path.dirname(path), int(m.group(1)) if m else -1
 
 
-def _ended(series: RunState) -> None:
-    series.status = ENDED
+Group = tuple[str, str, dict[str, str]]  # a Pushgateway group: job, phase, labels
+
+
+class Streams(Protocol):
+    """What the agent drives downstream (the pipeline): a source names streams and never sees the run state."""
+
+    def open(self, source: str, labels: dict[str, str], default_job: str, jobs: dict[str, str] | None = None) -> None:
+        """Declares a stream before its first line."""
+
+    def feed(self, source: str, line: bytes, when: float | None = None) -> None:
+        """One line of a stream."""
+
+    def close(self, source: str) -> None:
+        """A stream that has ended for good."""
+
+    def end(self, source: str, status: str) -> None:
+        """Ends the stream's runs that are still going, with ``status``."""
+
+    def forget(self, source: str) -> None:
+        """Drops the stream's runs from the state the sinks show."""
+
+    def on_start(self, callback: Callable[[str, str, str], None]) -> None:
+        """Calls ``callback(source, run, job)`` as each run starts."""
 
 
 class KubernetesLogs(Follower):
@@ -86,8 +106,7 @@ class KubernetesLogs(Follower):
     def __init__(
         self,
         root: str,
-        pipeline: Pipeline,
-        store: Store,
+        pipeline: Streams,
         report: Callable[[str], None],
         checkpoints: Checkpoints | None = None,
         version: Callable[[], int] = lambda: 0,
@@ -97,7 +116,6 @@ class KubernetesLogs(Follower):
         super().__init__([], self._feed, report, checkpoints, version)
         self.root = os.path.abspath(root)
         self.pipeline = pipeline
-        self.store = store
         self.namespaces = frozenset(namespaces)
         self.forget_after = forget_after
         self.polling = False
@@ -108,8 +126,8 @@ class KubernetesLogs(Follower):
         self._ending: dict[str, float] = {}
         self._decoders: dict[str, tuple[str, cri.Decoder]] = {}
         self._last_full = 0.0
-        self.orphans: list[Key] = []
-        store.listeners.append(self._learn)
+        self.orphans: list[Group] = []
+        pipeline.on_start(self._learn)
 
     def paths(self) -> list[str]:
         """Every container log under the root now, each container's in restart order; opens new streams."""
@@ -172,7 +190,7 @@ class KubernetesLogs(Follower):
                 continue
             labels = Container(directory, m.group(1), m.group(2), os.path.basename(directory)).labels
             jobs = {m.group(2), *self.checkpoints.streams.get(directory, {}).values()}
-            self.orphans += [key(job, phase, labels) for job in sorted(jobs) for phase in PHASES]
+            self.orphans += [(job, phase, labels) for job in sorted(jobs) for phase in PHASES]
         self.checkpoints.drop(
             lambda name: name.startswith(self.root + os.sep) and name not in live and os.path.dirname(name) not in live
         )
@@ -247,19 +265,17 @@ class KubernetesLogs(Follower):
         if decoder.malformed and not malformed:
             self.report(f"{path}: skipping a line that is not in the CRI log format (further ones are not reported)")
 
-    def _learn(self, event: str, series: RunState) -> None:
-        """A store listener: notes the job a run named, so that an agent restart still finds it."""
-        container = self._containers.get(series.source)
-        if event == "start" and container is not None and self.checkpoints is not None and series.job != container.pod:
-            self.checkpoints.note(series.source, series.run, series.job)
+    def _learn(self, source: str, run: str, job: str) -> None:
+        """Notes the job a run named, so that an agent restart still finds it."""
+        container = self._containers.get(source)
+        if container is not None and self.checkpoints is not None and job != container.pod:
+            self.checkpoints.note(source, run, job)
 
     def _end_gone(self) -> None:
         """The pods whose directory is gone: their files were read to the end; their runs end now."""
         now = time.monotonic()
         for container in self._gone:
-            for series in self.store.of_source(container.directory):
-                if series.status is None:
-                    self.store.update(series, "end", _ended)
+            self.pipeline.end(container.directory, ENDED)
             self.pipeline.close(container.directory)
             prefix = container.directory + os.sep
             for path in [p for p in self._decoders if p.startswith(prefix)]:
@@ -278,5 +294,4 @@ class KubernetesLogs(Follower):
             if now < due:
                 continue
             del self._ending[directory]
-            for series in self.store.of_source(directory):
-                self.store.forget(series)
+            self.pipeline.forget(directory)

@@ -27,7 +27,6 @@ class LineSplitter:
         self.max_line = max_line
         self._pending = b""
         self._overflow = False
-        self.oversized = 0
 
     def feed(self, chunk: bytes) -> Iterator[bytes]:
         """The complete lines in ``chunk`` (without their ``\\n``)."""
@@ -37,12 +36,10 @@ class LineSplitter:
             line, self._pending = self._pending + lines[0], b""
             if self._overflow or len(line) > self.max_line:
                 self._overflow = False
-                self.oversized += 1
                 line = OVERSIZED
             lines[0] = line
         for line in lines:
             if len(line) > self.max_line:
-                self.oversized += 1
                 line = OVERSIZED
             yield line
         if rest and not self._overflow:
@@ -54,7 +51,6 @@ class LineSplitter:
     def flush(self) -> Iterator[bytes]:
         """The unfinished last line, at the end of the stream."""
         if self._overflow:
-            self.oversized += 1
             yield OVERSIZED
         elif self._pending:
             yield self._pending

@@ -54,7 +54,7 @@ def pump(
     echo: Callable[[bytes], None],
     splitter: LineSplitter | None = None,
     readable: Callable[[], bool] = lambda: True,
-) -> LineSplitter:
+) -> None:
     """Reads ``fd`` to its end: each chunk is echoed before its lines are parsed.
 
     ``readable`` waits for data and says False when we are to stop first (the last partial
@@ -63,7 +63,7 @@ def pump(
     splitter = splitter or LineSplitter()
     while True:
         if not readable():
-            return splitter
+            return
         chunk = os.read(fd, CHUNK)
         if not chunk:
             break
@@ -73,7 +73,6 @@ def pump(
     echo(b"")
     for line in splitter.flush():
         feed(name, line)
-    return splitter
 
 
 @contextlib.contextmanager
@@ -91,7 +90,7 @@ def _signal_wakeup() -> Iterator[int]:
         os.close(w)
 
 
-def read_stdin(feed: Feed, echo: Echo, stopped: Callable[[], bool] = lambda: False) -> LineSplitter:
+def read_stdin(feed: Feed, echo: Echo, stopped: Callable[[], bool] = lambda: False) -> None:
     """Reads stdin to EOF or until ``stopped()`` (a signal's handler says so).
 
     The handler only sets a flag: an exception raised from it could land in the middle of
@@ -113,4 +112,4 @@ def read_stdin(feed: Feed, echo: Echo, stopped: Callable[[], bool] = lambda: Fal
                     return True
             return False
 
-        return pump(fd, "stdin", feed, echo, readable=readable)
+        pump(fd, "stdin", feed, echo, readable=readable)
