@@ -19,8 +19,8 @@ from typing import TextIO
 
 from prometheus_client import disable_created_metrics
 
+from gangplank_sidecar.aggregation.checks import thresholds_from
 from gangplank_sidecar.aggregation.state import Store
-from gangplank_sidecar.checks import thresholds_from
 from gangplank_sidecar.errors import ConfigError
 from gangplank_sidecar.parsers import patterns as user_patterns
 from gangplank_sidecar.pipeline import Pipeline

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gangplank_sidecar import parsers
+from gangplank_sidecar.aggregation.checks import Thresholds
 from gangplank_sidecar.aggregation.interpret import Interpreter
 from gangplank_sidecar.aggregation.state import DEFAULT_JOB, RunState, Store
-from gangplank_sidecar.checks import Thresholds
 from gangplank_sidecar.parsers.patterns import Patterns
 from gangplank_sidecar.parsers.protocol import UnknownVersion
 from gangplank_sidecar.selfmetrics import SelfMetrics

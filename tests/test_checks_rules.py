@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, SIDECAR, keras_env
-from gangplank_sidecar import checks
+from gangplank_sidecar.aggregation import checks
+from gangplank_sidecar.aggregation.checks import RunChecks, Thresholds, thresholds_from
 from gangplank_sidecar.aggregation.state import Store
-from gangplank_sidecar.checks import RunChecks, Thresholds, thresholds_from
 from gangplank_sidecar.parsers.protocol import Check, Weights
 from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.selfmetrics import SelfMetrics

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from conftest import ROOT
-from gangplank_sidecar.checks import CHECKS
+from gangplank_sidecar.aggregation.checks import CHECKS
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 RULES = PROMETHEUS / "rules" / "gangplank.yml"

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gangplank_sidecar import checks
+from gangplank_sidecar.aggregation import checks
 from gangplank_sidecar.aggregation.state import DEFAULT_JOB, RunState, Store
 from gangplank_sidecar.parsers import (
     boosting,
