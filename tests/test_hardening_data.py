@@ -30,10 +30,10 @@ from gangplank_sidecar.runs import cli as runs_cli
 from gangplank_sidecar.runs import db
 from gangplank_sidecar.selfmetrics import SelfMetrics
 from gangplank_sidecar.sinks import history
-from gangplank_sidecar.sinks.families import families
+from gangplank_sidecar.sinks.families import run_families
 from gangplank_sidecar.sinks.history import HistorySink
 from gangplank_sidecar.sinks.listen import ListenSink
-from gangplank_sidecar.sinks.remote_write import Record, RemoteWriteMetrics, RemoteWriteSink, remote_write_sinks
+from gangplank_sidecar.sinks.remote_write import RecordSamples, RemoteWriteMetrics, RemoteWriteSink, remote_write_sinks
 from gangplank_sidecar.sinks.summary import summarize
 from proxy import FaultProxy, Request
 
@@ -129,7 +129,7 @@ def test_1_a_batch_the_worker_cannot_encode_is_counted_and_the_worker_goes_on() 
     sink = RemoteWriteSink(f"http://127.0.0.1:{free_port()}/w", metrics, reports.append, batch_age=0.0)
     sink.start()
     key = ((("__name__", "x"),),)
-    sink.put(Record(10**303, step=False, keys=key, values=(1.0,)))
+    sink.put(RecordSamples(10**303, step=False, keys=key, values=(1.0,)))
     deadline = time.monotonic() + 30
     while metrics.dropped.labels("error")._value.get() == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -327,9 +327,11 @@ def _sink(**bounds: int) -> tuple[RemoteWriteSink, RemoteWriteMetrics]:
 def test_5_dropped_step_entries_do_not_stay_queued_behind_a_live_epoch_entry() -> None:
     sink, metrics = _sink(max_buffered=100)
     key = ((("__name__", "x"),),)
-    sink.put(Record(0, step=False, keys=key, values=(1.0,)))  # the worker would be stuck retrying behind this one
+    sink.put(
+        RecordSamples(0, step=False, keys=key, values=(1.0,))
+    )  # the worker would be stuck retrying behind this one
     for i in range(1, 100_001):
-        sink.put(Record(i, step=True, keys=key, values=(float(i),)))
+        sink.put(RecordSamples(i, step=True, keys=key, values=(float(i),)))
     assert sink._buffered == 100
     assert len(sink._buffer) <= 3 * 100  # was 100,001 entries: every dropped step stayed linked
     assert sink._buffer[0].record.time_ms == 0 and sink._buffer[0].live
@@ -340,7 +342,7 @@ def test_5_the_buffer_is_bounded_by_bytes_epoch_records_included() -> None:
     sink, metrics = _sink(max_buffered=10**9, max_bytes=100_000)
     keys = tuple(((("__name__", f"m{j}"),),) for j in range(10))
     for i in range(10_000):
-        sink.put(Record(i, step=False, keys=keys, values=(float(i),) * 10))
+        sink.put(RecordSamples(i, step=False, keys=keys, values=(float(i),) * 10))
     live = [e.record.time_ms for e in sink._buffer if e.live]
     assert sink._bytes <= 100_000 and live == list(range(10_000 - len(live), 10_000))  # the newest are kept
     assert metrics.pending_bytes._value.get() == sink._bytes
@@ -495,7 +497,7 @@ def test_15_floydhub_epochs_counted_from_zero_give_the_number_of_epochs() -> Non
             pipeline.feed("stdin", json.dumps({"metric": metric, "value": v, "epoch": n}).encode())
     (series,) = store.snapshot()
     assert series.epoch == 3 and series.best["loss"] == (1 / 3, 3)
-    exported = {s.name: s.value for f in families(series) for s in f.samples}
+    exported = {s.name: s.value for f in run_families(series) for s in f.samples}
     assert exported["gangplank_train_epochs_count"] == 3.0 and exported["gangplank_train_best_epoch"] == 3.0
     # A run counting from 1 is left as it is, and a new run counting from 0 after it is seen as new.
     for n in (1, 2, 0, 1):

@@ -23,7 +23,7 @@ from gangplank_sidecar.cli import settings_from
 from gangplank_sidecar.settings import ConfigError
 from gangplank_sidecar.sinks.summary import summarize
 from gangplank_sidecar.system.cgroup import Cgroup, own_path, parse_cpu_max, parse_keyed, parse_memory_max
-from gangplank_sidecar.system.families import SystemCollector, families
+from gangplank_sidecar.system.families import SystemCollector, system_families
 from gangplank_sidecar.system.gpu import Gpus, GpuUsage
 from gangplank_sidecar.system.process import CgroupTarget, PodProcesses, ProcessTree, shared_pod
 from gangplank_sidecar.system.sampler import Reading, Sampler, Totals, choose_target
@@ -232,7 +232,7 @@ def test_names_pass_promtool() -> None:
 
     class Fixed:
         def collect(self):  # type: ignore[no-untyped-def]
-            return iter(families(full_reading(), {"job": "mnist"}))
+            return iter(system_families(full_reading(), {"job": "mnist"}))
 
     registry.register(Fixed())
     text = generate_latest(registry)

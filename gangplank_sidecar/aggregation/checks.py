@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from gangplank_sidecar.aggregation.state import RunState
-from gangplank_sidecar.parsers.protocol import Check, Weights
+from gangplank_sidecar.parsers.protocol import Check, Weights, spell_non_finite
 
 Epochs = Sequence[tuple[int, dict[str, float]]]
 Point = tuple[int, float]  # (epoch, value)
@@ -71,11 +71,6 @@ def _finding(name: str, message: str) -> Check:
     return Check(code=code, name=name, severity=severity, message=message)
 
 
-def _spelled(value: float) -> str:
-    """The protocol's spelling of a non-finite value."""
-    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
-
-
 def non_finite(epochs: Epochs, t: Thresholds) -> Check | None:
     """A metric of the latest epoch is NaN or infinite: the run is broken from here on."""
     return _non_finite(*epochs[-1]) if epochs else None
@@ -84,7 +79,7 @@ def non_finite(epochs: Epochs, t: Thresholds) -> Check | None:
 def _non_finite(epoch: int, metrics: dict[str, float]) -> Check | None:
     if math.isfinite(sum(metrics.values())):  # then every value is finite
         return None
-    bad = [f"{key}={_spelled(value)}" for key, value in sorted(metrics.items()) if not math.isfinite(value)]
+    bad = [f"{key}={spell_non_finite(value)}" for key, value in sorted(metrics.items()) if not math.isfinite(value)]
     return _finding("non_finite", f"non-finite {', '.join(bad)} at epoch {epoch}") if bad else None
 
 
@@ -243,18 +238,18 @@ CHECKS: dict[str, tuple[str, str, str]] = {
 }
 
 
-_QUIET = tuple(
+_PASSED = tuple(
     Check(code=code, name=name, severity=severity, message="") for name, (_, code, severity) in CHECKS.items()
 )
 
 
-def quiet() -> list[Check]:
-    """Every training check in its healthy state, to export zeros from the start of a run."""
-    return list(_QUIET)
+def all_passed() -> list[Check]:
+    """Every training check as passed, to export zeros from the start of a run."""
+    return list(_PASSED)
 
 
 class RunChecks:
-    """One run's checks, updated per epoch in O(metrics): ``epoch`` returns (fired, quiet).
+    """One run's checks, updated per epoch in O(metrics): ``epoch`` returns (fired, passed).
 
     The rules above need only a few running values of the run so far: the first loss, the
     last few losses (with the epoch of the latest and the best before them), the best and the
@@ -304,9 +299,9 @@ class RunChecks:
             ]
         fired = [f for f in found if f is not None]
         if not fired:
-            return fired, _QUIET
+            return fired, _PASSED
         names = {f.name for f in fired}
-        return fired, [c for c in _QUIET if c.name not in names]
+        return fired, [c for c in _PASSED if c.name not in names]
 
     def _add(self, epoch: int, metrics: dict[str, float]) -> tuple:
         """The state with this epoch's finite loss and val_loss taken in."""
@@ -344,13 +339,13 @@ class Monitor:
 
     def start(self, series: RunState) -> None:
         if series.phase == "train":
-            series.set_checks(quiet(), fired=False)
+            series.set_checks(all_passed(), fired=False)
 
     def epoch(self, series: RunState) -> None:
         """After an epoch's values reached the series (text formats bring one epoch in pieces)."""
         current = self._runs.get(series.key)
         if current is None or current[0] != series.run:
             current = self._runs[series.key] = (series.run, RunChecks(self.thresholds))
-        fired, healthy = current[1].epoch(series.epoch or 0, series.epoch_metrics, series.weights)
-        series.set_checks(healthy, fired=False)
+        fired, passed = current[1].epoch(series.epoch or 0, series.epoch_metrics, series.weights)
+        series.set_checks(passed, fired=False)
         series.set_checks(fired)

@@ -23,6 +23,7 @@ from gangplank_sidecar.curve import Curve
 from gangplank_sidecar.directions import lower_is_better
 from gangplank_sidecar.environment import env
 from gangplank_sidecar.options import BY_FLAG
+from gangplank_sidecar.parsers.protocol import spell_non_finite
 from gangplank_sidecar.runs import db, plot, search
 from gangplank_sidecar.runs.db import RunRow
 from gangplank_sidecar.runs.style import PLAIN, SEVERITY, Cell, Painter, best, status
@@ -50,11 +51,7 @@ def number(value: float | None) -> str:
     """A value for a person: 6 significant digits, the protocol's spelling of non-finite values."""
     if value is None:
         return ""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return f"{value:.6g}"
+    return f"{value:.6g}" if math.isfinite(value) else spell_non_finite(value)
 
 
 def exact(value: float) -> float | str:

@@ -151,6 +151,11 @@ def mark_stale(conn: sqlite3.Connection, stale_after: float = STALE_AFTER, now: 
     return len(stale)
 
 
+def to_db(value: float) -> float | None:
+    """A metric value as stored: NaN as NULL (SQLite has no NaN; infinities it keeps)."""
+    return None if math.isnan(value) else value
+
+
 def from_db(value: object) -> float:
     """A stored metric value: NULL (NaN) and anything that is not a number read as NaN."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.errors import ConfigError
-from gangplank_sidecar.sinks.families import families, merge
+from gangplank_sidecar.sinks.families import merge, run_families
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -64,7 +64,7 @@ class StoreCollector(Collector):
         metrics: list[Metric] = []
         for s in self.store.snapshot():
             try:
-                metrics.extend(families(s, {"job": s.job, "phase": s.phase, **self.labels, **s.labels}))
+                metrics.extend(run_families(s, {"job": s.job, "phase": s.phase, **self.labels, **s.labels}))
             except Exception as exc:  # noqa: BLE001 - a scrape must not fail for one series
                 if self.errors is not None:
                     self.errors.inc()

@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 from gangplank_sidecar.aggregation.state import Key, RunState, Store
 from gangplank_sidecar.delivery import Retry
 from gangplank_sidecar.selfmetrics import SelfMetrics
-from gangplank_sidecar.sinks.families import Families, families
+from gangplank_sidecar.sinks.families import Families, run_families
 
 SELF_PUSH_EVERY = 10.0
 FINAL_ATTEMPT = 1.0  # the final flush always gets one attempt of at least this long
@@ -83,7 +83,7 @@ class _Unrenderable(Collector):
 
 def _rendered(series: RunState) -> Collector:
     try:
-        return Families(families(series))
+        return Families(run_families(series))
     except Exception as exc:  # noqa: BLE001 - one bad series must not stop the worker nor the other groups
         return _Unrenderable(exc)
 

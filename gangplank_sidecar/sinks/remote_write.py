@@ -32,7 +32,7 @@ from gangplank_sidecar import __version__
 from gangplank_sidecar.aggregation.state import RunState
 from gangplank_sidecar.delivery import PushError, Retry, TransportConfig
 from gangplank_sidecar.sinks import remote_write_pb2 as pb
-from gangplank_sidecar.sinks.families import families
+from gangplank_sidecar.sinks.families import run_families
 from gangplank_sidecar.sinks.transport import Transport
 
 BATCH_SAMPLES = 2000
@@ -52,7 +52,7 @@ LabelSet = tuple[tuple[str, str], ...]
 
 
 @dataclass(slots=True)
-class Record:
+class RecordSamples:
     """One record's samples: they share a timestamp; ``keys`` is interned across records."""
 
     time_ms: int
@@ -66,7 +66,7 @@ class _Entry:
     """A record in one sink's buffer; ``live`` turns False once it is taken or dropped."""
 
     at: float
-    record: Record
+    record: RecordSamples
     live: bool = True
 
 
@@ -104,7 +104,7 @@ class RemoteWriteMetrics:
 
 
 class Recorder:
-    """The store listener: turns sample-bearing records into ``Record``s and hands them to the sinks.
+    """The store listener: turns sample-bearing records into ``RecordSamples`` and hands them to the sinks.
 
     Runs in the reading thread, after the update, so the series is stable while it is read here.
     Each record is stamped with the series' time (text formats: the time the line was read). A
@@ -142,21 +142,23 @@ class Recorder:
         for sink in self.sinks:
             sink.put(record)
 
-    def record(self, event: str, series: RunState) -> Record:
+    def record(self, event: str, series: RunState) -> RecordSamples:
         group = (series.job, series.phase, series.run)
         time_ms = max(round(series.time * 1000), self._last.get(group, -1) + 1)
         self._last[group] = time_ms
         labels = {"job": series.job, "phase": series.phase, **self.labels, **series.labels, "run": series.run}
         if event == "step":
-            # Steps are the frequent records: only the metric gauges and the step, without families().
+            # Steps are the frequent records: only the metric gauges and the step, without run_families().
             prefix = f"gangplank_{series.phase}_"
             names = series.names.map(list(series.metrics))
             samples = [(prefix + names[key], labels, value) for key, value in sorted(series.metrics.items())]
             samples.append((prefix + "step", labels, float(series.step or 0)))
         else:
-            samples = [(s.name, s.labels, s.value) for family in families(series, labels) for s in family.samples]
+            samples = [(s.name, s.labels, s.value) for family in run_families(series, labels) for s in family.samples]
         keys = tuple(self._key(name, tuple(sample_labels.items())) for name, sample_labels, _ in samples)
-        return Record(time_ms, event == "step", self._intern(keys), tuple(float(value) for _, _, value in samples))
+        return RecordSamples(
+            time_ms, event == "step", self._intern(keys), tuple(float(value) for _, _, value in samples)
+        )
 
     def _key(self, name: str, labels: tuple[tuple[str, str], ...]) -> LabelSet:
         """The sorted label set of a sample, with ``__name__``; computed once per series."""
@@ -169,7 +171,7 @@ class Recorder:
         return self._interned.setdefault(value, value)
 
 
-def encode(records: Iterable[Record]) -> bytes:
+def encode(records: Iterable[RecordSamples]) -> bytes:
     """The snappy-compressed WriteRequest; each series' samples in the records' (time) order."""
     request = pb.WriteRequest()
     series: dict[LabelSet, pb.TimeSeries] = {}
@@ -233,7 +235,7 @@ class RemoteWriteSink:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, record: Record) -> None:
+    def put(self, record: RecordSamples) -> None:
         """Buffers a record (reading thread: no I/O); when full, the oldest step records go first."""
         entry = _Entry(time.monotonic(), record)
         with self._cond:
@@ -304,7 +306,7 @@ class RemoteWriteSink:
         self.stop(deadline)
         return self.join()
 
-    def _take(self) -> list[Record] | None:
+    def _take(self) -> list[RecordSamples] | None:
         """The next batch, once it is full or its oldest record is ``batch_age`` old; None when done."""
         with self._cond:
             while True:
@@ -347,7 +349,7 @@ class RemoteWriteSink:
                         f"remote write to {redact(self.url)}: {count} samples dropped: {exc.__class__.__name__}: {exc} (further errors are only counted)"
                     )
 
-    def _deliver(self, batch: list[Record]) -> bool:
+    def _deliver(self, batch: list[RecordSamples]) -> bool:
         """Sends one batch until it is accepted or rejected; False if the deadline passed first."""
         body = encode(batch)
         count = sum(len(r.values) for r in batch)
@@ -394,7 +396,7 @@ class RemoteWriteSink:
                 f"{redact(self.url)} rejected {count} samples: {reason} (not retried; later rejections are only counted)"
             )
 
-    def _undelivered(self, batch: list[Record], count: int) -> None:
+    def _undelivered(self, batch: list[RecordSamples], count: int) -> None:
         """Puts the batch back in front, for ``join`` to count with the rest."""
         for record in reversed(batch):
             self._buffer.appendleft(_Entry(0.0, record))
@@ -402,7 +404,7 @@ class RemoteWriteSink:
         self._buffered += count
 
 
-def _size(record: Record) -> int:
+def _size(record: RecordSamples) -> int:
     """The estimated memory a buffered record holds (its label sets are shared with every other record)."""
     return RECORD_BYTES + SAMPLE_BYTES * len(record.values)
 

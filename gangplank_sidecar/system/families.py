@@ -50,7 +50,7 @@ _GPU = (
 )
 
 
-def families(reading: Reading, labels: dict[str, str] | None = None) -> list[Metric]:
+def system_families(reading: Reading, labels: dict[str, str] | None = None) -> list[Metric]:
     """Only the series that were measured; ``labels`` go into every sample."""
     labels = labels or {}
     out: list[Metric] = []
@@ -77,7 +77,7 @@ class SystemCollector(Collector):
         self.labels = labels
 
     def collect(self) -> Iterator[Metric]:
-        return iter(families(self.sampler.latest, self.labels()))
+        return iter(system_families(self.sampler.latest, self.labels()))
 
 
 class SystemGroup:

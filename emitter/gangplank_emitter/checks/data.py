@@ -1,6 +1,6 @@
 """Data checks (Kepler K1xx, K3xx) on the arrays a user is about to fit.
 
-Keras callbacks never see the data, so the user calls `inspect()` before fit. It
+Keras callbacks never see the data, so the user calls `inspect_data()` before fit. It
 returns what fired and keeps it, with what the model checks need to know about the
 labels and the input scale (K204, K402, K403, K501), for the next Emitter.
 """
@@ -29,7 +29,7 @@ class LabelInfo:
 
 @dataclass
 class Kept:
-    """What the last inspect() saw, for the next model_checks() and Emitter."""
+    """What the last inspect_data() saw, for the next model_checks() and Emitter."""
 
     findings: list[dict]
     samples: int
@@ -40,7 +40,9 @@ class Kept:
 _kept: Kept | None = None
 
 
-def inspect(x: Any, y: Any = None, batch_size: int | None = None, validation_data: tuple | None = None) -> list[dict]:
+def inspect_data(
+    x: Any, y: Any = None, batch_size: int | None = None, validation_data: tuple | None = None
+) -> list[dict]:
     """Run the data checks, keep the result for the next Emitter, and return it."""
     global _kept
     x2 = _rows(x)
@@ -68,17 +70,17 @@ def inspect(x: Any, y: Any = None, batch_size: int | None = None, validation_dat
 
 
 def kept() -> Kept | None:
-    """What the last inspect() in this process saw, or None."""
+    """What the last inspect_data() in this process saw, or None."""
     return _kept
 
 
 def inspected() -> bool:
-    """Whether inspect() ran since the last take_inspected()."""
+    """Whether inspect_data() ran since the last take_inspected()."""
     return _kept is not None
 
 
 def take_inspected() -> list[dict]:
-    """Return the findings the last inspect() kept, and forget everything it kept."""
+    """Return the findings the last inspect_data() kept, and forget everything it kept."""
     global _kept
     findings = _kept.findings if _kept is not None else []
     _kept = None
