@@ -141,9 +141,9 @@ class Sidecar:
         for path in s.files if not s.command else ():
             if (why := unusable(path)) is not None:
                 raise ConfigError(why)
-        for option, path in (("--state-file", s.state_file), ("--db", s.db if s.history else None)):
-            if path and os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block our open() for good
-                raise ConfigError(f"{option} {path}: not a regular file")
+        for option, file in (("--state-file", s.state_file), ("--db", s.db if s.history else None)):
+            if file and os.path.exists(file) and not os.path.isfile(file):  # a FIFO would block our open() for good
+                raise ConfigError(f"{option} {file}: not a regular file")
         try:
             if s.pushgateway:
                 check(s.pushgateway, s.transport)
@@ -185,7 +185,7 @@ class Sidecar:
             self.listen.start()
             if parse_address(s.listen or "")[1] == 0:
                 report(
-                    f"serving /metrics at http://{_host(self.listen.server.server_address[0])}:{self.listen.port}/metrics"
+                    f"serving /metrics at http://{_host(str(self.listen.server.server_address[0]))}:{self.listen.port}/metrics"
                 )
         if s.files and not s.command:
             path = Path(s.state_file) if s.state_file else default_path(s.files)

@@ -256,7 +256,7 @@ def test_a_curve_stays_bounded_and_keeps_its_extremes() -> None:
     for epoch in range(1, 10_001):
         curve.add(epoch, float(10_001 - epoch) if epoch != 5000 else math.inf)
     assert len(curve.buckets) <= MAX_BUCKETS
-    assert sum(b.count for b in curve.buckets) == 10_000
+    assert sum(b.size for b in curve.buckets) == 10_000
     assert (curve.buckets[0].first, curve.buckets[-1].last) == (1, 10_000)
     assert (min(b.low for b in curve.buckets), max(b.high for b in curve.buckets)) == (1.0, 10_000.0)
     line = sparkline(curve, 10_000, UNICODE, width=40)

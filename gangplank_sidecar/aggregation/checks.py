@@ -12,8 +12,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from gangplank_sidecar.aggregation.state import RunState
-from gangplank_sidecar.parsers.protocol import Check, Weights, spell_non_finite
+from gangplank_sidecar.aggregation.state import Key, RunState
+from gangplank_sidecar.parsers.protocol import Check, Severity, Weights, spell_non_finite
 
 Epochs = Sequence[tuple[int, dict[str, float]]]
 Point = tuple[int, float]  # (epoch, value)
@@ -227,7 +227,7 @@ def exploding_weights(first: Weights | None, last: Weights | None, t: Thresholds
 
 
 # name -> (what it catches, Kepler code or "", severity)
-CHECKS: dict[str, tuple[str, str, str]] = {
+CHECKS: dict[str, tuple[str, str, Severity]] = {
     "non_finite": ("a NaN or infinite loss or metric", "", "error"),
     "divergence": ("loss rising or above its first value", "", "error"),
     "overfitting": ("validation loss past its best while training loss falls", "K504", "warning"),
@@ -335,7 +335,7 @@ class Monitor:
 
     def __init__(self, thresholds: Thresholds | None = None) -> None:
         self.thresholds = thresholds or Thresholds()
-        self._runs: dict[tuple[str, str], tuple[str, RunChecks]] = {}
+        self._runs: dict[Key, tuple[str, RunChecks]] = {}
 
     def start(self, series: RunState) -> None:
         if series.phase == "train":

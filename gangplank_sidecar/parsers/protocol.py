@@ -44,6 +44,7 @@ def spell_non_finite(value: float) -> str:
 
 
 Phase = Literal["train", "test"]
+Severity = Literal["info", "warning", "error"]
 Metrics = dict[str, float]  # metric values may be NaN or infinite (spelled as NON_FINITE's keys)
 Seconds = Annotated[float, Field(ge=0, lt=MAX_TIME, allow_inf_nan=False)]  # a Unix time or a duration
 Count = Annotated[int, Strict(), Field(ge=0, le=MAX_COUNT)]  # strict: JSON true or 3.0 is no count
@@ -90,7 +91,7 @@ class Check(_Model):
 
     code: Name = ""
     name: Name
-    severity: Literal["info", "warning", "error"] = "warning"
+    severity: Severity = "warning"
     message: str = Field(default="", max_length=4096)
     fired: bool = True
 

@@ -369,9 +369,8 @@ def _resolve(conn: sqlite3.Connection, run: str | None, phase: str | None) -> li
             raise NotFound(f"no run {run!r}")
         if len(ids) > 1:
             raise UsageError(f"{run!r} matches {len(ids)} runs: {', '.join(sorted(ids)[:5])}")
-    where, args = "WHERE r.run = ?", (ids[0],)
-    if phase:
-        where, args = where + " AND r.phase = ?", (*args, phase)
+    where = "WHERE r.run = ?" + (" AND r.phase = ?" if phase else "")
+    args: tuple[str, ...] = (ids[0], phase) if phase else (ids[0],)
     rows = sorted(db.load_runs(conn, where, args), key=lambda r: r.phase != "train")
     if not rows:
         raise NotFound(f"run {ids[0]!r} has no {phase} phase")

@@ -125,6 +125,7 @@ def image(chart: list[Line], heading: str, path: Path) -> None:
         raise PlotError(f"--output: {path.name}: expected a .png or .svg file")
     try:
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise PlotError(f"--output needs matplotlib, an optional extra: {INSTALL}") from None
     figure = Figure(figsize=(8, 4.5), layout="constrained")
@@ -134,7 +135,9 @@ def image(chart: list[Line], heading: str, path: Path) -> None:
     axes.set_xlabel("epoch")
     axes.set_ylabel(y_label(chart))
     axes.set_title(heading)
-    axes.xaxis.get_major_locator().set_params(integer=True)
+    locator = axes.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # the default AutoLocator is one
+        locator.set_params(integer=True)
     axes.grid(alpha=0.3)
     axes.legend()
     try:

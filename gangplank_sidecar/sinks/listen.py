@@ -80,6 +80,10 @@ class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class _Quiet(WSGIRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         """The sidecar's stderr is the training log's: no access log there."""
@@ -117,11 +121,11 @@ class ListenSink:
         )
         registry.register(StoreCollector(store, labels, report, errors))
         registry.register(_Labelled(self_registry, lambda: {"job": job(), "phase": "sidecar", **labels}))
-        server_class = type(
-            "Server", (_Server,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET}
-        )
+        server_class = _Server6 if ":" in host else _Server
         try:
-            self.server = make_server(host, port, _app(make_wsgi_app(registry)), server_class, handler_class=_Quiet)
+            self.server: _Server = make_server(
+                host, port, _app(make_wsgi_app(registry)), server_class, handler_class=_Quiet
+            )
         except OSError as exc:
             raise ConfigError(f"--listen {address}: {exc.strerror or exc}") from None
         self.port = self.server.server_port

@@ -51,11 +51,16 @@ def group_path(job: str, grouping_key: dict[str, str]) -> str:
 
 
 class Group(Protocol):
-    """Another source of a whole group ``{job, phase, --labels}`` (system metrics)."""
+    """Another source of a whole group ``{job, phase, --labels}`` (system metrics); read-only."""
 
-    phase: str
-    version: int
-    registry: Collector
+    @property
+    def phase(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def registry(self) -> Collector: ...
 
 
 @dataclass
@@ -206,7 +211,7 @@ class PushgatewaySink:
                 else:
                     due = self._last_self_push + SELF_PUSH_EVERY - time.monotonic()
                     self.store.changed.wait_for(
-                        lambda seen=seen: self.store.version != seen or self._woken or self._stopping.is_set(),
+                        lambda: self.store.version != seen or self._woken or self._stopping.is_set(),  # noqa: B023 - called at once
                         max(due, 0),
                     )
                 if self._stopping.is_set():

@@ -119,7 +119,7 @@ class Recorder:
         self.labels = labels
         self.sinks = list(sinks)
         self.report = report
-        self._interned: dict[object, object] = {}
+        self._interned: dict[tuple[LabelSet, ...], tuple[LabelSet, ...]] = {}
         self._keys: dict[tuple[str, tuple[tuple[str, str], ...]], LabelSet] = {}
         self._last: dict[tuple[str, str, str], int] = {}
         self._failed = False
@@ -167,7 +167,7 @@ class Recorder:
             key = self._keys[(name, labels)] = tuple(sorted([*labels, ("__name__", name)]))
         return key
 
-    def _intern(self, value):  # type: ignore[no-untyped-def]
+    def _intern(self, value: tuple[LabelSet, ...]) -> tuple[LabelSet, ...]:
         return self._interned.setdefault(value, value)
 
 
@@ -323,7 +323,8 @@ class RemoteWriteSink:
                     return None
                 else:
                     self._cond.wait()
-            batch, size = [], 0
+            batch: list[RecordSamples] = []
+            size = 0
             while self._buffer and (not batch or size + len(self._buffer[0].record.values) <= self.batch_samples):
                 entry = self._buffer.popleft()
                 if entry.live:

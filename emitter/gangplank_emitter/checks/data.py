@@ -54,7 +54,7 @@ def inspect_data(
         findings += _shuffled(y2, classes)
     sample = _sample(x2, c.SAMPLE_ROWS)
     mean_square = None
-    if sample is not None:
+    if x2 is not None and sample is not None:  # a sample only of rows
         mean_square = float(np.mean(np.square(sample)))
         same_rows = classes if classes is not None and len(classes) == n else None
         findings += _normalised(sample) + _correlated(sample) + _duplicates(x2, same_rows, sample.std(axis=0))
@@ -63,7 +63,7 @@ def inspect_data(
         if classes is not None:
             findings += _stratified(classes, _classes(np.asarray(y_val)))
         v2 = _rows(x_val)
-        if sample is not None and v2 is not None and v2.shape[1] == x2.shape[1]:
+        if x2 is not None and sample is not None and v2 is not None and v2.shape[1] == x2.shape[1]:
             findings += _separately(sample, v2)
     _kept = Kept(list(findings), n, _label_info(y2, classes), mean_square)
     return findings
@@ -271,7 +271,7 @@ def _duplicates(x2: np.ndarray, classes: np.ndarray | None, spread: np.ndarray) 
         index = np.sort(rng.choice(len(x2), c.MAX_DUPLICATE_ROWS, replace=False))
     rows = x2[index] if len(index) < len(x2) else x2
     dtype = np.float64 if rows.dtype == np.float64 else np.float32
-    projection = rows @ rng.standard_normal(rows.shape[1]).astype(dtype)
+    projection = rows @ rng.standard_normal(int(rows.shape[1])).astype(dtype)
     order = np.argsort(projection)
     ordered = projection[order]
     tolerance = 4 * np.spacing(max(abs(ordered[0]), abs(ordered[-1])))

@@ -20,7 +20,7 @@ _CATEGORICAL = {"categorical_crossentropy", "cce", "categorical_focal_crossentro
 _SPARSE = {"sparse_categorical_crossentropy"}
 _PROBABILITIES = {"sigmoid", "softmax"}
 # Output range of each activation, for targets that a regression loss compares directly.
-_RANGES = {
+_RANGES: dict[str | None, tuple[float, float]] = {
     "sigmoid": (0.0, 1.0),
     "softmax": (0.0, 1.0),
     "tanh": (-1.0, 1.0),
