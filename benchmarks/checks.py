@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported: it reads the variable then
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import layers  # noqa: E402
+import keras
+import numpy as np
+from keras import layers
 
-from gangplank_emitter.checks import inspect_data, model_checks, take_inspected  # noqa: E402
+from gangplank_emitter.checks import inspect_data, model_checks, take_inspected
 
 
 def best_ms(call, repeat: int) -> float:

@@ -157,7 +157,10 @@ class Sidecar:
         )
         self.sampler = self._sampler()
         if self.listen is not None and self.sampler is not None:
-            labels = lambda: {"job": self.job(), "phase": SYSTEM_PHASE, **s.labels}  # noqa: E731
+
+            def labels() -> dict[str, str]:
+                return {"job": self.job(), "phase": SYSTEM_PHASE, **s.labels}
+
             self.listen.registry.register(SystemCollector(self.sampler, labels))
         self.follower: Follower | None = None
         self.push: PushgatewaySink | None = None
@@ -184,9 +187,8 @@ class Sidecar:
         if self.listen is not None:
             self.listen.start()
             if parse_address(s.listen or "")[1] == 0:
-                report(
-                    f"serving /metrics at http://{_host(str(self.listen.server.server_address[0]))}:{self.listen.port}/metrics"
-                )
+                host = _host(str(self.listen.server.server_address[0]))
+                report(f"serving /metrics at http://{host}:{self.listen.port}/metrics")
         if s.files and not s.command:
             path = Path(s.state_file) if s.state_file else default_path(s.files)
             self.follower = Follower(
@@ -297,6 +299,7 @@ class Sidecar:
         if self.push is not None:
             self.signals.on_cut.append(self.push.hurry)
         for writer in self.writers:
+            # mypy cannot infer a lambda with a default argument (it binds this loop's writer)
             self.signals.on_cut.append(lambda writer=writer: writer.stop(time.monotonic()))  # type: ignore[misc]
         deadline = time.monotonic() + (0 if strict_failed or self.signals.cut else s.flush_timeout)
         # The Pushgateway first: the remote writers keep sending their batches meanwhile.

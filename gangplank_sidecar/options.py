@@ -94,7 +94,8 @@ OPTIONS = (
     _o("--quiet", "do not echo stdin", action="store_true"),
     _o(
         "--echo",
-        "all: echo every byte; text: leave the protocol records out (default: text to a terminal, all to a pipe or file)",
+        "all: echo every byte; text: leave the protocol records out (default: text to a terminal, all to a pipe or "
+        "file)",
         choices=("all", "text"),
     ),
     _o("--strict", "exit 1 if anything could not be delivered", action="store_true"),

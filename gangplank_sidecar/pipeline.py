@@ -124,5 +124,6 @@ class Pipeline:
         stream.oversized += 1
         if stream.oversized == 1:
             self.report(
-                f"line {stream.lineno} of {source} is too long to parse: echoed, not parsed (further ones are only counted)"
+                f"line {stream.lineno} of {source} is too long to parse: echoed, not parsed (further ones are only "
+                "counted)"
             )

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import keras
+import numpy as np
+import pytest
+from keras import initializers, layers, losses
+from sklearn.datasets import load_digits
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from keras import initializers, layers, losses  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-
-from conftest import codes  # noqa: E402
-from gangplank_emitter.checks import inspect_data, model_checks, take_inspected  # noqa: E402
+from conftest import codes
+from gangplank_emitter.checks import inspect_data, model_checks, take_inspected
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +72,8 @@ def test_fixed_range_uniform_initialiser():
             "code": "K203",
             "name": "uniform_weight_initialisation",
             "severity": "info",
-            "message": "hidden use a fixed-range RandomUniform initialiser: use glorot_uniform, he_normal or another fan-in scaled one",
+            "message": "hidden use a fixed-range RandomUniform initialiser: use glorot_uniform, he_normal or another "
+            "fan-in scaled one",
         }
     ]
 

@@ -85,7 +85,8 @@ def test_overfitting_reports_the_best_epoch() -> None:
         code="K504",
         name="overfitting",
         severity="warning",
-        message="val_loss bottomed out at 0.4 at epoch 13 (best epoch 13) and is 0.5 3 epochs later while loss fell from 0.4 to 0.25",
+        message="val_loss bottomed out at 0.4 at epoch 13 (best epoch 13) and is 0.5 3 epochs later while loss fell "
+        "from 0.4 to 0.25",
     )
     assert checks.overfitting(epochs(loss[:15], val[:15]), T) is None  # only 2 epochs past the best
     flat = [0.4] * 16  # training loss not falling: not overfitting

@@ -36,7 +36,10 @@ def rec(event: str, run: str, at: float, **fields: object) -> str:
 
 
 def known_run(run: str = A, epochs: int = 12, job: str = "mnist", t0: float = T0, overfit: float = 0.02) -> str:
-    """Loss falls; val_loss bottoms out at epoch 9 and rises again, with a NaN at epoch 10; Keras bar text before each record."""
+    """Loss falls; val_loss bottoms out at epoch 9 and rises again, with a NaN at epoch 10.
+
+    Keras bar text comes before each record.
+    """
     text = rec("start", run, t0, job=job, params={"total": 650}, epochs=epochs)
     for i in range(epochs):
         metrics: dict[str, object] = {

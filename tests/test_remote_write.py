@@ -229,7 +229,7 @@ def test_records_become_time_ordered_series_with_the_push_path_names() -> None:
     store.listeners.append(recorder)
     series = store.begin("j", "train", "r1", when=100.0)
 
-    def step(s, n=0, loss=0.0, when=0.0):  # type: ignore[no-untyped-def]
+    def step(s, n=0, loss=0.0, when=0.0):
         s.time, s.step = when, n
         s.observe({"loss": loss}, s.epoch)
 

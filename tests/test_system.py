@@ -231,7 +231,7 @@ def test_names_pass_promtool() -> None:
     registry = CollectorRegistry()
 
     class Fixed:
-        def collect(self):  # type: ignore[no-untyped-def]
+        def collect(self):
             return iter(system_families(full_reading(), {"job": "mnist"}))
 
     registry.register(Fixed())
@@ -399,7 +399,8 @@ def test_wrapper_mode_measures_the_wrapped_tree_under_the_job_its_records_name(p
 TREE = """
 import os, subprocess, sys
 os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-burn = "import time\\nwhile time.process_time() < 0.5: pass\\nheld = bytearray(50 * 2**20); held[::4096] = b'x' * 12800\\nprint('burnt', flush=True)\\ninput()"
+burn = ("import time\\nwhile time.process_time() < 0.5: pass\\n"
+        "held = bytearray(50 * 2**20); held[::4096] = b'x' * 12800\\nprint('burnt', flush=True)\\ninput()")
 print("ready", flush=True)
 sys.stdin.readline()
 grandchild = subprocess.Popen([sys.executable, "-c", burn], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 from gangplank_sidecar.aggregation.state import Key, RunState
 from gangplank_sidecar.parsers.protocol import Check, Severity, Weights, spell_non_finite
@@ -39,7 +40,7 @@ class Thresholds:
 def thresholds_from(pairs: Sequence[str]) -> Thresholds:
     """``["plateau_epochs=8", ...]`` -> Thresholds; raises ValueError with a one-line reason."""
     types = {f.name: f.type for f in fields(Thresholds)}
-    values: dict[str, float | int] = {}
+    values: dict[str, Any] = {}  # each an int or a float, as its field's type says
     for pair in pairs:
         name, sep, text = pair.partition("=")
         name = name.strip()
@@ -54,7 +55,7 @@ def thresholds_from(pairs: Sequence[str]) -> Thresholds:
         if not value >= 0:
             raise ValueError(f"bad check threshold {pair!r}: must be a number >= 0")
         values[name] = value
-    return Thresholds(**values)  # type: ignore[arg-type]
+    return Thresholds(**values)
 
 
 def _series(epochs: Epochs, key: str) -> list[tuple[int, float]]:
@@ -127,7 +128,8 @@ def overfitting(epochs: Epochs, t: Thresholds) -> Check | None:
 def _overfitting(
     best: Point, loss_at_best: float | None, last: Point, loss_at_last: float | None, t: Thresholds
 ) -> Check | None:
-    """``best`` and ``last``: the lowest (first of equals) and the latest (epoch, val_loss), with the loss of that epoch."""
+    """``best`` and ``last``: the lowest (first of equals) and the latest (epoch, val_loss), each with the
+    loss of that epoch."""
     (best_epoch, best_val), (epoch, last_val) = best, last
     since = epoch - best_epoch
     if since < max(t.overfitting_patience, 1) or loss_at_best is None or loss_at_last is None:
@@ -136,7 +138,8 @@ def _overfitting(
         return None
     return _finding(
         "overfitting",
-        f"val_loss bottomed out at {best_val:.4g} at epoch {best_epoch} (best epoch {best_epoch}) and is {last_val:.4g} "
+        f"val_loss bottomed out at {best_val:.4g} at epoch {best_epoch} (best epoch {best_epoch}) and is "
+        f"{last_val:.4g} "
         f"{since} epochs later while loss fell from {loss_at_best:.4g} to {loss_at_last:.4g}",
     )
 

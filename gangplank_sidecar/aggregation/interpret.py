@@ -297,7 +297,10 @@ class Interpreter:
         new_run: bool = False,
         complete: bool = False,
     ) -> None:
-        """Values of epoch ``epoch`` (or of no epoch yet) in the training run; ``complete``: the epoch has all of them."""
+        """Values of epoch ``epoch`` (or of no epoch yet) in the training run.
+
+        ``complete``: the epoch has all of them.
+        """
         series = self._text_series("train", new_run=new_run)
         now = self._now()
 

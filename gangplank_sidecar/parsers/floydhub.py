@@ -17,7 +17,8 @@ _START = re.compile(rb"\s*" + re.escape(PREFIX))
 # The common shape, as json.dumps and most hand-written prints give it: an ASCII name without
 # escapes, a JSON number, one of step or epoch. Anything else takes the JSON decoder.
 _COMMON = re.compile(
-    rb'[ \t\r\n]*\{"metric": ?"([ !#-\[\]-~]{1,256})", ?"value": ?(-?(?:0|[1-9]\d{0,30})(\.\d{1,30})?([eE][-+]?\d{1,3})?)'
+    rb'[ \t\r\n]*\{"metric": ?"([ !#-\[\]-~]{1,256})"'
+    rb', ?"value": ?(-?(?:0|[1-9]\d{0,30})(\.\d{1,30})?([eE][-+]?\d{1,3})?)'
     rb', ?"(step|epoch)": ?(0|[1-9]\d{0,17})\}[ \t\r\n]*'
 )
 

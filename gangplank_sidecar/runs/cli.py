@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn, TextIO
 
 from gangplank_sidecar.curve import Curve
 from gangplank_sidecar.directions import lower_is_better
@@ -43,7 +44,7 @@ class NotFound(LookupError):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 
@@ -399,8 +400,9 @@ def _list(conn: sqlite3.Connection, args: argparse.Namespace) -> list[RunRow]:
         if runs and all(args.sort not in r.keys for r in runs):
             known = sorted({key for r in runs for key in r.keys})
             raise UsageError(f"--sort {args.sort}: no run has this metric (they have: {', '.join(known) or 'none'})")
-        runs = [r for r in runs if r.best(args.sort) is not None]
-        runs.sort(key=lambda r: r.best(args.sort)[0], reverse=not lower_is_better(args.sort))  # type: ignore[index]
+        ranked = [(best[0], r) for r in runs if (best := r.best(args.sort)) is not None]
+        ranked.sort(key=lambda pair: pair[0], reverse=not lower_is_better(args.sort))
+        runs = [r for _, r in ranked]
         return runs[: args.limit] if args.limit is not None else runs
     return runs[-args.limit :] if args.limit else runs
 
@@ -438,7 +440,7 @@ def _plot(conn: sqlite3.Connection, args: argparse.Namespace, unicode: bool, pai
     return plot.terminal(chart, plot.title(runs), width, height, unicode, paint)
 
 
-def execute(args: argparse.Namespace, out: io.TextIOBase) -> None:
+def execute(args: argparse.Namespace, out: TextIO) -> None:
     path = Path(getattr(args, "db", None) or db.default_path())
     try:
         conn = db.connect(path, create=False)
@@ -492,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
         args.db = getattr(args, "db", None) or env(DB.env or "")
-        execute(args, sys.stdout)  # type: ignore[arg-type]
+        execute(args, sys.stdout)
     except (UsageError, ValueError) as exc:
         print(f"gangplank-runs: {exc}", file=sys.stderr)
         return EXIT_USAGE

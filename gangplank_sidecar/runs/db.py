@@ -145,7 +145,8 @@ def mark_stale(conn: sqlite3.Connection, stale_after: float = STALE_AFTER, now: 
     if stale:
         with transaction(conn):
             conn.executemany(
-                "UPDATE runs SET status = 'interrupted', ended = COALESCE(ended, updated) WHERE id = ? AND status = 'running'",
+                "UPDATE runs SET status = 'interrupted', ended = COALESCE(ended, updated) WHERE id = ? AND status = "
+                "'running'",
                 [(rid,) for rid in stale],
             )
     return len(stale)
@@ -171,8 +172,10 @@ def _count(value: object) -> int | None:
 
 
 def _labels(text: object) -> dict[str, str]:
+    if not isinstance(text, (str, bytes, bytearray)):
+        return {}
     try:
-        labels = json.loads(text)  # type: ignore[arg-type]
+        labels = json.loads(text)
     except (TypeError, ValueError, RecursionError):
         return {}
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
@@ -269,7 +272,8 @@ def load_runs(conn: sqlite3.Connection, where: str = "", args: tuple = (), detai
             r.checks = [
                 dict(zip(("name", "code", "severity", "message", "first_epoch", "last_epoch", "fired"), c))
                 for c in conn.execute(
-                    "SELECT name, code, severity, message, first_epoch, last_epoch, fired FROM checks WHERE run_id = ? ORDER BY name",
+                    "SELECT name, code, severity, message, first_epoch, last_epoch, fired FROM checks WHERE run_id = ? "
+                    "ORDER BY name",
                     (r.id,),
                 )
             ]

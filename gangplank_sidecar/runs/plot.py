@@ -63,7 +63,8 @@ def lines(runs: list[RunRow], metrics: list[str]) -> list[Line]:
                 out.append(Line(r.run, key, label, [e for e, _ in points], [v for _, v in points]))
     if not out:
         raise PlotError(
-            f"no finite values of {', '.join(metrics)} in run{'s' if len(runs) > 1 else ''} {', '.join(r.run for r in runs)}"
+            f"no finite values of {', '.join(metrics)} in run{'s' if len(runs) > 1 else ''} "
+            f"{', '.join(r.run for r in runs)}"
         )
     if len(out) > len(MARKERS):
         raise PlotError(f"{len(out)} lines are too many to tell apart: at most {len(MARKERS)} (choose with --metric)")

@@ -198,14 +198,15 @@ class HistorySink:
         """False if the write failed: reported once, ``count`` records dropped; the writer goes on."""
         try:
             write(*args)
-        except Exception as exc:  # noqa: BLE001 - any failure of one write must not stop the history
+        except Exception as exc:  # any failure of one write must not stop the history
             self._projects.clear()  # ids cached in a transaction that was rolled back
             self.dropped.inc(count)
             self.lost += count
             if not self._failed:
                 self._failed = True
                 self.report(
-                    f"run history {self.path}: {exc.__class__.__name__}: {exc} (the record is dropped; further errors are only counted)"
+                    f"run history {self.path}: {exc.__class__.__name__}: {exc} (the record is dropped; further errors "
+                    "are only counted)"
                 )
             return False
         return True
@@ -247,7 +248,8 @@ class HistorySink:
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (run, phase) DO UPDATE SET
                  project_id = excluded.project_id, framework = COALESCE(excluded.framework, framework),
-                 params = COALESCE(excluded.params, params), planned_epochs = COALESCE(excluded.planned_epochs, planned_epochs),
+                 params = COALESCE(excluded.params, params),
+                 planned_epochs = COALESCE(excluded.planned_epochs, planned_epochs),
                  epochs = COALESCE(excluded.epochs, epochs), elapsed = COALESCE(excluded.elapsed, elapsed),
                  ended = excluded.ended, updated = excluded.updated, status = excluded.status,
                  host = excluded.host, pid = excluded.pid

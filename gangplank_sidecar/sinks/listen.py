@@ -65,13 +65,14 @@ class StoreCollector(Collector):
         for s in self.store.snapshot():
             try:
                 metrics.extend(run_families(s, {"job": s.job, "phase": s.phase, **self.labels, **s.labels}))
-            except Exception as exc:  # noqa: BLE001 - a scrape must not fail for one series
+            except Exception as exc:  # a scrape must not fail for one series
                 if self.errors is not None:
                     self.errors.inc()
                 if not self._reported and self.report is not None:
                     self._reported = True
                     self.report(
-                        f"--listen: run {s.run} (job {s.job}, {s.phase}) left out of /metrics: {exc} (further errors are only counted)"
+                        f"--listen: run {s.run} (job {s.job}, {s.phase}) left out of /metrics: {exc} (further errors "
+                        "are only counted)"
                     )
         return iter(merge(metrics))
 

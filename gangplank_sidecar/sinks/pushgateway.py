@@ -89,7 +89,7 @@ class _Unrenderable(Collector):
 def _rendered(series: RunState) -> Collector:
     try:
         return Families(run_families(series))
-    except Exception as exc:  # noqa: BLE001 - one bad series must not stop the worker nor the other groups
+    except Exception as exc:  # one bad series must not stop the worker nor the other groups
         return _Unrenderable(exc)
 
 
@@ -224,7 +224,7 @@ class PushgatewaySink:
         """A round that cannot raise: an unexpected error counts as a failed push, retried like one."""
         try:
             return self._round(timeout, final)
-        except Exception as exc:  # noqa: BLE001 - the worker must outlive anything one round meets
+        except Exception as exc:  # the worker must outlive anything one round meets
             self.last_error = f"{exc.__class__.__name__}: {exc}"
             self.selfmetrics.pushes.labels("failure").inc()
             return False
@@ -299,7 +299,7 @@ class PushgatewaySink:
                 ("PUT", [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]) if data is not None else ("DELETE", [])
             )
             self.handler(url=url, method=method, timeout=timeout, headers=headers, data=data or b"")()
-        except Exception as exc:  # noqa: BLE001 - any failure of a push is counted and retried, never raised
+        except Exception as exc:  # any failure of a push is counted and retried, never raised
             self.last_error = str(exc) or exc.__class__.__name__
             self.selfmetrics.push_duration.observe(time.monotonic() - started)
             self.selfmetrics.pushes.labels("failure").inc()

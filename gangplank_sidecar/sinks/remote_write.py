@@ -81,7 +81,8 @@ class RemoteWriteMetrics:
         )
         self.dropped = Counter(
             "gangplank_sidecar_remote_write_dropped_samples",
-            "Samples given up: overflow (buffer full, oldest step samples first), rejected (4xx), undelivered (at exit), "
+            "Samples given up: overflow (buffer full, oldest step samples first), rejected (4xx), "
+            "undelivered (at exit), "
             "error (a record or batch that could not be turned into a request)",
             ["reason"],
             registry=registry,
@@ -130,13 +131,14 @@ class Recorder:
             return
         try:
             record = self.record(event, series)
-        except Exception as exc:  # noqa: BLE001 - whatever a record holds, reading goes on
+        except Exception as exc:  # whatever a record holds, reading goes on
             for sink in self.sinks:
                 sink.metrics.dropped.labels("error").inc()
             if not self._failed and self.report is not None:
                 self._failed = True
                 self.report(
-                    f"remote write: a {event} record of run {series.run} could not be turned into samples ({exc}); such records are dropped and counted"
+                    f"remote write: a {event} record of run {series.run} could not be turned into samples ({exc}); "
+                    "such records are dropped and counted"
                 )
             return
         for sink in self.sinks:
@@ -335,19 +337,21 @@ class RemoteWriteSink:
             return batch
 
     def _run(self) -> None:
-        """Delivers batch after batch; an unexpected error costs its batch (counted, reported once), never the thread."""
+        """Delivers batch after batch; an unexpected error costs its batch (counted, reported once), never
+        the thread."""
         while (batch := self._take()) is not None:
             try:
                 if not self._deliver(batch):
                     return
-            except Exception as exc:  # noqa: BLE001 - the worker must outlive any one batch
+            except Exception as exc:  # the worker must outlive any one batch
                 count = sum(len(r.values) for r in batch)
                 self.metrics.dropped.labels("error").inc(count)
                 self.lost += count
                 if not self._error_reported:
                     self._error_reported = True
                     self.report(
-                        f"remote write to {redact(self.url)}: {count} samples dropped: {exc.__class__.__name__}: {exc} (further errors are only counted)"
+                        f"remote write to {redact(self.url)}: {count} samples dropped: {exc.__class__.__name__}: {exc} "
+                        "(further errors are only counted)"
                     )
 
     def _deliver(self, batch: list[RecordSamples]) -> bool:
@@ -394,7 +398,8 @@ class RemoteWriteSink:
         if not self._rejected_reported:
             self._rejected_reported = True
             self.report(
-                f"{redact(self.url)} rejected {count} samples: {reason} (not retried; later rejections are only counted)"
+                f"{redact(self.url)} rejected {count} samples: {reason} (not retried; later rejections are only "
+                "counted)"
             )
 
     def _undelivered(self, batch: list[RecordSamples], count: int) -> None:

@@ -20,7 +20,8 @@ _JOB = (
     (
         "cpu_utilization_ratio",
         "cpu_ratio",
-        "Share of the CPUs available to the job (cgroup quota and affinity) it kept busy over the last interval; 1 = all of them",
+        "Share of the CPUs available to the job (cgroup quota and affinity) it kept busy over the last interval; 1 = "
+        "all of them",
     ),
     (
         "memory_used_bytes",
