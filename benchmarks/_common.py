@@ -14,7 +14,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # servers.py, kubelet.py
 
-from servers import free_port, start_prometheus, start_pushgateway  # noqa: E402
+from servers import free_port, start_prometheus, start_pushgateway
 
 __all__ = ["free_port", "start_prometheus", "start_pushgateway", "per_call", "refused_address", "hung_address"]
 

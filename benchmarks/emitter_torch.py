@@ -207,7 +207,8 @@ def main() -> None:
         print(f"{name:<26}{cells}")
 
     print(
-        f"\n## Weight histogram (HISTOGRAM_WEIGHT_BUCKETS_1_0), float32 on CPU, best of 5; torch with {torch.get_num_threads()} threads"
+        "\n## Weight histogram (HISTOGRAM_WEIGHT_BUCKETS_1_0), float32 on CPU, best of 5; torch with "
+        f"{torch.get_num_threads()} threads"
     )
     print("numpy: the numpy path on the same values; torch kernel: bucketize + bincount, what runs on a GPU;")
     print("emitter: what TorchRun does with a CPU tensor (numpy on a view of its memory)")

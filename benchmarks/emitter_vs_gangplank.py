@@ -13,13 +13,16 @@ import contextlib
 import os
 import sys
 
-import keras  # noqa: E402  (after _common: it sets the Keras backend)
-import numpy as np  # noqa: E402
-from gangplank import HISTOGRAM_WEIGHT_BUCKETS_1_0, TrainTestExporter  # noqa: E402
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported: it reads the variable then
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import keras
+import numpy as np
+from gangplank import HISTOGRAM_WEIGHT_BUCKETS_1_0, TrainTestExporter
 
 from _common import fmt, hung_address, median_call, per_call, refused_address, start_pushgateway
-from gangplank_emitter import Emitter  # noqa: E402
-from gangplank_emitter.histogram import histogram  # noqa: E402
+from gangplank_emitter import Emitter
+from gangplank_emitter.histogram import histogram
 
 LOGS = {"accuracy": 0.9448, "loss": 0.1839, "val_accuracy": 0.9835, "val_loss": 0.0541}
 

@@ -96,7 +96,7 @@ def profile(records: list[bytes]) -> None:
     profiler = cProfile.Profile()
     profiler.runcall(feed, records, None)
     by_module: dict[str, float] = defaultdict(float)
-    for (filename, _, _), (_, _, tottime, _, _) in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
+    for (filename, _, _), (_, _, tottime, _, _) in pstats.Stats(profiler).stats.items():
         name = (
             filename.split("/gangplank_sidecar/")[-1]
             if "/gangplank_sidecar/" in filename

@@ -28,7 +28,7 @@ from pathlib import Path
 from _common import free_port, start_pushgateway
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from kubelet import Kubelet, cri, epoch, start  # noqa: E402
+from kubelet import Kubelet, cri, epoch, start
 
 NOISE_PERIOD = 10.0
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -164,11 +164,13 @@ def main() -> None:
     print(f"node agent, {args.containers} containers, {args.backlog} lines each at the start ({expected} lines)")
     print(f"  backlog read in            {backlog_s:.1f} s ({expected / backlog_s:,.0f} lines/s, first read)")
     print(
-        f"  agent restart: replayed    {expected + written} lines in {replay_s:.1f} s (from the start, including start-up; nothing pushed again)"
+        f"  agent restart: replayed    {expected + written} lines in {replay_s:.1f} s (from the start, including "
+        "start-up; nothing pushed again)"
     )
     print(f"  CPU idle                   {idle * 100:.2f} % of a core (budget 1 %)")
     print(
-        f"  CPU with noise             {noisy * 100:.2f} % of a core at {rate:.0f} lines/s ({written} written, {read:.0f} read)"
+        f"  CPU with noise             {noisy * 100:.2f} % of a core at {rate:.0f} lines/s ({written} written, "
+        f"{read:.0f} read)"
     )
     print(f"  RSS                        {rss / 1024:.1f} MiB (peak {peak / 1024:.1f} MiB; budget 100 MB)")
     print(f"  inotify watches            {watches} (kernel limit per user: {limit})")

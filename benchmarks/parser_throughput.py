@@ -6,7 +6,8 @@ and echo to /dev/null. A third loop runs only the splitter and the parsers, to t
 sidecar's time per line splits between parsing and the run state when a mix misses 2/3.
 Then one stream per framework format (transformers, Lightning, XGBoost, LightGBM, CSV, ``kv``,
 user patterns), each beside the bare loop. Then the real ``gangplank-sidecar`` command reads
-100k and 1M lines, and its peak RSS is taken from the kernel (``wait4``). Run: ``.venv/bin/python benchmarks/parser_throughput.py``.
+100k and 1M lines, and its peak RSS is taken from the kernel (``wait4``).
+Run: ``.venv/bin/python benchmarks/parser_throughput.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ TARGET = 2 / 3
 
 def keras3_bar(current: int, target: int, metrics: str) -> str:
     done = BAR[: 20 * current // target]
-    return f"\x1b[1m{current:2d}/{target}\x1b[0m \x1b[32m{done}\x1b[0m\x1b[37m{BAR[len(done) :]}\x1b[0m \x1b[1m0s\x1b[0m 3ms/step{metrics}"
+    return (
+        f"\x1b[1m{current:2d}/{target}\x1b[0m \x1b[32m{done}\x1b[0m\x1b[37m{BAR[len(done) :]}\x1b[0m "
+        f"\x1b[1m0s\x1b[0m 3ms/step{metrics}"
+    )
 
 
 MIXES = {
@@ -257,8 +261,9 @@ def shortfall(mix: str, bare: float, parsed: float, sidecar: float) -> str:
         "and the training checks)",
     }.get(mix, "")
     return (
-        f"  below {TARGET:.2f} in this run: the bare loop spends {us[0]:.2f} us a line, so 2/3 allows {allowed:.2f} us; the sidecar "
-        f"spends {us[1]:.2f} us splitting and parsing and {us[2] - us[1]:.2f} us on the run state.{' ' + why + '.' if why else ''}"
+        f"  below {TARGET:.2f} in this run: the bare loop spends {us[0]:.2f} us a line, "
+        f"so 2/3 allows {allowed:.2f} us; the sidecar spends {us[1]:.2f} us splitting and parsing "
+        f"and {us[2] - us[1]:.2f} us on the run state.{' ' + why + '.' if why else ''}"
     )
 
 
@@ -335,14 +340,19 @@ def framework_lines(kind: str, count: int, seed: int = 0) -> Iterator[str]:
             yield f"2025-11-25 10:15:{i % 60:02d} INFO loader: batch {i} of shard {i % 7} prefetched in {loss:.3f} ms"
         elif kind == "transformers":
             yield (
-                f"{tqdm}\r                  \r{{'eval_loss': '{loss:.4g}', 'eval_runtime': '0.0976', 'epoch': '{epoch + 1}'}}"
+                f"{tqdm}\r                  \r{{'eval_loss': '{loss:.4g}', 'eval_runtime': '0.0976', 'epoch': "
+                f"'{epoch + 1}'}}"
                 if end
-                else f"{tqdm}\r                  \r{{'loss': '{loss:.4g}', 'grad_norm': '0.2171', 'learning_rate': '0.00075', 'epoch': '{epoch + i % 1000 / 1000:.4g}'}}"
+                else f"{tqdm}\r                  \r{{'loss': '{loss:.4g}', 'grad_norm': '0.2171', 'learning_rate': "
+                f"'0.00075', 'epoch': '{epoch + i % 1000 / 1000:.4g}'}}"
                 if i % 10 == 1
                 else tqdm
             )
         elif kind == "lightning":
-            bar = f"Epoch {epoch}: {{}}%|█████     | {{}}/500 [00:00<00:00, 717.17it/s, v_num=0, train_loss_step={loss:.3g}]"
+            bar = (
+                f"Epoch {epoch}: {{}}%|█████     | {{}}/500 [00:00<00:00, 717.17it/s, v_num=0, "
+                f"train_loss_step={loss:.3g}]"
+            )
             yield (
                 "\r" + bar.format(100, 500)[:-1] + f", val_loss={loss:.3g}]"
                 if end
@@ -408,7 +418,8 @@ def main() -> None:
                 rate(framework_loop(fmt, source, regexes), path, args.repeat),
             )
             print(
-                f"{args.lines} lines ({kind} stream, {path.stat().st_size / 2**20:.0f} MiB): bare loop {bare:10,.0f} lines/s, "
+                f"{args.lines} lines ({kind} stream, {path.stat().st_size / 2**20:.0f} MiB): bare loop {bare:10,.0f} "
+                "lines/s, "
                 f"gangplank-sidecar {sidecar:10,.0f} lines/s, ratio {sidecar / bare:.2f}"
             )
             path.unlink()

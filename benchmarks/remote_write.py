@@ -35,8 +35,8 @@ def fill(url: str, records: int, max_buffered: int) -> tuple[RemoteWriteSink, fl
     series = store.begin("bench", "train", "run-1", when=start)
     metrics = ("loss", "accuracy", "learning_rate", "grad_norm")
 
-    def step(n: int):  # type: ignore[no-untyped-def]
-        def change(s):  # type: ignore[no-untyped-def]
+    def step(n: int):
+        def change(s):
             s.time, s.step = start + n * 0.005, n
             s.observe({key: n * 1e-3 + i for i, key in enumerate(metrics)}, None)
 
@@ -65,7 +65,8 @@ def throughput(records: int) -> None:
     sent = sink.metrics.sent._value.get()
     assert ok and sent == records * SAMPLES_PER_RECORD, (ok, sent)
     print(
-        f"reading path (store update + listener): {per_record * 1e6:.1f} us per step record of {SAMPLES_PER_RECORD} samples"
+        f"reading path (store update + listener): {per_record * 1e6:.1f} us per step record of {SAMPLES_PER_RECORD} "
+        "samples"
     )
     print(f"delivered {sent:.0f} samples in {took:.2f} s: {sent / took:,.0f} samples/s into Prometheus 2.42")
 
@@ -78,7 +79,8 @@ def memory(samples: int) -> None:
     gc.collect()
     added = process.memory_info().rss - before
     print(
-        f"{sink._buffered} samples buffered: +{added / 2**20:.1f} MiB RSS ({added / sink._buffered:.0f} bytes per sample)"
+        f"{sink._buffered} samples buffered: +{added / 2**20:.1f} MiB RSS ({added / sink._buffered:.0f} bytes per "
+        "sample)"
     )
 
 

@@ -21,7 +21,10 @@ from gangplank_sidecar.system.gpu import Gpus
 from gangplank_sidecar.system.process import ProcessTree
 from gangplank_sidecar.system.sampler import DEFAULT_INTERVAL, Sampler
 
-SLEEPER = "import subprocess, sys, time; [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']) for _ in range(4)]; time.sleep(600)"
+SLEEPER = (
+    "import subprocess, sys, time; [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']) for "
+    "_ in range(4)]; time.sleep(600)"
+)
 SIDECAR = [sys.executable, "-m", "gangplank_sidecar", "--quiet"]
 
 
@@ -62,7 +65,8 @@ def main() -> None:
         members = 1 + len(tree.children(recursive=True))
         per_sample = cpu_per_sample(tree.pid, 200)
         print(
-            f"one sample ({members} processes in the tree, {len(psutil.pids())} on the machine): {per_sample * 1e3:.2f} ms of CPU"
+            f"one sample ({members} processes in the tree, {len(psutil.pids())} on the machine): "
+            f"{per_sample * 1e3:.2f} ms of CPU"
         )
         for interval in (DEFAULT_INTERVAL, 1.0):
             print(f"  at --system-interval {interval:g}: {per_sample / interval:.4%} of a core")

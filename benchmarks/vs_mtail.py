@@ -5,11 +5,11 @@
 Three streams (parser_throughput.stream_lines: emitter step records + epochs, FloydHub lines
 per step, Keras 3 verbose=1 progress updates + results; half noise, one epoch per 1,000
 lines) and one per framework format (parser_throughput.framework_lines, read with the
-``--format``/``--pattern`` of parser_throughput.FRAMEWORK_STREAMS; CSV as ``--format csv``), each read from a file to its end by: the bare loop (parser_throughput.bare_loop in
-a fresh interpreter), mtail in one-shot mode with the program of benchmarks/mtail/ that
-extracts the same values, and ``gangplank-sidecar --quiet`` without and with the run
-history. Best of ``--repeat`` wall times of each whole process; mtail is installed with
-apt-get if missing, as scripts/test installs the Pushgateway.
+``--format``/``--pattern`` of parser_throughput.FRAMEWORK_STREAMS; CSV as ``--format csv``),
+each read from a file to its end by: the bare loop (parser_throughput.bare_loop in a fresh interpreter),
+mtail in one-shot mode with the program of benchmarks/mtail/ that extracts the same values, and
+``gangplank-sidecar --quiet`` without and with the run history. Best of ``--repeat`` wall times of
+each whole process; mtail is installed with apt-get if missing, as scripts/test installs the Pushgateway.
 """
 
 from __future__ import annotations
@@ -152,7 +152,8 @@ def main() -> None:
             rss = peak_rss_mib(path, options)
             for what, i in (("wall", 0), ("CPU", 1)):
                 print(
-                    f"{STREAMS[kind] if i == 0 else '':<44}{what:>6}{bare[i]:>8.2f} s{theirs[i]:>7.2f} s{ours[i]:>7.2f} s"
+                    f"{STREAMS[kind] if i == 0 else '':<44}{what:>6}{bare[i]:>8.2f} s{theirs[i]:>7.2f} "
+                    f"s{ours[i]:>7.2f} s"
                     f"{history[i]:>8.2f} s{theirs[i] / ours[i]:>9.2f}x" + (f"{rss:>6.1f} MiB" if i == 0 else "")
                 )
     print(

@@ -20,8 +20,8 @@ from typing import TextIO
 
 from prometheus_client import disable_created_metrics
 
+from gangplank_sidecar.aggregation.checks import thresholds_from
 from gangplank_sidecar.aggregation.state import Store, key
-from gangplank_sidecar.checks import thresholds_from
 from gangplank_sidecar.errors import ConfigError
 from gangplank_sidecar.parsers import patterns as user_patterns
 from gangplank_sidecar.pipeline import Pipeline
@@ -142,9 +142,9 @@ class Sidecar:
         for path in s.files if not s.command else ():
             if (why := unusable(path)) is not None:
                 raise ConfigError(why)
-        for option, path in (("--state-file", s.state_file), ("--db", s.db if s.history else None)):
-            if path and os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block our open() for good
-                raise ConfigError(f"{option} {path}: not a regular file")
+        for option, file in (("--state-file", s.state_file), ("--db", s.db if s.history else None)):
+            if file and os.path.exists(file) and not os.path.isfile(file):  # a FIFO would block our open() for good
+                raise ConfigError(f"{option} {file}: not a regular file")
         try:
             if s.pushgateway:
                 check(s.pushgateway, s.transport)
@@ -158,7 +158,10 @@ class Sidecar:
         )
         self.sampler = self._sampler()
         if self.listen is not None and self.sampler is not None:
-            labels = lambda: {"job": self.job(), "phase": SYSTEM_PHASE, **s.labels}  # noqa: E731
+
+            def labels() -> dict[str, str]:
+                return {"job": self.job(), "phase": SYSTEM_PHASE, **s.labels}
+
             self.listen.registry.register(SystemCollector(self.sampler, labels))
         self.follower: Follower | None = None
         self.push: PushgatewaySink | None = None
@@ -185,9 +188,8 @@ class Sidecar:
         if self.listen is not None:
             self.listen.start()
             if parse_address(s.listen or "")[1] == 0:
-                report(
-                    f"serving /metrics at http://{_host(self.listen.server.server_address[0])}:{self.listen.port}/metrics"
-                )
+                host = _host(str(self.listen.server.server_address[0]))
+                report(f"serving /metrics at http://{host}:{self.listen.port}/metrics")
         if s.files and not s.command:
             path = Path(s.state_file) if s.state_file else default_path(s.files)
             self.follower = Follower(
@@ -307,6 +309,7 @@ class Sidecar:
         if self.push is not None:
             self.signals.on_cut.append(self.push.hurry)
         for writer in self.writers:
+            # mypy cannot infer a lambda with a default argument (it binds this loop's writer)
             self.signals.on_cut.append(lambda writer=writer: writer.stop(time.monotonic()))  # type: ignore[misc]
         deadline = time.monotonic() + (0 if strict_failed or self.signals.cut else s.flush_timeout)
         closed = [(sink, sink.close(time.monotonic() if self.signals.cut else deadline)) for sink in self._sinks()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -18,7 +19,7 @@ from gangplank_sidecar.sinks.transport import parse_headers, read_secret
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise ConfigError(message)
 
 
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def kubernetes_from(args: argparse.Namespace) -> dict[str, object]:
+def kubernetes_from(args: argparse.Namespace) -> dict[str, Any]:
     found = values(args, "node agent")
     found["kubernetes_namespaces"] = found.pop("kubernetes_namespace")
     return found
@@ -46,7 +47,7 @@ def add_delivery_options(p: argparse.ArgumentParser) -> None:
     add_options(p, "delivery")
 
 
-def delivery_from(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+def delivery_from(args: argparse.Namespace) -> dict[str, Any]:
     """Transport and retry settings; a secret is read from its file here and kept in a SecretStr."""
     found = values(args, "delivery")
     try:
@@ -56,10 +57,12 @@ def delivery_from(args: argparse.Namespace) -> dict[str, dict[str, object]]:
             secret = read_secret(str(path), flag) if path else env(option.secret_env or "")
             if secret is not None:
                 found[option.dest.removesuffix("_file")] = secret
-        found["headers"] = parse_headers(found.pop("header"))  # type: ignore[arg-type]
+        found["headers"] = parse_headers(found.pop("header"))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    retry = {key: found.pop(key) for key in ("push_retries", "retry_backoff", "retry_backoff_max") if key in found}
+    retry: dict[str, Any] = {
+        key: found.pop(key) for key in ("push_retries", "retry_backoff", "retry_backoff_max") if key in found
+    }
     return {"transport": found, "retry": retry}
 
 
@@ -74,14 +77,14 @@ def settings_from(argv: Sequence[str]) -> Settings:
     args = build_parser().parse_args(argv)
     given = values(args, None)
     try:
-        labels = parse_labels(given.pop("label"))  # type: ignore[arg-type]
+        labels = parse_labels(given.pop("label"))
         history = not given.pop("no_history")
         settings = Settings(
             **given,
             labels=labels,
             history=history,
             files=args.files,
-            command=command,  # type: ignore[arg-type]
+            command=command,
             **delivery_from(args),
             **kubernetes_from(args),
         )

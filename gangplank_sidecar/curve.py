@@ -9,6 +9,7 @@ the true extremes and the epoch of every value's bucket.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 MAX_BUCKETS = 128  # even: a full curve merges in pairs
@@ -18,7 +19,7 @@ class Bucket(NamedTuple):
     first: int
     last: int
     total: float
-    count: int
+    size: int  # values in the bucket (``count`` would shadow tuple.count)
     low: float  # over the finite values; NaN when there are none
     high: float
     nonfinite: int
@@ -41,7 +42,7 @@ class Bucket(NamedTuple):
             self.first,
             other.last,
             self.total + other.total,
-            self.count + other.count,
+            self.size + other.size,
             _pick(min, self.low, other.low),
             _pick(max, self.high, other.high),
             self.nonfinite + other.nonfinite,
@@ -50,11 +51,11 @@ class Bucket(NamedTuple):
     @property
     def mean(self) -> float:
         """The mean of the finite values, NaN when any value was not finite (a divergence shows)."""
-        finite = self.count - self.nonfinite
+        finite = self.size - self.nonfinite
         return self.total / finite if finite and not self.nonfinite else math.nan
 
 
-def _pick(choose: type[min] | type[max], a: float, b: float) -> float:
+def _pick(choose: Callable[[float, float], float], a: float, b: float) -> float:
     if math.isnan(a):
         return b
     return a if math.isnan(b) else choose(a, b)
@@ -80,9 +81,9 @@ class Curve:
         """A value of ``epoch``; the same epoch again replaces its value if it is alone in its bucket."""
         point = Bucket.of(epoch, value)
         last = self.buckets[-1] if self.buckets else None
-        if last is not None and last.count == 1 and last.last == epoch:
+        if last is not None and last.size == 1 and last.last == epoch:
             self.buckets[-1] = point
-        elif last is not None and last.count < self.span:
+        elif last is not None and last.size < self.span:
             self.buckets[-1] = last.merge(point)
         else:
             if len(self.buckets) == MAX_BUCKETS:  # every bucket is full: merge them in pairs
@@ -104,7 +105,7 @@ class Curve:
 def merged(buckets: list[Bucket], width: int) -> list[Bucket]:
     """``width`` buckets of consecutive ones, as even as the counts allow."""
     n = len(buckets)
-    out = []
+    out: list[Bucket] = []
     for i in range(width):
         group = buckets[i * n // width : (i + 1) * n // width]
         if group:

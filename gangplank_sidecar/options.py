@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from gangplank_sidecar.environment import env
 
@@ -29,7 +30,7 @@ class Option:
     split: str | None = None  # a repeatable flag: how its environment variable separates the items
     secret_env: str | None = None  # a file option: the variable that may hold the secret itself
     group: str | None = None
-    kwargs: dict[str, object] = field(default_factory=dict)  # argparse's: metavar, type, action, choices, ...
+    kwargs: dict[str, Any] = field(default_factory=dict)  # argparse's: metavar, type, action, choices, ...
 
     @property
     def dest(self) -> str:
@@ -46,9 +47,9 @@ class Option:
         kwargs = dict(self.kwargs)
         if self.split is not None:
             kwargs.update(action="append", default=[])
-        parser.add_argument(self.flag, help=(self.help + self.env_note()).strip(), **kwargs)  # type: ignore[arg-type]
+        parser.add_argument(self.flag, help=(self.help + self.env_note()).strip(), **kwargs)
 
-    def value(self, args: argparse.Namespace) -> object:
+    def value(self, args: argparse.Namespace) -> Any:  # argparse's values are untyped; Settings validates them
         """The flag's value, else the environment's (an empty variable counts as unset), else the flag's default."""
         given = getattr(args, self.dest)
         raw = env(self.env) if self.env and given in _UNSET else None
@@ -61,9 +62,9 @@ class Option:
         return raw
 
 
-def _o(flag: str, help: str, env: str | None = None, **kwargs: object) -> Option:
+def _o(flag: str, help: str, env: str | None = None, **kwargs: Any) -> Option:
     fields = {k: kwargs.pop(k) for k in ("split", "secret_env", "group") if k in kwargs}
-    return Option(flag, help, env, kwargs=kwargs, **fields)  # type: ignore[arg-type]
+    return Option(flag, help, env, kwargs=kwargs, **fields)
 
 
 OPTIONS = (
@@ -93,7 +94,8 @@ OPTIONS = (
     _o("--quiet", "do not echo stdin", action="store_true"),
     _o(
         "--echo",
-        "all: echo every byte; text: leave the protocol records out (default: text to a terminal, all to a pipe or file)",
+        "all: echo every byte; text: leave the protocol records out (default: text to a terminal, all to a pipe or "
+        "file)",
         choices=("all", "text"),
     ),
     _o("--strict", "exit 1 if anything could not be delivered", action="store_true"),
@@ -234,7 +236,7 @@ OPTIONS = (
 BY_FLAG = {option.flag: option for option in OPTIONS}
 
 
-def add_options(parser: argparse.ArgumentParser, group: str | None, **extra: dict[str, object]) -> None:
+def add_options(parser: argparse.ArgumentParser, group: str | None, **extra: dict[str, Any]) -> None:
     """Adds the table's rows of ``group`` (None: the main options) in their order; ``extra``: argparse
     arguments known only to the caller, by dest."""
     target = parser if group is None else parser.add_argument_group(GROUPS[group])
@@ -245,7 +247,7 @@ def add_options(parser: argparse.ArgumentParser, group: str | None, **extra: dic
             option.add_to(target)
 
 
-def values(args: argparse.Namespace, group: str | None) -> dict[str, object]:
+def values(args: argparse.Namespace, group: str | None) -> dict[str, Any]:
     """The resolved value of every option of ``group`` that has one, by dest."""
     found = {o.dest: o.value(args) for o in OPTIONS if o.group == group}
     return {dest: value for dest, value in found.items() if value is not None}

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gangplank_sidecar import parsers
+from gangplank_sidecar.aggregation.checks import Thresholds
 from gangplank_sidecar.aggregation.interpret import Interpreter
 from gangplank_sidecar.aggregation.state import DEFAULT_JOB, RunState, Store
-from gangplank_sidecar.checks import Thresholds
 from gangplank_sidecar.parsers.patterns import Patterns
 from gangplank_sidecar.parsers.protocol import UnknownVersion
 from gangplank_sidecar.selfmetrics import SelfMetrics
@@ -148,5 +148,6 @@ class Pipeline:
         stream.oversized += 1
         if stream.oversized == 1:
             self.report(
-                f"line {stream.lineno} of {source} is too long to parse: echoed, not parsed (further ones are only counted)"
+                f"line {stream.lineno} of {source} is too long to parse: echoed, not parsed (further ones are only "
+                "counted)"
             )

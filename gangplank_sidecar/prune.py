@@ -43,7 +43,8 @@ def duration(text: str) -> float:
     """A Prometheus duration (``90s``, ``12h``, ``7d``, ``1h30m``) in seconds, more than zero."""
     if not _DURATION.match(text.strip()):
         raise ConfigError(
-            f"--older-than: bad duration {text!r}: expected a number and a unit (ms, s, m, h, d, w, y), e.g. 7d or 1h30m"
+            f"--older-than: bad duration {text!r}: expected a number and a unit (ms, s, m, h, d, w, y), e.g. 7d or "
+            "1h30m"
         )
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(text))
     if seconds <= 0:
@@ -107,7 +108,8 @@ def stale(groups: list[Group], cutoff: float, job: re.Pattern[str] | None) -> li
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="gangplank-sidecar prune",
-        description="Delete the Pushgateway groups whose last push is older than --older-than (a dry run without --yes).",
+        description="Delete the Pushgateway groups whose last push is older than --older-than (a dry run without "
+        "--yes).",
         epilog="Exit codes: 0 done (or dry run); 1 the gateway could not be read or a group not deleted; 2 usage.",
     )
     BY_FLAG["--pushgateway"].add_to(p)
@@ -159,7 +161,10 @@ def prune(
     for g in old:
         pushed = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(g.pushed)) if g.pushed else "never"
         out(f"{age(now - g.pushed) if g.pushed else '-':>8}  {pushed:<19}  {g}")
-    what = f"{len(old)} of {len(groups)} group{'s' if len(groups) != 1 else ''} last pushed more than {age(older_than)} ago"
+    what = (
+        f"{len(old)} of {len(groups)} group{'s' if len(groups) != 1 else ''} last pushed more than "
+        f"{age(older_than)} ago"
+    )
     if not delete:
         report(f"{what}; dry run, nothing deleted" + (" (add --yes to delete them)" if old else ""))
         return EXIT_OK

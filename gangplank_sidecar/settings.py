@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from gangplank_sidecar.aggregation.checks import thresholds_from
 from gangplank_sidecar.aggregation.state import DEFAULT_MAX_SERIES
-from gangplank_sidecar.checks import thresholds_from
 from gangplank_sidecar.delivery import Retry, TransportConfig
 from gangplank_sidecar.errors import ConfigError
 from gangplank_sidecar.parsers import patterns as user_patterns

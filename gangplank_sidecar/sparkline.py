@@ -10,7 +10,7 @@ show the blocks gets the same curve in ASCII.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from gangplank_sidecar.curve import Curve
 
@@ -52,8 +52,8 @@ def _number(value: float) -> str:
 
 
 def curve_lines(
-    curves: dict[str, Curve],
-    best: dict[str, int | None],
+    curves: Mapping[str, Curve],
+    best: Mapping[str, int | None],
     levels: str = UNICODE,
     width: int = WIDTH,
     mark: Callable[[str], str] = str,
@@ -62,7 +62,7 @@ def curve_lines(
 
     ``mark`` draws the best epoch's marker (a colour), after the columns are padded.
     """
-    shown = {key: c for key, c in sorted(curves.items()) if sum(b.count for b in c.buckets) > 1}
+    shown = {key: c for key, c in sorted(curves.items()) if sum(b.size for b in c.buckets) > 1}
     if not shown:
         return []
     name = max(len(key) for key in shown)

@@ -2,7 +2,8 @@
 
 Faults: ``refuse`` (nothing listens on the port), ``hang`` (accept, read the request, never
 answer), ``500`` and ``503`` (answered by the proxy), ``cut`` (forward, then close in the
-middle of the answer's status line: the gateway took the push, the client cannot know it), ``latency`` (forward after ``latency`` seconds).
+middle of the answer's status line: the gateway took the push, the client cannot know it),
+``latency`` (forward after ``latency`` seconds).
 Without a fault it forwards. Every request is recorded (method, path, headers, body, what
 happened to it), so tests can count pushes exactly. One request per connection, as the
 sidecar sends them.

@@ -201,8 +201,14 @@ def test_right_credentials_over_tls_deliver(source: str, gateway: str, certs: Pa
 def assert_failed(done: subprocess.CompletedProcess, url: str, *reasons: str) -> None:
     """Strict mode stops either when the retries are spent or at the end of input, whichever comes first."""
     assert done.returncode == 1
-    at_end = "gangplank-sidecar: not delivered to the Pushgateway at {} within 0.3 s: job=secure phase=train (epoch 3) ({})\n"
-    spent = "gangplank-sidecar: cannot push to the Pushgateway at {} after 0 retries ({}): job=secure phase=train (epoch 3) not delivered; giving up (--strict)\n"
+    at_end = (
+        "gangplank-sidecar: not delivered to the Pushgateway at {} within 0.3 s: job=secure phase=train (epoch 3) "
+        "({})\n"
+    )
+    spent = (
+        "gangplank-sidecar: cannot push to the Pushgateway at {} after 0 retries ({}): job=secure phase=train "
+        "(epoch 3) not delivered; giving up (--strict)\n"
+    )
     assert done.stderr.decode() in [form.format(url, reason) for form in (at_end, spent) for reason in reasons]
 
 
@@ -217,7 +223,8 @@ def test_wrong_password_fails_clearly(gateway: str, certs: Path) -> None:
     assert_failed(
         done,
         gateway,
-        "HTTP 401 Unauthorized: the gateway rejected the credentials (check --basic-auth-user and its password, or --bearer-token-file)",
+        "HTTP 401 Unauthorized: the gateway rejected the credentials (check --basic-auth-user and its password, or "
+        "--bearer-token-file)",
     )
     assert b"not-the-password" not in done.stdout + done.stderr
     assert_no_secret(done, cmdline)
@@ -303,7 +310,8 @@ def test_bearer_token_and_headers_are_sent_and_never_printed(proxy: FaultProxy, 
         (
             ["--pushgateway", "127.0.0.1:1", "--basic-auth-user", "alice"],
             {},
-            "basic auth needs both --basic-auth-user and a password (--basic-auth-password-file or GANGPLANK_BASIC_AUTH_PASSWORD)",
+            "basic auth needs both --basic-auth-user and a password (--basic-auth-password-file or "
+            "GANGPLANK_BASIC_AUTH_PASSWORD)",
         ),
         (
             ["--pushgateway", "127.0.0.1:1", "--bearer-token-file", "/dev/null"],
@@ -318,7 +326,8 @@ def test_bearer_token_and_headers_are_sent_and_never_printed(proxy: FaultProxy, 
         (
             ["--pushgateway", "127.0.0.1:1", "--header", "Authorization: Bearer x"],
             {},
-            "--header: Authorization is set by the sidecar (use --basic-auth-* or --bearer-token-file for Authorization)",
+            "--header: Authorization is set by the sidecar (use --basic-auth-* or --bearer-token-file for "
+            "Authorization)",
         ),
         (["--pushgateway", "127.0.0.1:1", "--push-timeout", "0"], {}, "--push-timeout: Input should be greater than 0"),
         (

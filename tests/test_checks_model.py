@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import keras
+import numpy as np
+import pytest
+from keras import initializers, layers, losses
+from sklearn.datasets import load_digits
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from keras import initializers, layers, losses  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-
-from conftest import codes  # noqa: E402
-from gangplank_emitter.checks import inspect, model_checks, take_inspected  # noqa: E402
+from conftest import codes
+from gangplank_emitter.checks import inspect_data, model_checks, take_inspected
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +37,7 @@ def healthy():
 
 def test_healthy_digits_model_raises_nothing(digits):
     x, y, xv, yv, _, _ = digits
-    assert inspect(x, y, batch_size=32, validation_data=(xv, yv)) == []
+    assert inspect_data(x, y, batch_size=32, validation_data=(xv, yv)) == []
     net = healthy()
     assert model_checks(net) == []
     net.fit(x, y, batch_size=32, epochs=1, validation_data=(xv, yv), verbose=0)
@@ -75,7 +72,8 @@ def test_fixed_range_uniform_initialiser():
             "code": "K203",
             "name": "uniform_weight_initialisation",
             "severity": "info",
-            "message": "hidden use a fixed-range RandomUniform initialiser: use glorot_uniform, he_normal or another fan-in scaled one",
+            "message": "hidden use a fixed-range RandomUniform initialiser: use glorot_uniform, he_normal or another "
+            "fan-in scaled one",
         }
     ]
 
@@ -83,7 +81,7 @@ def test_fixed_range_uniform_initialiser():
 def test_raw_inputs_do_not_fit_the_initialiser(digits):
     _, y, _, _, _, _ = digits
     raw = load_digits().data.astype(np.float32)[: len(y)]
-    assert codes(inspect(raw, y)) == ["K303"]
+    assert codes(inspect_data(raw, y)) == ["K303"]
     found = model_checks(healthy())
     assert codes(found) == ["K204"]
     assert found[0]["message"].startswith("inputs have mean square 6")
@@ -92,7 +90,7 @@ def test_raw_inputs_do_not_fit_the_initialiser(digits):
 
 def test_rescaling_layer_makes_raw_inputs_fit(digits):
     _, y, _, _, _, _ = digits
-    inspect(load_digits().data.astype(np.float32)[: len(y)], y)
+    inspect_data(load_digits().data.astype(np.float32)[: len(y)], y)
     net = model(
         layers.Rescaling(1 / 16),
         layers.Dense(16, activation="relu", name="hidden"),
@@ -122,12 +120,12 @@ def test_sigmoid_output_is_fine():
 def test_tanh_output_with_zero_one_labels():
     x = np.random.default_rng(0).standard_normal((200, 4)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.float32)
-    inspect(x, y)
+    inspect_data(x, y)
     net = model(layers.Dense(8, activation="relu"), layers.Dense(1, activation="tanh"), loss="mse", inputs=4)
     assert [(f["code"], f["message"]) for f in model_checks(net, samples=10_000)] == [
         ("K402", "labels are coded 0/1 for a tanh output: code them -1/1")
     ]
-    inspect(x, 2 * y - 1)
+    inspect_data(x, 2 * y - 1)
     assert model_checks(net, samples=10_000) == []
 
 
@@ -212,7 +210,7 @@ def test_linear_output_with_from_logits_is_fine():
 )
 def test_label_coding_against_last_activation(labels, output, loss, text):
     x = np.random.default_rng(0).permutation(np.random.default_rng(1).standard_normal((200, 4)).astype(np.float32))
-    inspect(x, np.random.default_rng(2).permutation(labels))
+    inspect_data(x, np.random.default_rng(2).permutation(labels))
     found = model_checks(model(layers.Dense(8, activation="relu"), output, loss=loss, inputs=4), samples=10_000)
     assert [(f["code"], f["message"]) for f in found] == [("K403", text)]
 
@@ -274,8 +272,7 @@ def records(path):
 
 
 def test_emitter_puts_model_and_data_findings_into_start(digits, tmp_path):
-    from gangplank_emitter import Emitter
-    from gangplank_emitter import inspect as inspect_data
+    from gangplank_emitter import Emitter, inspect_data
 
     x, y, _, _, _, _ = digits
     order = np.argsort(y, kind="stable")
@@ -323,8 +320,7 @@ def test_emitter_puts_model_and_data_findings_into_start(digits, tmp_path):
 
 
 def test_emitter_on_healthy_digits_reports_no_checks(digits, tmp_path):
-    from gangplank_emitter import Emitter
-    from gangplank_emitter import inspect as inspect_data
+    from gangplank_emitter import Emitter, inspect_data
 
     x, y, xv, yv, _, _ = digits
     assert inspect_data(x, y, batch_size=32, validation_data=(xv, yv)) == []

@@ -1,4 +1,4 @@
-"""The sidecar's training checks: each rule fires on its synthetic sequence and stays quiet on a healthy run."""
+"""The sidecar's training checks: each rule fires on its synthetic sequence and passes on a healthy run."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, SIDECAR, keras_env
-from gangplank_sidecar import checks
+from gangplank_sidecar.aggregation import checks
+from gangplank_sidecar.aggregation.checks import RunChecks, Thresholds, thresholds_from
 from gangplank_sidecar.aggregation.state import Store
-from gangplank_sidecar.checks import RunChecks, Thresholds, thresholds_from
 from gangplank_sidecar.parsers.protocol import Check, Weights
 from gangplank_sidecar.pipeline import Pipeline
 from gangplank_sidecar.selfmetrics import SelfMetrics
-from gangplank_sidecar.sinks.families import families
+from gangplank_sidecar.sinks.families import run_families
 
 T = Thresholds()
 HEALTHY_LOSS = [2.3, 1.6, 1.1, 0.8, 0.62, 0.5, 0.43, 0.38, 0.35, 0.33]
@@ -50,9 +50,9 @@ def names(found: list[Check]) -> list[str]:
 def test_a_healthy_run_raises_nothing_at_any_epoch() -> None:
     run = RunChecks()
     for epoch, metrics in epochs(HEALTHY_LOSS, HEALTHY_VAL):
-        fired, quiet = run.epoch(epoch, metrics, NORMAL)
+        fired, passed = run.epoch(epoch, metrics, NORMAL)
         assert fired == []
-        assert sorted(names(quiet)) == sorted(checks.CHECKS)
+        assert sorted(names(passed)) == sorted(checks.CHECKS)
 
 
 def test_non_finite_fires_on_nan_and_clears() -> None:
@@ -85,7 +85,8 @@ def test_overfitting_reports_the_best_epoch() -> None:
         code="K504",
         name="overfitting",
         severity="warning",
-        message="val_loss bottomed out at 0.4 at epoch 13 (best epoch 13) and is 0.5 3 epochs later while loss fell from 0.4 to 0.25",
+        message="val_loss bottomed out at 0.4 at epoch 13 (best epoch 13) and is 0.5 3 epochs later while loss fell "
+        "from 0.4 to 0.25",
     )
     assert checks.overfitting(epochs(loss[:15], val[:15]), T) is None  # only 2 epochs past the best
     flat = [0.4] * 16  # training loss not falling: not overfitting
@@ -139,8 +140,8 @@ def test_a_check_clears_when_the_run_recovers() -> None:
     run = RunChecks()
     assert run.epoch(1, {"loss": 2.0}, None)[0] == []
     assert names(run.epoch(2, {"loss": math.nan}, None)[0]) == ["non_finite"]
-    fired, quiet = run.epoch(3, {"loss": 1.0}, None)
-    assert fired == [] and "non_finite" in names(quiet)
+    fired, passed = run.epoch(3, {"loss": 1.0}, None)
+    assert fired == [] and "non_finite" in names(passed)
 
 
 def test_text_formats_bring_an_epoch_in_pieces() -> None:
@@ -184,7 +185,7 @@ def _line(event: str, **fields: object) -> bytes:
 
 
 def _samples(series) -> dict[tuple[str, tuple], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families(series) for s in f.samples}
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in run_families(series) for s in f.samples}
 
 
 def test_checks_are_exported_from_the_start_with_the_best_values() -> None:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import keras
+import numpy as np
+from keras import layers
+from sklearn.datasets import load_digits
+from sklearn.preprocessing import StandardScaler
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import layers  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-
-from conftest import codes  # noqa: E402
-from gangplank_emitter.checks import UpdateTracker, trainable_by_layer  # noqa: E402
+from conftest import codes
+from gangplank_emitter.checks import UpdateTracker, trainable_by_layer
 
 RNG = np.random.default_rng(0)
 KERNEL = RNG.standard_normal((20, 10))

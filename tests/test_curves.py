@@ -36,7 +36,10 @@ def rec(event: str, run: str, at: float, **fields: object) -> str:
 
 
 def known_run(run: str = A, epochs: int = 12, job: str = "mnist", t0: float = T0, overfit: float = 0.02) -> str:
-    """Loss falls; val_loss bottoms out at epoch 9 and rises again, with a NaN at epoch 10; Keras bar text before each record."""
+    """Loss falls; val_loss bottoms out at epoch 9 and rises again, with a NaN at epoch 10.
+
+    Keras bar text comes before each record.
+    """
     text = rec("start", run, t0, job=job, params={"total": 650}, epochs=epochs)
     for i in range(epochs):
         metrics: dict[str, object] = {
@@ -256,7 +259,7 @@ def test_a_curve_stays_bounded_and_keeps_its_extremes() -> None:
     for epoch in range(1, 10_001):
         curve.add(epoch, float(10_001 - epoch) if epoch != 5000 else math.inf)
     assert len(curve.buckets) <= MAX_BUCKETS
-    assert sum(b.count for b in curve.buckets) == 10_000
+    assert sum(b.size for b in curve.buckets) == 10_000
     assert (curve.buckets[0].first, curve.buckets[-1].last) == (1, 10_000)
     assert (min(b.low for b in curve.buckets), max(b.high for b in curve.buckets)) == (1.0, 10_000.0)
     line = sparkline(curve, 10_000, UNICODE, width=40)

@@ -77,7 +77,10 @@ def test_it_uses_the_sidecars_image_gateway_and_credentials(cronjob: dict) -> No
 def test_the_containers_command_prunes_the_real_gateway(
     cronjob: dict, pushgateway: Pushgateway, tmp_path: Path
 ) -> None:
-    """Its args and environment as Kubernetes would pass them; the gateway's URL and the password file are the test's."""
+    """Its args and environment as Kubernetes would pass them.
+
+    The gateway's URL and the password file are the test's.
+    """
     for path in (
         "/metrics/job/mnist/phase/train",
         "/metrics/job/mnist-big/phase/train",

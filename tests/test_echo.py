@@ -28,9 +28,13 @@ NOTICE = "gangplank-sidecar: stdout is a terminal: protocol records are not echo
 
 
 def under_pty(tmp_path: Path, *options: str) -> tuple[int, bytes, str, bytes]:
-    """Runs a Keras fit wrapped by the sidecar, with the sidecar's stdout on a pty: (code, screen, stderr, what Keras wrote)."""
+    """Runs a Keras fit wrapped by the sidecar, with the sidecar's stdout on a pty.
+
+    Returns (code, screen, stderr, what Keras wrote).
+    """
     raw = tmp_path / "raw.out"
-    train = f"{shlex.join([sys.executable, str(ROOT / 'tests/scripts/train_digits.py'), str(tmp_path / 'keras.json')])} | tee {shlex.quote(str(raw))}"
+    script = [sys.executable, str(ROOT / "tests/scripts/train_digits.py"), str(tmp_path / "keras.json")]
+    train = f"{shlex.join(script)} | tee {shlex.quote(str(raw))}"
     argv = [*SIDECAR, "--no-history", "--system-interval", "0", *options, "--", "bash", "-o", "pipefail", "-c", train]
     master, slave = pty.openpty()
     tty.setraw(slave)
@@ -75,7 +79,10 @@ def test_echo_all_shows_both_on_a_terminal(tmp_path: Path) -> None:
 
 
 def test_a_pipe_still_gets_every_byte_and_echo_text_is_explicit() -> None:
-    text = b'Epoch 1/1\n\r7/7 bar - loss: 0.5{"gangplank": 1, "event": "start", "run": "r", "phase": "train", "time": 1.0, "params": {"total": 1}}\n\r7/7 done\n'
+    text = (
+        b'Epoch 1/1\n\r7/7 bar - loss: 0.5{"gangplank": 1, "event": "start", "run": "r", "phase": "train", "time": '
+        b'1.0, "params": {"total": 1}}\n\r7/7 done\n'
+    )
     piped = subprocess.run(
         [*SIDECAR, "--no-history", "--system-interval", "0"], input=text, capture_output=True, timeout=60
     )

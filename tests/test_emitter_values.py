@@ -89,11 +89,12 @@ def test_strict_mode_raises_a_clear_error(tmp_path: Path) -> None:
     run = Run(file=tmp_path / "m.jsonl", ignore_exceptions=False)
     with pytest.raises(
         TypeError,
-        match=r"^gangplank_emitter: matrix: ndarray of shape \(2, 2\), not one number; expected a real number or an array of one$",
+        match=r"^gangplank_emitter: matrix: ndarray of shape \(2, 2\), not one number; expected a real number or an "
+        r"array of one$",
     ):
         run.epoch(0, {"loss": 0.5, "matrix": np.ones((2, 2))})
     with pytest.raises(TypeError, match=r"^gangplank_emitter: metrics: metrics must be a mapping"):
-        run.epoch(0, [0.5])  # type: ignore[arg-type]
+        run.epoch(0, [0.5])  # type: ignore[arg-type]  # a wrong type on purpose
     run.close()
 
 
@@ -114,7 +115,8 @@ def test_stdout_none_warns_once_and_never_raises(monkeypatch: pytest.MonkeyPatch
         run.epoch(0, {"loss": 0.5})
         run.epoch(1, {"loss": 0.25})
     assert [str(w.message) for w in caught] == [
-        "gangplank_emitter: cannot write metrics (sys.stdout is None (give the emitter a file= to write to)); training goes on"
+        "gangplank_emitter: cannot write metrics (sys.stdout is None (give the emitter a file= to write to)); training "
+        "goes on"
     ]
     run._at_exit()  # the atexit handler: no exception either
     strict = Run(histogram_buckets=None, ignore_exceptions=False)
@@ -140,7 +142,7 @@ def test_metrics_as_one_name(tmp_path: Path) -> None:
     run.close()
     assert records(path)[1]["metrics"] == {"loss": 0.5}
     with pytest.raises(TypeError, match=r"^metrics: expected metric names \(str\), got \[1\]$"):
-        Run(metrics=[1])  # type: ignore[list-item]
+        Run(metrics=[1])  # type: ignore[list-item]  # a wrong type on purpose
 
 
 def test_the_keras_callback_takes_one_name_and_checks_step_every() -> None:
@@ -149,7 +151,7 @@ def test_the_keras_callback_takes_one_name_and_checks_step_every() -> None:
     assert Emitter(metrics="loss").run.metrics == ["loss"]
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError) as error:
-            Emitter(step_every=bad)  # type: ignore[arg-type]
+            Emitter(step_every=bad)  # type: ignore[arg-type]  # a wrong type on purpose
         assert (
             str(error.value)
             == f"step_every must be a whole number of batches, 1 or more (or None: no step records), not {bad!r}"

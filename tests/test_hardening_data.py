@@ -30,10 +30,10 @@ from gangplank_sidecar.runs import cli as runs_cli
 from gangplank_sidecar.runs import db
 from gangplank_sidecar.selfmetrics import SelfMetrics
 from gangplank_sidecar.sinks import history
-from gangplank_sidecar.sinks.families import families
+from gangplank_sidecar.sinks.families import run_families
 from gangplank_sidecar.sinks.history import HistorySink
 from gangplank_sidecar.sinks.listen import ListenSink
-from gangplank_sidecar.sinks.remote_write import Record, RemoteWriteMetrics, RemoteWriteSink, remote_write_sinks
+from gangplank_sidecar.sinks.remote_write import RecordSamples, RemoteWriteMetrics, RemoteWriteSink, remote_write_sinks
 from gangplank_sidecar.sinks.summary import summarize
 from proxy import FaultProxy, Request
 
@@ -80,8 +80,8 @@ def series_values(prometheus: Prometheus, promql: str) -> list[tuple[int, float]
 def test_1_bad_times_with_remote_write_cost_one_line_each(prometheus: Prometheus, tmp_path: Path) -> None:
     text = (
         epoch("rw-times", 1, 0.5)
-        + epoch("rw-times", 2, 0.4, at="NaN")  # type: ignore[arg-type]
-        + epoch("rw-times", 2, 0.4, at="Infinity")  # type: ignore[arg-type]
+        + epoch("rw-times", 2, 0.4, at="NaN")  # type: ignore[arg-type]  # a wrong type on purpose
+        + epoch("rw-times", 2, 0.4, at="Infinity")  # type: ignore[arg-type]  # a wrong type on purpose
         + epoch("rw-times", 2, 0.4, at=1e300)
         + epoch("rw-times", 2, 0.4, at=-5.0)
         + epoch("rw-times", 2, 0.25)
@@ -129,7 +129,7 @@ def test_1_a_batch_the_worker_cannot_encode_is_counted_and_the_worker_goes_on() 
     sink = RemoteWriteSink(f"http://127.0.0.1:{free_port()}/w", metrics, reports.append, batch_age=0.0)
     sink.start()
     key = ((("__name__", "x"),),)
-    sink.put(Record(10**303, step=False, keys=key, values=(1.0,)))
+    sink.put(RecordSamples(10**303, step=False, keys=key, values=(1.0,)))
     deadline = time.monotonic() + 30
     while metrics.dropped.labels("error")._value.get() == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -178,7 +178,8 @@ def test_2_rows_an_old_sidecar_let_in_read_back_as_unknown(tmp_path: Path, capsy
     ]
     for i, (run, started, ended) in enumerate(rows, 1):
         conn.execute(
-            "INSERT INTO runs (id, run, phase, project_id, labels, params, epochs, elapsed, started, ended, updated, status, host, pid)"
+            "INSERT INTO runs (id, run, phase, project_id, labels, params, epochs, elapsed, started, ended, updated, "
+            "status, host, pid)"
             " VALUES (?, ?, 'train', 1, ?, ?, ?, ?, ?, ?, ?, 'ok', 'h', 1)",
             (
                 i,
@@ -226,7 +227,7 @@ def test_3_huge_numbers_cost_their_line_and_the_history_keeps_every_other_run(tm
         + epoch("other", 1, 0.9)
         + epoch("bad", 1, 0.8, params={"total": 10**30})
         + epoch("bad", 9223372036854775808, 0.8)
-        + epoch("bad", 2, 0.8, at="NaN")  # type: ignore[arg-type]
+        + epoch("bad", 2, 0.8, at="NaN")  # type: ignore[arg-type]  # a wrong type on purpose
         + rec("step", "bad", NOW, step=2**64, metrics={"loss": 1})
         + epoch("other", 2, 0.7)
         + rec("end", "other", NOW + 3, status="ok", elapsed_seconds=3.0)
@@ -321,15 +322,17 @@ def test_the_history_queue_is_bounded_when_the_database_falls_behind(
 
 def _sink(**bounds: int) -> tuple[RemoteWriteSink, RemoteWriteMetrics]:
     metrics = RemoteWriteMetrics(CollectorRegistry())
-    return RemoteWriteSink("http://127.0.0.1:9/api/v1/write", metrics, lambda message: None, **bounds), metrics  # type: ignore[arg-type]
+    return RemoteWriteSink("http://127.0.0.1:9/api/v1/write", metrics, lambda message: None, **bounds), metrics
 
 
 def test_5_dropped_step_entries_do_not_stay_queued_behind_a_live_epoch_entry() -> None:
     sink, metrics = _sink(max_buffered=100)
     key = ((("__name__", "x"),),)
-    sink.put(Record(0, step=False, keys=key, values=(1.0,)))  # the worker would be stuck retrying behind this one
+    sink.put(
+        RecordSamples(0, step=False, keys=key, values=(1.0,))
+    )  # the worker would be stuck retrying behind this one
     for i in range(1, 100_001):
-        sink.put(Record(i, step=True, keys=key, values=(float(i),)))
+        sink.put(RecordSamples(i, step=True, keys=key, values=(float(i),)))
     assert sink._buffered == 100
     assert len(sink._buffer) <= 3 * 100  # was 100,001 entries: every dropped step stayed linked
     assert sink._buffer[0].record.time_ms == 0 and sink._buffer[0].live
@@ -340,7 +343,7 @@ def test_5_the_buffer_is_bounded_by_bytes_epoch_records_included() -> None:
     sink, metrics = _sink(max_buffered=10**9, max_bytes=100_000)
     keys = tuple(((("__name__", f"m{j}"),),) for j in range(10))
     for i in range(10_000):
-        sink.put(Record(i, step=False, keys=keys, values=(float(i),) * 10))
+        sink.put(RecordSamples(i, step=False, keys=keys, values=(float(i),) * 10))
     live = [e.record.time_ms for e in sink._buffer if e.live]
     assert sink._bytes <= 100_000 and live == list(range(10_000 - len(live), 10_000))  # the newest are kept
     assert metrics.pending_bytes._value.get() == sink._bytes
@@ -353,7 +356,7 @@ def test_5_the_buffer_is_bounded_by_bytes_epoch_records_included() -> None:
 class EchoProxy(FaultProxy):
     """A proxy that answers 400 with the request's headers in its reason phrase and its body."""
 
-    def _answer(self, client, request: Request) -> None:  # type: ignore[no-untyped-def]
+    def _answer(self, client, request: Request) -> None:
         echoed = "; ".join(f"{k}={v}" for k, v in request.headers.items())
         body = ("bad request, you sent:\n" if "/api/v1/write" not in request.path else "") + echoed + "\n"
         head = f"HTTP/1.1 400 {echoed}\r\nContent-Length: {len(body.encode())}\r\nConnection: close\r\n\r\n"
@@ -482,7 +485,10 @@ def test_15_openmetrics_is_never_served_with_a_sum_beside_negative_buckets() -> 
 
 
 def test_15_gangplank_true_is_not_version_1() -> None:
-    line = b'{"gangplank": true, "event": "end", "run": "r", "phase": "train", "time": 1, "status": "ok", "elapsed_seconds": 1}'
+    line = (
+        b'{"gangplank": true, "event": "end", "run": "r", "phase": "train", "time": 1, "status": "ok", '
+        b'"elapsed_seconds": 1}'
+    )
     with pytest.raises(ValueError, match="gangplank: Value error, the protocol version must be the integer 1"):
         protocol.parse(line)
 
@@ -495,7 +501,7 @@ def test_15_floydhub_epochs_counted_from_zero_give_the_number_of_epochs() -> Non
             pipeline.feed("stdin", json.dumps({"metric": metric, "value": v, "epoch": n}).encode())
     (series,) = store.snapshot()
     assert series.epoch == 3 and series.best["loss"] == (1 / 3, 3)
-    exported = {s.name: s.value for f in families(series) for s in f.samples}
+    exported = {s.name: s.value for f in run_families(series) for s in f.samples}
     assert exported["gangplank_train_epochs_count"] == 3.0 and exported["gangplank_train_best_epoch"] == 3.0
     # A run counting from 1 is left as it is, and a new run counting from 0 after it is seen as new.
     for n in (1, 2, 0, 1):
@@ -538,7 +544,7 @@ def _broken_store() -> tuple[Store, RunState]:
 
     def corrupt(s: RunState) -> None:
         s.observe({"loss": 0.5}, 1)
-        s.weights = "not a histogram"  # type: ignore[assignment]
+        s.weights = "not a histogram"  # type: ignore[assignment]  # a wrong type on purpose
 
     store.update(broken, "epoch", corrupt)
     good = store.begin("fine", "train", "r1", when=NOW)
@@ -606,7 +612,8 @@ def test_a_record_the_database_refuses_is_reported_once_and_fails_only_strict_mo
     path = tmp_path / "runs.db"
     conn = db.connect(path)
     conn.executescript(
-        "CREATE TRIGGER refuse BEFORE INSERT ON runs WHEN NEW.run LIKE 'refused%' BEGIN SELECT RAISE(ABORT, 'refused by policy'); END;"
+        "CREATE TRIGGER refuse BEFORE INSERT ON runs WHEN NEW.run LIKE 'refused%' BEGIN SELECT RAISE(ABORT, 'refused "
+        "by policy'); END;"
     )
     conn.close()
     text = "".join(
@@ -615,7 +622,8 @@ def test_a_record_the_database_refuses_is_reported_once_and_fails_only_strict_mo
     done = sidecar(text, "--db", str(path), *(["--strict"] if strict else []))
     assert done.returncode == (1 if strict else 0), done.stderr
     assert [line for line in done.stderr.splitlines() if "run history" in line] == [
-        f"gangplank-sidecar: run history {path}: IntegrityError: refused by policy (the record is dropped; further errors are only counted)"
+        f"gangplank-sidecar: run history {path}: IntegrityError: refused by policy (the record is dropped; further "
+        "errors are only counted)"
     ]
     conn = db.connect(path)
     assert [(r.run, r.rows) for r in db.load_runs(conn)] == [("a", {1: {"loss": 0.5}}), ("b", {1: {"loss": 0.5}})]

@@ -344,7 +344,8 @@ def test_a_grandchild_holding_the_pipe_does_not_hold_the_exit(tmp_path: Path) ->
     assert done.returncode == 3
     assert done.stdout == b"before\n"
     assert done.stderr.decode() == (
-        f"{PREFIX}the command has exited, but a process it started still holds its output open: not reading it any more\n"
+        f"{PREFIX}the command has exited, but a process it started still holds its output open: not reading it any "
+        "more\n"
         f"{PREFIX}no training or evaluation records seen\n"
     )
     assert took < 8, took  # the drain is bounded at 2 s after the command exits (10 s before)

@@ -35,7 +35,7 @@ def sidecar(db_path: Path, *args: str, **popen: object) -> subprocess.Popen:
         [*SIDECAR, "--quiet", "--system-interval", "0", "--db", str(db_path), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        **popen,  # type: ignore[call-overload]
+        **popen,
     )
 
 
@@ -136,7 +136,8 @@ WRITER = """
 import json, sys, time
 run, n = sys.argv[1], int(sys.argv[2])
 def out(event, **f):
-    sys.stdout.write(json.dumps({"gangplank": 1, "event": event, "run": run, "phase": "train", "time": 1.0, **f}) + "\\n")
+    record = {"gangplank": 1, "event": event, "run": run, "phase": "train", "time": 1.0, **f}
+    sys.stdout.write(json.dumps(record) + "\\n")
     sys.stdout.flush()
 out("start", params={"total": 1}, job=run)
 for e in range(1, n + 1):
@@ -152,7 +153,7 @@ def test_two_sidecars_write_at_once(tmp_path: Path) -> None:
     for name in ("left", "right"):
         writer = subprocess.Popen([sys.executable, "-c", WRITER, name, str(n)], stdout=subprocess.PIPE)
         pipelines.append((writer, sidecar(path, stdin=writer.stdout)))
-        writer.stdout.close()  # type: ignore[union-attr]
+        writer.stdout.close()
     for writer, reader in pipelines:
         assert writer.wait(60) == 0
         _, err = reader.communicate(timeout=60)
@@ -161,7 +162,8 @@ def test_two_sidecars_write_at_once(tmp_path: Path) -> None:
     assert rows(path, "SELECT run, status, epochs FROM runs ORDER BY run") == [("left", "ok", n), ("right", "ok", n)]
     assert rows(
         path,
-        "SELECT r.run, count(*), sum(m.value) FROM metrics m JOIN runs r ON r.id = m.run_id WHERE key = 'val_loss' GROUP BY r.run",
+        "SELECT r.run, count(*), sum(m.value) FROM metrics m JOIN runs r ON r.id = m.run_id WHERE key = 'val_loss' "
+        "GROUP BY r.run",
     ) == [
         ("left", n, sum(2.0 / e for e in range(1, n + 1))),
         ("right", n, sum(2.0 / e for e in range(1, n + 1))),
@@ -184,8 +186,8 @@ def test_a_killed_sidecar_leaves_a_readable_database_and_an_interrupted_run(tmp_
             + epoch("doomed", 1, {"loss": 1.0})
             + epoch("doomed", 2, {"loss": 0.5})
         ).encode()
-    )  # type: ignore[union-attr]
-    proc.stdin.flush()  # type: ignore[union-attr]
+    )
+    proc.stdin.flush()
     deadline = time.monotonic() + 30
     while epochs_written(path) != 2:
         assert time.monotonic() < deadline, "the epochs never reached the database"
@@ -193,8 +195,8 @@ def test_a_killed_sidecar_leaves_a_readable_database_and_an_interrupted_run(tmp_
     assert rows(path, "SELECT status FROM runs") == [("running",)]
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    proc.stdin.close()  # type: ignore[union-attr]
-    proc.stderr.close()  # type: ignore[union-attr]
+    proc.stdin.close()
+    proc.stderr.close()
     assert rows(path, "PRAGMA integrity_check") == [("ok",)]
     listed = subprocess.run(
         [sys.executable, "-m", "gangplank_sidecar.runs", "list", "--json", "--db", str(path)],
@@ -212,7 +214,8 @@ def test_a_quiet_run_is_stale_after_the_set_time(tmp_path: Path) -> None:
     conn = db.connect(tmp_path / "runs.db")
     conn.execute("INSERT INTO projects (name) VALUES ('j')")
     conn.execute(
-        "INSERT INTO runs (run, phase, project_id, started, updated, status, host, pid) VALUES ('a', 'train', 1, 0, 100, 'running', 'elsewhere', 1)"
+        "INSERT INTO runs (run, phase, project_id, started, updated, status, host, pid) VALUES ('a', 'train', 1, 0, "
+        "100, 'running', 'elsewhere', 1)"
     )
     assert db.mark_stale(conn, stale_after=50, now=149) == 0
     assert db.mark_stale(conn, stale_after=50, now=151) == 1
@@ -246,7 +249,8 @@ block = bytearray(200 * 2**20)
 block[:: 4096] = b"x" * len(block[:: 4096])  # touch every page: 200 MiB resident
 start = time.time()
 def rec(event, **f):
-    print(json.dumps({"gangplank": 1, "event": event, "run": "sys", "phase": "train", "time": time.time(), **f}), flush=True)
+    record = {"gangplank": 1, "event": event, "run": "sys", "phase": "train", "time": time.time(), **f}
+    print(json.dumps(record), flush=True)
 rec("start", job="sysjob", params={"total": 1})
 time.sleep(2.5)
 rec("epoch", epoch=1, elapsed_seconds=time.time() - start, metrics={"loss": 0.5}, params={"total": 1})

@@ -93,8 +93,8 @@ def run_sidecar(chunks: Iterable[bytes], args: list[str], timeout: float = 120) 
         process.kill()
         for thread in threads:
             thread.join(10)
-        process.stdout.close()  # type: ignore[union-attr]
-        process.stderr.close()  # type: ignore[union-attr]
+        process.stdout.close()
+        process.stderr.close()
     return Outcome(process.returncode, sent.hexdigest(), echoed.hexdigest(), counts[0], errors[0], peak[0])
 
 
@@ -150,7 +150,8 @@ def test_hostile_stream_through_the_real_sidecar(pushgateway: Pushgateway) -> No
         "gangplank-sidecar: stdin:4: bad FloydHub line: Invalid control character at: line 1 column 16 (char 15)",
         "gangplank-sidecar: stdin:5: bad FloydHub line: Expecting ',' delimiter: line 1 column 30 (char 29)",
         "gangplank-sidecar: stdin:6: bad FloydHub line: nested too deeply",
-        "gangplank-sidecar: stdin:7: bad gangplank record: record: Invalid JSON: recursion limit exceeded at line 1 column 227",
+        "gangplank-sidecar: stdin:7: bad gangplank record: record: Invalid JSON: recursion limit exceeded at line 1 "
+        "column 227",
     ]
 
 

@@ -27,7 +27,10 @@ def capture(name: str) -> list[bytes]:
 
 
 def runs(store: Store) -> list[tuple[str, str, int | None, str | None, float | None, dict[str, float]]]:
-    """Every series (finished ones first) as (run, phase, epoch, status, elapsed, metrics); runs numbered by first appearance."""
+    """Every series (finished ones first) as (run, phase, epoch, status, elapsed, metrics).
+
+    Runs are numbered by first appearance.
+    """
     ids: dict[str, str] = {}
     return [
         (ids.setdefault(s.run, f"run{len(ids) + 1}"), s.phase, s.epoch, s.status, s.elapsed, s.metrics)

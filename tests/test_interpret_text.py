@@ -129,7 +129,8 @@ def test_floydhub_points_build_up_epochs_and_steps() -> None:
 def test_once_a_stream_has_protocol_records_its_text_is_not_metrics() -> None:
     start = b'{"gangplank": 1, "event": "start", "run": "r1", "phase": "train", "time": 1.0, "params": {"total": 10}}'
     epoch = (
-        b'\r\x1b[1m6/7\x1b[0m - loss: 0.51{"gangplank": 1, "event": "epoch", "run": "r1", "phase": "train", "time": 2.0,'
+        b'\r\x1b[1m6/7\x1b[0m - loss: 0.51{"gangplank": 1, "event": "epoch", "run": "r1", "phase": "train", "time": '
+        b"2.0,"
         b' "epoch": 1, "elapsed_seconds": 1.5, "metrics": {"loss": 0.51234}, "params": {"total": 10}}'
     )
     lines = [

@@ -39,7 +39,7 @@ class Agent:
             self.fed.append((source, line))
             feed(source, line, when)
 
-        self.pipeline.feed = counted  # type: ignore[method-assign]
+        self.pipeline.feed = counted
         self.checkpoints = Checkpoints(state, self.reports.append) if state else None
         self.source = KubernetesLogs(
             str(root),
@@ -355,7 +355,8 @@ def test_options_defaults_environment_and_durations(clean_env: pytest.MonkeyPatc
     [
         (
             ["--kubernetes-logs", "/l", "--kubernetes-forget-after", "10 minutes"],
-            "--kubernetes-forget-after: bad duration '10 minutes': expected a number of seconds or one like 30s, 10m, 1h",
+            "--kubernetes-forget-after: bad duration '10 minutes': expected a number of seconds or one like 30s, 10m, "
+            "1h",
         ),
         (["--kubernetes-namespace", "ml"], "--kubernetes-namespaces: needs --kubernetes-logs"),
         (

@@ -101,7 +101,7 @@ CONTRACT = ("", "errors", "environment", "directions", "curve", "delivery", "spa
 STAGES = (
     ("sources", "system"),  # bytes in (stdin, a command, files, container logs), and the system readings
     ("parsers",),
-    ("aggregation", "checks"),  # the run state and the rules it runs (checks moves inside aggregation)
+    ("aggregation",),  # the run state and the checks it runs
     ("sinks", "selfmetrics", "runs.db"),  # runs.db is the database the history sink writes
 )
 WIRING = ("__main__", "app", "cli", "options", "settings", "pipeline", "prune", "runs")

@@ -285,7 +285,9 @@ def test_transformers_hostile(line: bytes, expected: list | None) -> None:
         assert repr(got) == repr(expected)
 
 
-BAR = "Epoch 3: 100%|██████████| 16/16 [00:00<00:00, 717.17it/s, v_num=0, train_loss_step=0.00644, val_loss=0.00927]".encode()
+BAR = (
+    "Epoch 3: 100%|██████████| 16/16 [00:00<00:00, 717.17it/s, v_num=0, train_loss_step=0.00644, val_loss=0.00927]"
+).encode()
 
 
 @pytest.mark.parametrize(

@@ -194,8 +194,8 @@ def test_every_good_record_lands_in_every_sink(
                 break
             time.sleep(0.1)
         assert pick(page, "gangplank_train_epochs_count", job=job) == len(good)
-        assert same(pick(page, "gangplank_train_loss", job=job), last_loss)  # type: ignore[arg-type]
-        assert same(pick(page, "gangplank_train_acc", job=job), last_acc)  # type: ignore[arg-type]
+        assert same(pick(page, "gangplank_train_loss", job=job), last_loss)
+        assert same(pick(page, "gangplank_train_acc", job=job), last_acc)
         assert pick(page, "gangplank_train_model_parameters_count", job=job) == float(last_params)
         assert pick(page, "gangplank_sidecar_parse_errors_total", phase="sidecar") == len(bad)
         _, err = proc.communicate(timeout=90)
@@ -208,7 +208,7 @@ def test_every_good_record_lands_in_every_sink(
 
     pushed = gateway.gangplank()
     assert pick(pushed, "gangplank_train_epochs_count", job=job, phase="train") == len(good)
-    assert same(pick(pushed, "gangplank_train_loss", job=job, phase="train"), last_loss)  # type: ignore[arg-type]
+    assert same(pick(pushed, "gangplank_train_loss", job=job, phase="train"), last_loss)
     assert pick(pushed, "gangplank_train_model_parameters_count", job=job, phase="train") == float(last_params)
     assert pick(pushed, "gangplank_sidecar_parse_errors_total", job=job, phase="sidecar") == len(bad)
 

@@ -196,7 +196,8 @@ def test_the_emitter_appends_whole_lines_and_creates_the_directory(tmp_path: Pat
     writer = (
         "import sys\nfrom gangplank_emitter import Run\n"
         "run = Run(job=sys.argv[2], file=sys.argv[1], histogram_buckets=None)\n"
-        "for i in range(300):\n    run.epoch(i, {sys.argv[2] + str(k): i + k / 1000 for k in range(200)})\nrun.close()\n"
+        "for i in range(300):\n    run.epoch(i, {sys.argv[2] + str(k): i + k / 1000 for k in "
+        "range(200)})\nrun.close()\n"
     )
     writers = [subprocess.Popen([sys.executable, "-c", writer, str(log), job]) for job in ("a", "b")]
     assert [w.wait(60) for w in writers] == [0, 0]

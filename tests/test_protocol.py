@@ -99,11 +99,13 @@ def test_bare_nan_tokens_from_json_dumps_are_accepted() -> None:
             "phase",
         ),
         (
-            b'{"gangplank": 1, "event": "step", "run": "r", "phase": "train", "time": 1, "step": 1, "metrics": {"a": "x"}}',
+            b'{"gangplank": 1, "event": "step", "run": "r", "phase": "train", "time": 1, "step": 1, "metrics": {"a": '
+            b'"x"}}',
             "metrics.a",
         ),
         (
-            b'{"gangplank": 1, "event": "evaluate", "run": "r", "phase": "test", "time": 1, "elapsed_seconds": 1, "metrics": {},'
+            b'{"gangplank": 1, "event": "evaluate", "run": "r", "phase": "test", "time": 1, "elapsed_seconds": 1, '
+            b'"metrics": {},'
             b' "params": {"total": 1}, "weights": {"le": [0], "counts": [2, 1], "count": 1, "sum": 0}}',
             "cumulative",
         ),
@@ -124,7 +126,8 @@ def test_newer_version_is_told_apart() -> None:
 
 def test_unknown_fields_are_ignored() -> None:
     (record,) = protocol.parse(
-        b'{"gangplank": 1, "event": "end", "run": "r", "phase": "test", "time": 1, "status": "ok", "elapsed_seconds": 2, "gpu": "x"}'
+        b'{"gangplank": 1, "event": "end", "run": "r", "phase": "test", "time": 1, "status": "ok", "elapsed_seconds": '
+        b'2, "gpu": "x"}'
     )
     assert record.elapsed_seconds == 2
 

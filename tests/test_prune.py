@@ -142,7 +142,8 @@ def test_an_unreachable_gateway_exits_1() -> None:
     assert done.returncode == 1
     assert (
         done.stderr
-        == f"gangplank-sidecar prune: cannot list the groups of the Pushgateway at http://127.0.0.1:{port}: connection refused\n"
+        == f"gangplank-sidecar prune: cannot list the groups of the Pushgateway at http://127.0.0.1:{port}: connection "
+        "refused\n"
     )
 
 
@@ -177,7 +178,8 @@ def test_it_stops_at_the_first_group_that_cannot_be_deleted(pushgateway: Pushgat
     assert len(listed) == 3
     first = listed[0].split("  ")[-1]
     assert reports == [
-        f"3 of 3 groups last pushed more than 0s ago; deleted 0, then cannot delete {first}: HTTP 503 Service Unavailable: injected 503; stopped"
+        f"3 of 3 groups last pushed more than 0s ago; deleted 0, then cannot delete {first}: HTTP 503 Service "
+        "Unavailable: injected 503; stopped"
     ]
     assert [(r.method, r.outcome) for r in proxy.requests] == [("GET", "forwarded"), ("DELETE", "503")]
     assert len(groups(pushgateway)) == 3

@@ -15,7 +15,13 @@ from prometheus_client import CollectorRegistry
 from conftest import SIDECAR, Prometheus, Pushgateway, free_port, scrape, start_prometheus, value
 from gangplank_sidecar.aggregation.state import RunState, Store
 from gangplank_sidecar.sinks import remote_write_pb2 as pb
-from gangplank_sidecar.sinks.remote_write import Record, RemoteWriteMetrics, RemoteWriteSink, encode, remote_write_sinks
+from gangplank_sidecar.sinks.remote_write import (
+    RecordSamples,
+    RemoteWriteMetrics,
+    RemoteWriteSink,
+    encode,
+    remote_write_sinks,
+)
 from proxy import FaultProxy
 
 EPOCHS = 30
@@ -198,7 +204,7 @@ def _sink(max_buffered: int) -> tuple[RemoteWriteSink, RemoteWriteMetrics]:
 def test_overflow_drops_the_oldest_step_samples_never_epoch_samples() -> None:
     sink, metrics = _sink(max_buffered=10)
     key = ((("__name__", "x"),),)
-    records = [Record(1000 + i, step=i % 3 != 0, keys=key * 2, values=(float(i), float(i))) for i in range(12)]
+    records = [RecordSamples(1000 + i, step=i % 3 != 0, keys=key * 2, values=(float(i), float(i))) for i in range(12)]
     for record in records:
         sink.put(record)
     kept = [entry.record.time_ms for entry in sink._buffer if entry.live]
@@ -212,7 +218,7 @@ def test_overflow_drops_the_oldest_step_samples_never_epoch_samples() -> None:
 def test_overflow_with_only_epoch_samples_keeps_them_all() -> None:
     sink, metrics = _sink(max_buffered=4)
     for i in range(5):
-        sink.put(Record(i, step=False, keys=(((("__name__", "x"),)),), values=(float(i),)))
+        sink.put(RecordSamples(i, step=False, keys=(((("__name__", "x"),)),), values=(float(i),)))
     assert [e.record.time_ms for e in sink._buffer if e.live] == [0, 1, 2, 3, 4]
     assert metrics.dropped.labels("overflow")._value.get() == 0.0
 
@@ -223,7 +229,7 @@ def test_records_become_time_ordered_series_with_the_push_path_names() -> None:
     store.listeners.append(recorder)
     series = store.begin("j", "train", "r1", when=100.0)
 
-    def step(s, n=0, loss=0.0, when=0.0):  # type: ignore[no-untyped-def]
+    def step(s, n=0, loss=0.0, when=0.0):
         s.time, s.step = when, n
         s.observe({"loss": loss}, s.epoch)
 

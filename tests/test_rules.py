@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from conftest import ROOT
-from gangplank_sidecar.checks import CHECKS
+from gangplank_sidecar.aggregation.checks import CHECKS
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 RULES = PROMETHEUS / "rules" / "gangplank.yml"
@@ -37,7 +37,8 @@ def test_a_wrong_expectation_fails(tmp_path: Path) -> None:
     text = UNIT_TESTS.read_text(encoding="utf-8")
     broken = text.replace(
         "      - eval_time: 1m\n        alertname: GangplankTrainingBroken\n        exp_alerts: []\n",
-        "      - eval_time: 1m\n        alertname: GangplankTrainingBroken\n        exp_alerts: [{exp_labels: {severity: critical}}]\n",
+        "      - eval_time: 1m\n        alertname: GangplankTrainingBroken\n        exp_alerts: [{exp_labels: "
+        "{severity: critical}}]\n",
     )
     assert broken != text
     (tmp_path / "tests" / "gangplank_test.yml").write_text(broken, encoding="utf-8")

@@ -314,7 +314,10 @@ def test_a_real_keras_run_is_shown_and_exported_exactly(tmp_path: Path) -> None:
     """train_digits.py | tee | gangplank-sidecar --db, then the history equals what the emitter wrote."""
     path, tee = tmp_path / "runs.db", tmp_path / "train.out"
     train = [sys.executable, str(ROOT / "tests/scripts/train_digits.py"), str(tmp_path / "expected.json")]
-    pipeline = f"{shlex.join(train)} | tee {shlex.quote(str(tee))} | {shlex.join([*SIDECAR, '--quiet', '--system-interval', '0', '--db', str(path)])}"
+    pipeline = (
+        f"{shlex.join(train)} | tee {shlex.quote(str(tee))} | "
+        f"{shlex.join([*SIDECAR, '--quiet', '--system-interval', '0', '--db', str(path)])}"
+    )
     done = subprocess.run(
         ["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, env=keras_env(TZ="UTC"), timeout=180
     )

@@ -18,9 +18,11 @@ CHILD = r"""
 import json, os, sys
 code = int(sys.argv[1])
 def record(**fields):
-    return json.dumps({"gangplank": 1, "run": "20261125-101530-beef", "time": 1764065730.5, "params": {"total": 42}, **fields})
+    head = {"gangplank": 1, "run": "20261125-101530-beef", "time": 1764065730.5, "params": {"total": 42}}
+    return json.dumps({**head, **fields})
 os.write(1, b"plain text \xff\xfe not utf-8\r\n")
-os.write(1, (record(event="epoch", phase="train", epoch=1, elapsed_seconds=2.5, metrics={"loss": 0.75}) + "\n").encode())
+epoch = record(event="epoch", phase="train", epoch=1, elapsed_seconds=2.5, metrics={"loss": 0.75})
+os.write(1, (epoch + "\n").encode())
 os.write(2, b"a warning on stderr\n")
 os.write(2, (record(event="evaluate", phase="test", elapsed_seconds=0.5, metrics={"loss": 0.625}) + "\n").encode())
 os.write(1, b"no newline at the end")
@@ -32,7 +34,7 @@ def wrap(*args: str, **kwargs: object) -> subprocess.CompletedProcess:
     env = {**os.environ, "XDG_DATA_HOME": str(kwargs.pop("tmp_path"))}
     return subprocess.run(
         [*SIDECAR, "--system-interval", "0", "--no-history", *args], capture_output=True, timeout=60, env=env, **kwargs
-    )  # type: ignore[call-overload]
+    )
 
 
 def test_exit_code_follows_the_shell() -> None:

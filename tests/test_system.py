@@ -23,7 +23,7 @@ from gangplank_sidecar.cli import settings_from
 from gangplank_sidecar.settings import ConfigError
 from gangplank_sidecar.sinks.summary import summarize
 from gangplank_sidecar.system.cgroup import Cgroup, own_path, parse_cpu_max, parse_keyed, parse_memory_max
-from gangplank_sidecar.system.families import SystemCollector, families
+from gangplank_sidecar.system.families import SystemCollector, system_families
 from gangplank_sidecar.system.gpu import Gpus, GpuUsage
 from gangplank_sidecar.system.process import CgroupTarget, PodProcesses, ProcessTree, shared_pod
 from gangplank_sidecar.system.sampler import Reading, Sampler, Totals, choose_target
@@ -231,8 +231,8 @@ def test_names_pass_promtool() -> None:
     registry = CollectorRegistry()
 
     class Fixed:
-        def collect(self):  # type: ignore[no-untyped-def]
-            return iter(families(full_reading(), {"job": "mnist"}))
+        def collect(self):
+            return iter(system_families(full_reading(), {"job": "mnist"}))
 
     registry.register(Fixed())
     text = generate_latest(registry)
@@ -400,7 +400,8 @@ def test_wrapper_mode_measures_the_wrapped_tree_under_the_job_its_records_name(p
 TREE = """
 import os, subprocess, sys
 os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-burn = "import time\\nwhile time.process_time() < 0.5: pass\\nheld = bytearray(50 * 2**20); held[::4096] = b'x' * 12800\\nprint('burnt', flush=True)\\ninput()"
+burn = ("import time\\nwhile time.process_time() < 0.5: pass\\n"
+        "held = bytearray(50 * 2**20); held[::4096] = b'x' * 12800\\nprint('burnt', flush=True)\\ninput()")
 print("ready", flush=True)
 sys.stdin.readline()
 grandchild = subprocess.Popen([sys.executable, "-c", burn], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)

@@ -37,7 +37,8 @@ def test_core_imports_no_framework() -> None:
     code = (
         "import sys, gangplank_emitter\n"
         "from gangplank_emitter import Run, histogram\n"
-        "print(sorted(m for m in ('torch', 'transformers', 'lightning', 'pytorch_lightning', 'keras') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'transformers', 'lightning', 'pytorch_lightning', 'keras') if m in "
+        "sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gangplank_emitter.checks import inspect
+from gangplank_emitter.checks import inspect_data
 from gangplank_emitter.histogram import HISTOGRAM_WEIGHT_BUCKETS_0_3, HISTOGRAM_WEIGHT_BUCKETS_1_0
 from gangplank_emitter.run import Run
 
 if TYPE_CHECKING:
     from gangplank_emitter.callback import Emitter
 
-__all__ = ["Emitter", "Run", "inspect", "HISTOGRAM_WEIGHT_BUCKETS_0_3", "HISTOGRAM_WEIGHT_BUCKETS_1_0"]
+__all__ = ["Emitter", "Run", "inspect_data", "HISTOGRAM_WEIGHT_BUCKETS_0_3", "HISTOGRAM_WEIGHT_BUCKETS_1_0"]
 
 
 def __getattr__(name: str) -> object:

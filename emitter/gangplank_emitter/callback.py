@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TypedDict
 
 import keras
 import numpy as np
@@ -28,6 +29,11 @@ from gangplank_emitter.run import Run
 from gangplank_emitter.values import steps
 
 
+class CheckOptions(TypedDict, total=False):
+    ignore: Iterable[str]  # Kepler codes not to report
+    updates: bool  # the per-epoch update-ratio checks (they keep a copy of the weights)
+
+
 class Emitter(keras.callbacks.Callback):
     def __init__(
         self,
@@ -37,7 +43,7 @@ class Emitter(keras.callbacks.Callback):
         ignore_exceptions: bool = True,
         job: str | None = None,
         step_every: int | None = None,
-        checks: bool | Mapping[str, object] = True,
+        checks: bool | CheckOptions = True,
     ) -> None:
         """``checks``: False turns Kepler's checks off; ``{"ignore": ["K102"], "updates": True}``
         drops codes and turns on the per-epoch update-ratio checks (which keep a weight copy)."""
@@ -52,15 +58,15 @@ class Emitter(keras.callbacks.Callback):
             framework=f"keras-{keras.__version__}/{keras.backend.backend()}",
         )
         self.step_every = step_every
-        options = checks if isinstance(checks, Mapping) else {}
+        options: CheckOptions = checks if isinstance(checks, Mapping) else {}
         self._checks = bool(checks)
-        self._ignore = set(options.get("ignore", ()))  # type: ignore[arg-type]
+        self._ignore = set(options.get("ignore", ()))
         self._tracker = UpdateTracker() if self._checks and options.get("updates") else None
         self._in_fit = False
         self._step = 0
         if step_every:
             # Only then: a batch hook turns off Keras' asynchronous batch dispatch.
-            self.on_train_batch_end = self._step_end  # type: ignore[method-assign]
+            self.on_train_batch_end = self._step_end
 
     def _params(self) -> dict[str, int]:
         trainable = sum(int(np.prod(w.shape)) for w in self.model.trainable_weights)
@@ -75,7 +81,7 @@ class Emitter(keras.callbacks.Callback):
         """Findings not ignored; a check that breaks on an unusual model warns, never stops training."""
         try:
             found = run_checks()
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:  # a check that breaks must never stop training
             warnings.warn(f"gangplank checks failed: {error!r}", RuntimeWarning, stacklevel=2)
             return []
         return [f for f in found if f["code"] not in self._ignore]
@@ -91,18 +97,18 @@ class Emitter(keras.callbacks.Callback):
         # ``params`` is None when the callback is driven outside ``fit``.
         epochs = (self.params or {}).get("epochs")
         self.run.start("train", self._params(), epochs=epochs, checks=found)
-        if self._tracker is not None:
-            self._kept(lambda: self._tracker.update(trainable_by_layer(self.model)))
+        if (tracker := self._tracker) is not None:
+            self._kept(lambda: tracker.update(trainable_by_layer(self.model)))
 
     def _step_end(self, batch: int, logs: dict | None = None) -> None:
         self._step += 1
-        if self._step % self.step_every == 0:  # type: ignore[operator]
+        if self.step_every and self._step % self.step_every == 0:  # installed only with a step_every
             self.run.step(self._step, logs or {})
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         found = None
-        if self._tracker is not None:
-            found = self._kept(lambda: self._tracker.update(trainable_by_layer(self.model)))
+        if (tracker := self._tracker) is not None:
+            found = self._kept(lambda: tracker.update(trainable_by_layer(self.model)))
         self.run.epoch(epoch, logs or {}, weights=self._weights(), checks=found)
 
     def on_train_end(self, logs: dict | None = None) -> None:

@@ -15,7 +15,7 @@ try:
 
     _package = "lightning"
 except ImportError:
-    import pytorch_lightning as pl
+    import pytorch_lightning as pl  # type: ignore[no-redef]  # the same Callback API under its older name
     from pytorch_lightning import __version__ as _version
 
     _package = "pytorch_lightning"

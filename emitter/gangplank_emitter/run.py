@@ -20,12 +20,16 @@ import secrets
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gangplank_emitter.histogram import histogram
 from gangplank_emitter.values import NotAMetric, metric_values
 from gangplank_emitter.writer import Writer, finite_or_token
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike  # numpy.typing costs an import at run time
 
 PROTOCOL = 1
 _PROCESS_RUN = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
@@ -63,7 +67,7 @@ def _names(metrics: Sequence[str] | str | None) -> list[str] | None:
     return names
 
 
-def _size(arrays: Iterable[object]) -> int:
+def _size(arrays: Iterable[ArrayLike]) -> int:
     return sum(int(np.size(a)) for a in arrays)
 
 
@@ -105,8 +109,8 @@ class Run:
         except NotAMetric as why:
             self._skip("metrics", str(why))
             return {}
-        for key, why in skipped.items():
-            self._skip(key, why)
+        for key, reason in skipped.items():
+            self._skip(key, reason)
         return values
 
     def _record(self, event: str, phase: str, **fields: object) -> None:
@@ -148,7 +152,7 @@ class Run:
                 fields[key] = value
         self._record("start", phase, **fields)
 
-    def _ensure(self, phase: str, weights: Sequence[object] | None) -> None:
+    def _ensure(self, phase: str, weights: Sequence[ArrayLike] | None) -> None:
         """Starts the phase if the loop did not; counts parameters from the weights if not told."""
         if weights is not None and not self._params_given:
             self._params = {"total": _size(weights)}
@@ -163,7 +167,7 @@ class Run:
         self,
         epoch: int,
         metrics: Mapping[str, object],
-        weights: Sequence[object] | None = None,
+        weights: Sequence[ArrayLike] | None = None,
         checks: list[dict] | None = None,
     ) -> None:
         """Records the end of epoch ``epoch`` (from 0); ``weights``: arrays for the histogram."""
@@ -179,7 +183,7 @@ class Run:
             fields["checks"] = checks
         self._record("epoch", "train", **fields)
 
-    def evaluate(self, metrics: Mapping[str, object], weights: Sequence[object] | None = None) -> None:
+    def evaluate(self, metrics: Mapping[str, object], weights: Sequence[ArrayLike] | None = None) -> None:
         """Records a test result and ends the evaluate (phase ``test``)."""
         self._ensure("test", weights)
         self._record(

@@ -57,7 +57,8 @@ def _stats(t: torch.Tensor, thresholds: torch.Tensor) -> list[float]:
 
 def histogram(tensors: Iterable[torch.Tensor], le: Sequence[float]) -> dict:
     """The protocol's ``weights`` object for tensors and finite, strictly increasing bounds."""
-    on_host, on_device = [], []
+    on_host: list[torch.Tensor] = []
+    on_device: list[torch.Tensor] = []
     for tensor in tensors:
         (on_host if tensor.device.type == "cpu" else on_device).append(tensor)
     if not on_device:

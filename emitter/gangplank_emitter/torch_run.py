@@ -23,7 +23,7 @@ class TorchRun(Run):
     def _weights(self, weights: Iterable[object] | None) -> dict[str, object]:
         if weights is None or self.histogram_buckets is None:
             return {}
-        counts = histogram(weights, self.histogram_buckets)  # type: ignore[arg-type]
+        counts = histogram(weights, self.histogram_buckets)  # type: ignore[arg-type]  # TorchRun is given tensors
         counts["sum"] = finite_or_token(counts["sum"])
         return {"weights": counts}
 

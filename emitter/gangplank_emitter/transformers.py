@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+import torch
 import transformers
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
@@ -56,18 +58,18 @@ class Emitter(TrainerCallback):
         self._values: dict[str, float] = {}
         self._epoch_ended = False
 
-    def _weights(self, model: object) -> list | None:
+    def _weights(self, model: torch.nn.Module | None) -> list | None:
         if self.run.histogram_buckets is None or model is None:
             return None
-        return trainable(model)  # type: ignore[arg-type]
+        return trainable(model)
 
     def on_train_begin(
         self,
         args: TrainingArguments,
         state: TrainerState,
         control: TrainerControl,
-        model: object = None,
-        **kwargs: object,
+        model: torch.nn.Module | None = None,
+        **kwargs: Any,
     ) -> None:
         if not state.is_world_process_zero:
             return
@@ -79,7 +81,7 @@ class Emitter(TrainerCallback):
             False,
         )
         epochs = getattr(state, "num_train_epochs", None) or args.num_train_epochs
-        self.run.start("train", params(model), epochs=int(epochs))  # type: ignore[arg-type]
+        self.run.start("train", params(model) if model is not None else None, epochs=int(epochs))
 
     def on_log(
         self,
@@ -87,7 +89,7 @@ class Emitter(TrainerCallback):
         state: TrainerState,
         control: TrainerControl,
         logs: dict | None = None,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
         """Training logs only: evaluations come through ``on_evaluate``, the final summary is not an epoch's."""
         if not (self._in_fit and state.is_world_process_zero and logs) or "train_runtime" in logs:
@@ -102,18 +104,18 @@ class Emitter(TrainerCallback):
             self.run.step(state.global_step, values)
 
     def on_epoch_begin(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self._flush(kwargs.get("model"))
 
     def on_epoch_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         if self._in_fit and state.is_world_process_zero:
             self._flush(kwargs.get("model"))
             self._epoch_ended = True
 
-    def _flush(self, model: object) -> None:
+    def _flush(self, model: torch.nn.Module | None) -> None:
         """Writes the held epoch record, with the evaluation that followed it if there was one."""
         if self._epoch_ended:
             self.run.epoch(self._epochs, self._values, weights=self._weights(model))
@@ -126,8 +128,8 @@ class Emitter(TrainerCallback):
         state: TrainerState,
         control: TrainerControl,
         metrics: dict | None = None,
-        model: object = None,
-        **kwargs: object,
+        model: torch.nn.Module | None = None,
+        **kwargs: Any,
     ) -> None:
         if not state.is_world_process_zero:
             return
@@ -139,7 +141,7 @@ class Emitter(TrainerCallback):
         self._test(values, "eval_", model)
 
     def on_prediction_step(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         """The first batch of an evaluate outside training starts the test phase (and its clock)."""
         if not (self._in_fit or self._testing) and state.is_world_process_zero:
@@ -151,23 +153,23 @@ class Emitter(TrainerCallback):
         state: TrainerState,
         control: TrainerControl,
         metrics: dict | None = None,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
         if not self._in_fit and state.is_world_process_zero:
             self._test(scalars(metrics or {}), "test_", kwargs.get("model"))
 
-    def _test(self, values: dict[str, float], prefix: str, model: object) -> None:
+    def _test(self, values: dict[str, float], prefix: str, model: torch.nn.Module | None) -> None:
         if not self._testing:
             self._start_test(model)
         self._testing = False
         self.run.evaluate(_renamed(values, prefix), weights=self._weights(model))
 
-    def _start_test(self, model: object) -> None:
+    def _start_test(self, model: torch.nn.Module | None) -> None:
         self._testing = True
-        self.run.start("test", params(model) if model is not None else None)  # type: ignore[arg-type]
+        self.run.start("test", params(model) if model is not None else None)
 
     def on_train_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         if self._in_fit and state.is_world_process_zero:
             self._flush(kwargs.get("model"))

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gangplank_sidecar import checks
+from gangplank_sidecar.aggregation import checks
 from gangplank_sidecar.aggregation.state import DEFAULT_JOB, RunState, Store
 from gangplank_sidecar.parsers import (
     boosting,
@@ -297,7 +297,10 @@ class Interpreter:
         new_run: bool = False,
         complete: bool = False,
     ) -> None:
-        """Values of epoch ``epoch`` (or of no epoch yet) in the training run; ``complete``: the epoch has all of them."""
+        """Values of epoch ``epoch`` (or of no epoch yet) in the training run.
+
+        ``complete``: the epoch has all of them.
+        """
         series = self._text_series("train", new_run=new_run)
         now = self._now()
 

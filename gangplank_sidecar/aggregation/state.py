@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from gangplank_sidecar.aggregation.names import Names
@@ -94,8 +94,8 @@ class RunState:
                 self.curves.setdefault(key, Curve()).add(epoch, value)
             if not math.isfinite(value):
                 continue
-            best = bests.get(key)
-            if best is None or (value < best[0] if lower_is_better(key) else value > best[0]):
+            kept = bests.get(key)
+            if kept is None or (value < kept[0] if lower_is_better(key) else value > kept[0]):
                 bests[key] = (value, epoch)
 
     def _within_limit(self, metrics: dict[str, float]) -> dict[str, float]:
@@ -123,7 +123,7 @@ class RunState:
                 self.best[key] = (value, epoch)
         return True
 
-    def set_checks(self, checks: list[Check], fired: bool = True) -> None:
+    def set_checks(self, checks: Iterable[Check], fired: bool = True) -> None:
         """Known checks, as fired (1) or passed (0): a healthy run shows zeros, not nothing."""
         for check in checks:
             self.checks[check.name] = check
@@ -180,7 +180,7 @@ class Store:
         run: str,
         when: float | None = None,
         labels: dict[str, str] | None = None,
-        **fields: object,
+        source: str = "",
     ) -> RunState:
         """Starts a run of (job, phase, labels); an earlier run of it is set aside for the summary."""
         with self._lock:
@@ -198,8 +198,8 @@ class Store:
                 started=when or time.time(),
                 max_keys=self.max_series,
                 labels=dict(labels or {}),
-                **fields,
-            )  # type: ignore[arg-type]
+                source=source,
+            )
             series.time = series.started
             self._series[series.key] = series
         self.update(series, "start", _unchanged)

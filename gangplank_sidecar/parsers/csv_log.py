@@ -52,7 +52,7 @@ class CsvLog:
         rows = self._fast(line)
         return rows if rows is not None else self._full(line)
 
-    def _fast(self, line: bytes) -> list[Row] | None:
+    def _fast(self, line: bytes) -> list[Header | Row] | None:
         """A row of numbers and empty cells as the header has keys, without decoding; None for any other row.
 
         Such a row is no header (a name is no number) and, as long as its header, no bad row: the full parse's answer.

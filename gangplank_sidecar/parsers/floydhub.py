@@ -7,19 +7,18 @@ Users print these by hand, so a line that starts like one but is broken is repor
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import NamedTuple
 
-from gangplank_sidecar.parsers.protocol import MAX_COUNT
+from gangplank_sidecar.parsers.protocol import MAX_COUNT, NON_FINITE
 
 PREFIX = b'{"metric"'
 _START = re.compile(rb"\s*" + re.escape(PREFIX))
-_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 # The common shape, as json.dumps and most hand-written prints give it: an ASCII name without
 # escapes, a JSON number, one of step or epoch. Anything else takes the JSON decoder.
 _COMMON = re.compile(
-    rb'[ \t\r\n]*\{"metric": ?"([ !#-\[\]-~]{1,256})", ?"value": ?(-?(?:0|[1-9]\d{0,30})(\.\d{1,30})?([eE][-+]?\d{1,3})?)'
+    rb'[ \t\r\n]*\{"metric": ?"([ !#-\[\]-~]{1,256})"'
+    rb', ?"value": ?(-?(?:0|[1-9]\d{0,30})(\.\d{1,30})?([eE][-+]?\d{1,3})?)'
     rb', ?"(step|epoch)": ?(0|[1-9]\d{0,17})\}[ \t\r\n]*'
 )
 
@@ -71,8 +70,8 @@ def _parse(line: bytes) -> list[Point]:
 
 
 def _value(value: object) -> float:
-    if isinstance(value, str) and value in _NONFINITE:
-        return _NONFINITE[value]
+    if isinstance(value, str) and value in NON_FINITE:
+        return NON_FINITE[value]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError("bad FloydHub line: value must be a number")
     return float(value)

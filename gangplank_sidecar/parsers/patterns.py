@@ -135,7 +135,7 @@ def _combined(patterns: Sequence[Pattern]) -> re.Pattern[bytes] | None:
         return None  # one pattern is its own filter
     parts = []
     for i, pattern in enumerate(patterns):
-        renamed = _GROUP.sub(lambda m, i=i: m[1] + b"(?P" + m[2] + b"_%d_" % i + m[3], pattern.regex.pattern)
+        renamed = _GROUP.sub(rb"\g<1>(?P\g<2>_%d_\g<3>" % i, pattern.regex.pattern)
         parts.append(b"(?:" + renamed + b")")
     try:
         return re.compile(b"|".join(parts))

@@ -7,6 +7,7 @@ models by ``python -m gangplank_sidecar.parsers.protocol``; a test checks it is 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -33,8 +34,18 @@ MAX_COUNT = 2**53  # epochs, steps, counts and parameters: exact as a float64 sa
 MAX_BUCKETS = 1000  # histogram bounds: each one is a series
 MAX_CHECKS = 256  # checks in one record: each one is a series too
 
+# The protocol's spelling of non-finite metric values, which Python's json module also reads and writes.
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def spell_non_finite(value: float) -> str:
+    """The protocol's string for a non-finite value (NaN, Infinity, -Infinity), for messages and exports."""
+    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+
+
 Phase = Literal["train", "test"]
-Metrics = dict[str, float]  # metric values may be NaN or infinite (the design's "NaN"/"Infinity" strings)
+Severity = Literal["info", "warning", "error"]
+Metrics = dict[str, float]  # metric values may be NaN or infinite (spelled as NON_FINITE's keys)
 Seconds = Annotated[float, Field(ge=0, lt=MAX_TIME, allow_inf_nan=False)]  # a Unix time or a duration
 Count = Annotated[int, Strict(), Field(ge=0, le=MAX_COUNT)]  # strict: JSON true or 3.0 is no count
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -80,12 +91,12 @@ class Check(_Model):
 
     code: Name = ""
     name: Name
-    severity: Literal["info", "warning", "error"] = "warning"
+    severity: Severity = "warning"
     message: str = Field(default="", max_length=4096)
     fired: bool = True
 
 
-class _Record(_Model):
+class _RecordBase(_Model):
     gangplank: Literal[1]
     run: str = Field(min_length=1, max_length=256)
     phase: Phase
@@ -100,7 +111,7 @@ class _Record(_Model):
         return value
 
 
-class Start(_Record):
+class Start(_RecordBase):
     event: Literal["start"]
     params: Params
     job: str | None = Field(default=None, max_length=256)
@@ -111,13 +122,13 @@ class Start(_Record):
     )  # a factory: a default is copied per record
 
 
-class Step(_Record):
+class Step(_RecordBase):
     event: Literal["step"]
     step: Count
     metrics: Metrics
 
 
-class Epoch(_Record):
+class Epoch(_RecordBase):
     event: Literal["epoch"]
     epoch: Annotated[int, Strict(), Field(ge=1, le=MAX_COUNT)]
     elapsed_seconds: Seconds
@@ -129,7 +140,7 @@ class Epoch(_Record):
     )  # a factory: a default is copied per record
 
 
-class Evaluate(_Record):
+class Evaluate(_RecordBase):
     event: Literal["evaluate"]
     elapsed_seconds: Seconds
     metrics: Metrics
@@ -137,7 +148,7 @@ class Evaluate(_Record):
     weights: Weights | None = None
 
 
-class End(_Record):
+class End(_RecordBase):
     event: Literal["end"]
     status: Literal["ok", "interrupted", "failed"]
     elapsed_seconds: Seconds

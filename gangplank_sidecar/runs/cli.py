@@ -18,11 +18,13 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn, TextIO
 
 from gangplank_sidecar.curve import Curve
 from gangplank_sidecar.directions import lower_is_better
 from gangplank_sidecar.environment import env
 from gangplank_sidecar.options import BY_FLAG
+from gangplank_sidecar.parsers.protocol import spell_non_finite
 from gangplank_sidecar.runs import db, plot, search
 from gangplank_sidecar.runs.db import RunRow
 from gangplank_sidecar.runs.style import PLAIN, SEVERITY, Cell, Painter, best, status
@@ -42,7 +44,7 @@ class NotFound(LookupError):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 
@@ -50,11 +52,7 @@ def number(value: float | None) -> str:
     """A value for a person: 6 significant digits, the protocol's spelling of non-finite values."""
     if value is None:
         return ""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return f"{value:.6g}"
+    return f"{value:.6g}" if math.isfinite(value) else spell_non_finite(value)
 
 
 def exact(value: float) -> float | str:
@@ -372,9 +370,8 @@ def _resolve(conn: sqlite3.Connection, run: str | None, phase: str | None) -> li
             raise NotFound(f"no run {run!r}")
         if len(ids) > 1:
             raise UsageError(f"{run!r} matches {len(ids)} runs: {', '.join(sorted(ids)[:5])}")
-    where, args = "WHERE r.run = ?", (ids[0],)
-    if phase:
-        where, args = where + " AND r.phase = ?", (*args, phase)
+    where = "WHERE r.run = ?" + (" AND r.phase = ?" if phase else "")
+    args: tuple[str, ...] = (ids[0], phase) if phase else (ids[0],)
     rows = sorted(db.load_runs(conn, where, args), key=lambda r: r.phase != "train")
     if not rows:
         raise NotFound(f"run {ids[0]!r} has no {phase} phase")
@@ -403,8 +400,9 @@ def _list(conn: sqlite3.Connection, args: argparse.Namespace) -> list[RunRow]:
         if runs and all(args.sort not in r.keys for r in runs):
             known = sorted({key for r in runs for key in r.keys})
             raise UsageError(f"--sort {args.sort}: no run has this metric (they have: {', '.join(known) or 'none'})")
-        runs = [r for r in runs if r.best(args.sort) is not None]
-        runs.sort(key=lambda r: r.best(args.sort)[0], reverse=not lower_is_better(args.sort))  # type: ignore[index]
+        ranked = [(best[0], r) for r in runs if (best := r.best(args.sort)) is not None]
+        ranked.sort(key=lambda pair: pair[0], reverse=not lower_is_better(args.sort))
+        runs = [r for _, r in ranked]
         return runs[: args.limit] if args.limit is not None else runs
     return runs[-args.limit :] if args.limit else runs
 
@@ -442,7 +440,7 @@ def _plot(conn: sqlite3.Connection, args: argparse.Namespace, unicode: bool, pai
     return plot.terminal(chart, plot.title(runs), width, height, unicode, paint)
 
 
-def execute(args: argparse.Namespace, out: io.TextIOBase) -> None:
+def execute(args: argparse.Namespace, out: TextIO) -> None:
     path = Path(getattr(args, "db", None) or db.default_path())
     try:
         conn = db.connect(path, create=False)
@@ -496,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
         args.db = getattr(args, "db", None) or env(DB.env or "")
-        execute(args, sys.stdout)  # type: ignore[arg-type]
+        execute(args, sys.stdout)
     except (UsageError, ValueError) as exc:
         print(f"gangplank-runs: {exc}", file=sys.stderr)
         return EXIT_USAGE

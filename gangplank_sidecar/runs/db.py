@@ -145,10 +145,16 @@ def mark_stale(conn: sqlite3.Connection, stale_after: float = STALE_AFTER, now: 
     if stale:
         with transaction(conn):
             conn.executemany(
-                "UPDATE runs SET status = 'interrupted', ended = COALESCE(ended, updated) WHERE id = ? AND status = 'running'",
+                "UPDATE runs SET status = 'interrupted', ended = COALESCE(ended, updated) WHERE id = ? AND status = "
+                "'running'",
                 [(rid,) for rid in stale],
             )
     return len(stale)
+
+
+def to_db(value: float) -> float | None:
+    """A metric value as stored: NaN as NULL (SQLite has no NaN; infinities it keeps)."""
+    return None if math.isnan(value) else value
 
 
 def from_db(value: object) -> float:
@@ -166,8 +172,10 @@ def _count(value: object) -> int | None:
 
 
 def _labels(text: object) -> dict[str, str]:
+    if not isinstance(text, (str, bytes, bytearray)):
+        return {}
     try:
-        labels = json.loads(text)  # type: ignore[arg-type]
+        labels = json.loads(text)
     except (TypeError, ValueError, RecursionError):
         return {}
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
@@ -264,7 +272,8 @@ def load_runs(conn: sqlite3.Connection, where: str = "", args: tuple = (), detai
             r.checks = [
                 dict(zip(("name", "code", "severity", "message", "first_epoch", "last_epoch", "fired"), c))
                 for c in conn.execute(
-                    "SELECT name, code, severity, message, first_epoch, last_epoch, fired FROM checks WHERE run_id = ? ORDER BY name",
+                    "SELECT name, code, severity, message, first_epoch, last_epoch, fired FROM checks WHERE run_id = ? "
+                    "ORDER BY name",
                     (r.id,),
                 )
             ]

@@ -63,7 +63,8 @@ def lines(runs: list[RunRow], metrics: list[str]) -> list[Line]:
                 out.append(Line(r.run, key, label, [e for e, _ in points], [v for _, v in points]))
     if not out:
         raise PlotError(
-            f"no finite values of {', '.join(metrics)} in run{'s' if len(runs) > 1 else ''} {', '.join(r.run for r in runs)}"
+            f"no finite values of {', '.join(metrics)} in run{'s' if len(runs) > 1 else ''} "
+            f"{', '.join(r.run for r in runs)}"
         )
     if len(out) > len(MARKERS):
         raise PlotError(f"{len(out)} lines are too many to tell apart: at most {len(MARKERS)} (choose with --metric)")
@@ -125,6 +126,7 @@ def image(chart: list[Line], heading: str, path: Path) -> None:
         raise PlotError(f"--output: {path.name}: expected a .png or .svg file")
     try:
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise PlotError(f"--output needs matplotlib, an optional extra: {INSTALL}") from None
     figure = Figure(figsize=(8, 4.5), layout="constrained")
@@ -134,7 +136,9 @@ def image(chart: list[Line], heading: str, path: Path) -> None:
     axes.set_xlabel("epoch")
     axes.set_ylabel(y_label(chart))
     axes.set_title(heading)
-    axes.xaxis.get_major_locator().set_params(integer=True)
+    locator = axes.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # the default AutoLocator is one
+        locator.set_params(integer=True)
     axes.grid(alpha=0.3)
     axes.legend()
     try:

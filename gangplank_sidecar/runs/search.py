@@ -12,11 +12,12 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from gangplank_sidecar.runs.db import RunRow
 
 _TERM = re.compile(r"([^<>=!\s]+)(<=|>=|!=|<|>|=)(\S+)\Z")
-_OPS: dict[str, Callable[[object, object], bool]] = {
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
     ">": operator.gt,

@@ -59,7 +59,7 @@ def go_float(x: float) -> str:
 def histogram(name: str, weights: Weights, labels: dict[str, str]) -> Metric:
     """Built sample by sample: prometheus-client drops ``_sum`` when a bound is negative."""
     family = Metric(name, WEIGHTS_HELP, "histogram")
-    bounds = [go_float(b) for b in weights.le] + ["+Inf"]
+    bounds = [go_float(b) for b in weights.le] + [go_float(math.inf)]
     for le, count in zip(bounds, weights.counts):
         family.add_sample(name + "_bucket", {**labels, "le": le}, count)
     family.add_sample(name + "_count", labels, weights.count)
@@ -67,7 +67,7 @@ def histogram(name: str, weights: Weights, labels: dict[str, str]) -> Metric:
     return family
 
 
-def families(series: RunState, labels: dict[str, str] | None = None) -> list[Metric]:
+def run_families(series: RunState, labels: dict[str, str] | None = None) -> list[Metric]:
     """The gangplank_* families of one series; ``labels`` go into every sample."""
     labels = labels or {}
     prefix = f"gangplank_{series.phase}_"

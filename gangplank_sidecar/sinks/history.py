@@ -14,7 +14,6 @@ the database refuses costs that record only (counted in
 from __future__ import annotations
 
 import json
-import math
 import os
 import queue
 import threading
@@ -36,7 +35,7 @@ WAIT_FOR_ROOM = 1.0  # seconds a record waits for room before the history sheds 
 
 
 @dataclass(frozen=True)
-class _Record:
+class _HistoryRow:
     event: str
     run: str
     phase: str
@@ -97,7 +96,7 @@ class HistorySink:
         self._labels = json.dumps(labels, sort_keys=True)
         self._conn = db.connect(path)
         db.mark_stale(self._conn)
-        self._queue: queue.Queue[_Record | _System | None] = queue.Queue(maxsize=MAX_QUEUED)
+        self._queue: queue.Queue[_HistoryRow | _System | None] = queue.Queue(maxsize=MAX_QUEUED)
         self._shedding = False
         self.shed = 0  # records and samples dropped because the writer could not keep up
         self._projects: dict[str, int] = {}
@@ -120,7 +119,7 @@ class HistorySink:
         checks = tuple((c.name, c.code, c.severity, c.message, c.name in s.failed_checks) for c in s.checks.values())
         metrics = dict(s.epoch_metrics) if event in ("epoch", "evaluate") else None
         self._put(
-            _Record(
+            _HistoryRow(
                 event,
                 s.run,
                 s.phase,
@@ -146,7 +145,7 @@ class HistorySink:
         """A sampler listener: one row per sample, under the job, so each run can sum up its own."""
         self._put(_System(job, time.time(), _system_values(reading)))
 
-    def _put(self, item: _Record | _System) -> None:
+    def _put(self, item: _HistoryRow | _System) -> None:
         """Queues ``item``; a writer that cannot keep up slows the reader by at most ``WAIT_FOR_ROOM``,
         then records are dropped (counted, reported once) until half of the queue is free again."""
         if self._shedding and self._queue.qsize() > MAX_QUEUED // 2:
@@ -159,7 +158,7 @@ class HistorySink:
             self._shedding = True
             self._shed()
             return
-        if isinstance(item, _Record):
+        if isinstance(item, _HistoryRow):
             self._queued = item.version
 
     def delivered_through(self) -> int:
@@ -198,7 +197,7 @@ class HistorySink:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            records = [r for r in batch if isinstance(r, _Record)]
+            records = [r for r in batch if isinstance(r, _HistoryRow)]
             samples = [r for r in batch if isinstance(r, _System)]
             if records and not self._guarded(self._write, records):
                 for record in records:  # the batch failed: write what can be written, one record at a time
@@ -216,19 +215,20 @@ class HistorySink:
         """False if the write failed: reported once, ``count`` records dropped; the writer goes on."""
         try:
             write(*args)
-        except Exception as exc:  # noqa: BLE001 - any failure of one write must not stop the history
+        except Exception as exc:  # any failure of one write must not stop the history
             self._projects.clear()  # ids cached in a transaction that was rolled back
             self.dropped.inc(count)
             self.lost += count
             if not self._failed:
                 self._failed = True
                 self.report(
-                    f"run history {self.path}: {exc.__class__.__name__}: {exc} (the record is dropped; further errors are only counted)"
+                    f"run history {self.path}: {exc.__class__.__name__}: {exc} (the record is dropped; further errors "
+                    "are only counted)"
                 )
             return False
         return True
 
-    def _write(self, records: list[_Record]) -> None:
+    def _write(self, records: list[_HistoryRow]) -> None:
         """One transaction; an epoch's metrics are written once however many records it took.
 
         FloydHub brings an epoch one metric a line, each an ``epoch`` record: the next record
@@ -256,7 +256,7 @@ class HistorySink:
             self._projects[job] = self._conn.execute("SELECT id FROM projects WHERE name = ?", (job,)).fetchone()[0]
         return self._projects[job]
 
-    def _write_one(self, r: _Record, metrics: bool = True) -> None:
+    def _write_one(self, r: _HistoryRow, metrics: bool = True) -> None:
         key = (r.run, r.phase)
         status = r.status or "running"
         (run_id,) = self._conn.execute(
@@ -265,7 +265,8 @@ class HistorySink:
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (run, phase) DO UPDATE SET
                  project_id = excluded.project_id, framework = COALESCE(excluded.framework, framework),
-                 params = COALESCE(excluded.params, params), planned_epochs = COALESCE(excluded.planned_epochs, planned_epochs),
+                 params = COALESCE(excluded.params, params),
+                 planned_epochs = COALESCE(excluded.planned_epochs, planned_epochs),
                  epochs = COALESCE(excluded.epochs, epochs), elapsed = COALESCE(excluded.elapsed, elapsed),
                  ended = excluded.ended, updated = excluded.updated, status = excluded.status,
                  host = excluded.host, pid = excluded.pid
@@ -298,7 +299,7 @@ class HistorySink:
             epoch = r.epoch if r.event == "epoch" and r.epoch is not None else db.EVALUATE_EPOCH
             self._conn.executemany(
                 "INSERT INTO metrics VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value",
-                [(run_id, epoch, k, v if not math.isnan(v) else None) for k, v in r.metrics.items()],
+                [(run_id, epoch, k, db.to_db(v)) for k, v in r.metrics.items()],
             )
         for name, code, severity, message, fired in r.checks:
             if fired:

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from gangplank_sidecar.aggregation.state import Store
 from gangplank_sidecar.errors import ConfigError
-from gangplank_sidecar.sinks.families import families, merge
+from gangplank_sidecar.sinks.families import merge, run_families
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -64,20 +64,25 @@ class StoreCollector(Collector):
         metrics: list[Metric] = []
         for s in self.store.snapshot():
             try:
-                metrics.extend(families(s, {"job": s.job, "phase": s.phase, **self.labels, **s.labels}))
-            except Exception as exc:  # noqa: BLE001 - a scrape must not fail for one series
+                metrics.extend(run_families(s, {"job": s.job, "phase": s.phase, **self.labels, **s.labels}))
+            except Exception as exc:  # a scrape must not fail for one series
                 if self.errors is not None:
                     self.errors.inc()
                 if not self._reported and self.report is not None:
                     self._reported = True
                     self.report(
-                        f"--listen: run {s.run} (job {s.job}, {s.phase}) left out of /metrics: {exc} (further errors are only counted)"
+                        f"--listen: run {s.run} (job {s.job}, {s.phase}) left out of /metrics: {exc} (further errors "
+                        "are only counted)"
                     )
         return iter(merge(metrics))
 
 
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class _Quiet(WSGIRequestHandler):
@@ -118,11 +123,11 @@ class ListenSink:
         self.store = store
         registry.register(StoreCollector(store, labels, report, errors))
         registry.register(_Labelled(self_registry, lambda: {"job": job(), "phase": "sidecar", **labels}))
-        server_class = type(
-            "Server", (_Server,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET}
-        )
+        server_class = _Server6 if ":" in host else _Server
         try:
-            self.server = make_server(host, port, _app(make_wsgi_app(registry)), server_class, handler_class=_Quiet)
+            self.server: _Server = make_server(
+                host, port, _app(make_wsgi_app(registry)), server_class, handler_class=_Quiet
+            )
         except OSError as exc:
             raise ConfigError(f"--listen {address}: {exc.strerror or exc}") from None
         self.port = self.server.server_port

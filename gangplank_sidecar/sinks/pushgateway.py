@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from gangplank_sidecar.aggregation.state import Key, RunState, Store
 from gangplank_sidecar.delivery import Retry
 from gangplank_sidecar.selfmetrics import SelfMetrics
-from gangplank_sidecar.sinks.families import Families, families
+from gangplank_sidecar.sinks.families import Families, run_families
 
 SELF_PUSH_EVERY = 10.0
 FINAL_ATTEMPT = 1.0  # the final flush always gets one attempt of at least this long
@@ -53,11 +53,16 @@ def group_path(job: str, grouping_key: dict[str, str]) -> str:
 
 
 class Group(Protocol):
-    """Another source of a whole group ``{job, phase, --labels}`` (system metrics)."""
+    """Another source of a whole group ``{job, phase, --labels}`` (system metrics); read-only."""
 
-    phase: str
-    version: int
-    registry: Collector
+    @property
+    def phase(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def registry(self) -> Collector: ...
 
 
 @dataclass
@@ -85,8 +90,8 @@ class _Unrenderable(Collector):
 
 def _rendered(series: RunState) -> Collector:
     try:
-        return Families(families(series))
-    except Exception as exc:  # noqa: BLE001 - one bad series must not stop the worker nor the other groups
+        return Families(run_families(series))
+    except Exception as exc:  # one bad series must not stop the worker nor the other groups
         return _Unrenderable(exc)
 
 
@@ -214,7 +219,7 @@ class PushgatewaySink:
         """A round that cannot raise: an unexpected error counts as a failed push, retried like one."""
         try:
             return self._round(timeout, final)
-        except Exception as exc:  # noqa: BLE001 - the worker must outlive anything one round meets
+        except Exception as exc:  # the worker must outlive anything one round meets
             self.last_error = f"{exc.__class__.__name__}: {exc}"
             self.selfmetrics.pushes.labels("failure").inc()
             return False
@@ -289,7 +294,7 @@ class PushgatewaySink:
                 ("PUT", [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]) if data is not None else ("DELETE", [])
             )
             self.handler(url=url, method=method, timeout=timeout, headers=headers, data=data or b"")()
-        except Exception as exc:  # noqa: BLE001 - any failure of a push is counted and retried, never raised
+        except Exception as exc:  # any failure of a push is counted and retried, never raised
             self.last_error = str(exc) or exc.__class__.__name__
             self.selfmetrics.push_duration.observe(time.monotonic() - started)
             self.selfmetrics.pushes.labels("failure").inc()

@@ -34,7 +34,7 @@ from gangplank_sidecar import __version__
 from gangplank_sidecar.aggregation.state import RunState
 from gangplank_sidecar.delivery import PushError, Retry, TransportConfig
 from gangplank_sidecar.sinks import remote_write_pb2 as pb
-from gangplank_sidecar.sinks.families import families
+from gangplank_sidecar.sinks.families import run_families
 from gangplank_sidecar.sinks.transport import Transport
 
 BATCH_SAMPLES = 2000
@@ -54,7 +54,7 @@ LabelSet = tuple[tuple[str, str], ...]
 
 
 @dataclass(slots=True)
-class Record:
+class RecordSamples:
     """One record's samples: they share a timestamp; ``keys`` is interned across records."""
 
     time_ms: int
@@ -69,7 +69,7 @@ class _Entry:
     """A record in one sink's buffer; ``live`` turns False once it is taken or dropped."""
 
     at: float
-    record: Record
+    record: RecordSamples
     live: bool = True
 
 
@@ -84,7 +84,8 @@ class RemoteWriteMetrics:
         )
         self.dropped = Counter(
             "gangplank_sidecar_remote_write_dropped_samples",
-            "Samples given up: overflow (buffer full, oldest step samples first), rejected (4xx), undelivered (at exit), "
+            "Samples given up: overflow (buffer full, oldest step samples first), rejected (4xx), "
+            "undelivered (at exit), "
             "error (a record or batch that could not be turned into a request)",
             ["reason"],
             registry=registry,
@@ -107,7 +108,7 @@ class RemoteWriteMetrics:
 
 
 class Recorder:
-    """The store listener: turns sample-bearing records into ``Record``s and hands them to the sinks.
+    """The store listener: turns sample-bearing records into ``RecordSamples`` and hands them to the sinks.
 
     Runs in the reading thread, after the update, so the series is stable while it is read here.
     Each record is stamped with the series' time (text formats: the time the line was read). A
@@ -122,7 +123,7 @@ class Recorder:
         self.labels = labels
         self.sinks = list(sinks)
         self.report = report
-        self._interned: dict[object, object] = {}
+        self._interned: dict[tuple[LabelSet, ...], tuple[LabelSet, ...]] = {}
         self._keys: dict[tuple[str, tuple[tuple[str, str], ...]], LabelSet] = {}
         self._last: dict[tuple[str, str, str], int] = {}
         self._failed = False
@@ -135,35 +136,36 @@ class Recorder:
             return
         try:
             record = self.record(event, series)
-        except Exception as exc:  # noqa: BLE001 - whatever a record holds, reading goes on
+        except Exception as exc:  # whatever a record holds, reading goes on
             for sink in self.sinks:
                 sink.metrics.dropped.labels("error").inc()
                 sink.heard = series.version
             if not self._failed and self.report is not None:
                 self._failed = True
                 self.report(
-                    f"remote write: a {event} record of run {series.run} could not be turned into samples ({exc}); such records are dropped and counted"
+                    f"remote write: a {event} record of run {series.run} could not be turned into samples ({exc}); "
+                    "such records are dropped and counted"
                 )
             return
         for sink in self.sinks:
             sink.put(record)
 
-    def record(self, event: str, series: RunState) -> Record:
+    def record(self, event: str, series: RunState) -> RecordSamples:
         group = (series.job, series.phase, series.run)
         time_ms = max(round(series.time * 1000), self._last.get(group, -1) + 1)
         self._last[group] = time_ms
         labels = {"job": series.job, "phase": series.phase, **self.labels, **series.labels, "run": series.run}
         if event == "step":
-            # Steps are the frequent records: only the metric gauges and the step, without families().
+            # Steps are the frequent records: only the metric gauges and the step, without run_families().
             prefix = f"gangplank_{series.phase}_"
             names = series.names.map(list(series.metrics))
             samples = [(prefix + names[key], labels, value) for key, value in sorted(series.metrics.items())]
             samples.append((prefix + "step", labels, float(series.step or 0)))
         else:
-            samples = [(s.name, s.labels, s.value) for family in families(series, labels) for s in family.samples]
+            samples = [(s.name, s.labels, s.value) for family in run_families(series, labels) for s in family.samples]
         keys = tuple(self._key(name, tuple(sample_labels.items())) for name, sample_labels, _ in samples)
         values = tuple(float(value) for _, _, value in samples)
-        return Record(time_ms, event == "step", self._intern(keys), values, series.version)
+        return RecordSamples(time_ms, event == "step", self._intern(keys), values, series.version)
 
     def _key(self, name: str, labels: tuple[tuple[str, str], ...]) -> LabelSet:
         """The sorted label set of a sample, with ``__name__``; computed once per series."""
@@ -172,11 +174,11 @@ class Recorder:
             key = self._keys[(name, labels)] = tuple(sorted([*labels, ("__name__", name)]))
         return key
 
-    def _intern(self, value):  # type: ignore[no-untyped-def]
+    def _intern(self, value: tuple[LabelSet, ...]) -> tuple[LabelSet, ...]:
         return self._interned.setdefault(value, value)
 
 
-def encode(records: Iterable[Record]) -> bytes:
+def encode(records: Iterable[RecordSamples]) -> bytes:
     """The snappy-compressed WriteRequest; each series' samples in the records' (time) order."""
     request = pb.WriteRequest()
     series: dict[LabelSet, pb.TimeSeries] = {}
@@ -243,7 +245,7 @@ class RemoteWriteSink:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, record: Record) -> None:
+    def put(self, record: RecordSamples) -> None:
         """Buffers a record (reading thread: no I/O); when full, the oldest step records go first."""
         entry = _Entry(time.monotonic(), record)
         with self._cond:
@@ -324,7 +326,7 @@ class RemoteWriteSink:
         self.stop(deadline)
         return self.join()
 
-    def _take(self) -> list[Record] | None:
+    def _take(self) -> list[RecordSamples] | None:
         """The next batch, once it is full or its oldest record is ``batch_age`` old; None when done."""
         with self._cond:
             while True:
@@ -341,7 +343,8 @@ class RemoteWriteSink:
                     return None
                 else:
                     self._cond.wait()
-            batch, size = [], 0
+            batch: list[RecordSamples] = []
+            size = 0
             while self._buffer and (not batch or size + len(self._buffer[0].record.values) <= self.batch_samples):
                 entry = self._buffer.popleft()
                 if entry.live:
@@ -353,25 +356,27 @@ class RemoteWriteSink:
             return batch
 
     def _run(self) -> None:
-        """Delivers batch after batch; an unexpected error costs its batch (counted, reported once), never the thread."""
+        """Delivers batch after batch; an unexpected error costs its batch (counted, reported once), never
+        the thread."""
         while (batch := self._take()) is not None:
             try:
                 if not self._deliver(batch):
                     return
-            except Exception as exc:  # noqa: BLE001 - the worker must outlive any one batch
+            except Exception as exc:  # the worker must outlive any one batch
                 count = sum(len(r.values) for r in batch)
                 self.metrics.dropped.labels("error").inc(count)
                 self.lost += count
                 if not self._error_reported:
                     self._error_reported = True
                     self.report(
-                        f"remote write to {redact(self.url)}: {count} samples dropped: {exc.__class__.__name__}: {exc} (further errors are only counted)"
+                        f"remote write to {redact(self.url)}: {count} samples dropped: {exc.__class__.__name__}: {exc} "
+                        "(further errors are only counted)"
                     )
             finally:
                 with self._cond:
                     self._sending = None  # sent, given up, or back in the buffer
 
-    def _deliver(self, batch: list[Record]) -> bool:
+    def _deliver(self, batch: list[RecordSamples]) -> bool:
         """Sends one batch until it is accepted or rejected; False if the deadline passed first."""
         body = encode(batch)
         count = sum(len(r.values) for r in batch)
@@ -415,10 +420,11 @@ class RemoteWriteSink:
         if not self._rejected_reported:
             self._rejected_reported = True
             self.report(
-                f"{redact(self.url)} rejected {count} samples: {reason} (not retried; later rejections are only counted)"
+                f"{redact(self.url)} rejected {count} samples: {reason} (not retried; later rejections are only "
+                "counted)"
             )
 
-    def _undelivered(self, batch: list[Record], count: int) -> None:
+    def _undelivered(self, batch: list[RecordSamples], count: int) -> None:
         """Puts the batch back in front, for ``join`` to count with the rest."""
         for record in reversed(batch):
             self._buffer.appendleft(_Entry(0.0, record))
@@ -426,7 +432,7 @@ class RemoteWriteSink:
         self._buffered += count
 
 
-def _size(record: Record) -> int:
+def _size(record: RecordSamples) -> int:
     """The estimated memory a buffered record holds (its label sets are shared with every other record)."""
     return RECORD_BYTES + SAMPLE_BYTES * len(record.values)
 

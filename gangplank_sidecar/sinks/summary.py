@@ -40,7 +40,8 @@ def summarize(runs: list[RunState], system: Totals | None = None, dropped: int =
     lines: list[str] = []
     if dropped:
         lines.append(
-            f"gangplank-sidecar: {dropped} earlier run{'s' if dropped != 1 else ''} not shown (only the last {FINISHED_KEPT} finished runs are kept)"
+            f"gangplank-sidecar: {dropped} earlier run{'s' if dropped != 1 else ''} not shown (only the last "
+            f"{FINISHED_KEPT} finished runs are kept)"
         )
     for s in runs:
         epochs = s.epoch or 0

@@ -67,7 +67,8 @@ def check(url: str, config: TransportConfig) -> None:
         raise ValueError("--tls-* options need an https:// Pushgateway URL")
     if (config.basic_auth_user is None) != (config.basic_auth_password is None):
         raise ValueError(
-            "basic auth needs both --basic-auth-user and a password (--basic-auth-password-file or GANGPLANK_BASIC_AUTH_PASSWORD)"
+            "basic auth needs both --basic-auth-user and a password (--basic-auth-password-file or "
+            "GANGPLANK_BASIC_AUTH_PASSWORD)"
         )
     if config.basic_auth_password is not None and config.bearer_token is not None:
         raise ValueError("use either basic auth or a bearer token, not both")

@@ -357,7 +357,10 @@ def unusable(pattern: str) -> str | None:
     if stat.S_ISDIR(mode):
         return f"{pattern} is a directory (name the files in it, or a glob such as '{os.path.join(pattern, '*.log')}')"
     if not stat.S_ISREG(mode):
-        return f"{pattern} is not a regular file: only files can be followed (pipe a stream to the sidecar's stdin instead)"
+        return (
+            f"{pattern} is not a regular file: only files can be followed (pipe a stream to the sidecar's stdin "
+            "instead)"
+        )
     try:
         os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
     except OSError as exc:

@@ -174,7 +174,8 @@ class KubernetesLogs(Follower):
             self.report = report
         if self.counts.resumed > resumed:
             report(
-                f"resuming {self.counts.resumed - resumed} logs under {self.root} from {self.checkpoints.path if self.checkpoints else ''}"
+                f"resuming {self.counts.resumed - resumed} logs under {self.root} from "
+                f"{self.checkpoints.path if self.checkpoints else ''}"
             )
         if self.checkpoints is None:
             return

@@ -30,7 +30,7 @@ class RecordFilter:
 
     def __call__(self, chunk: bytes) -> bytes:
         data, self.held = self.held + chunk, b""
-        out = []
+        out: list[bytes] = []
         at = 0
         while at < len(data):
             if self.in_record:

@@ -20,7 +20,8 @@ _JOB = (
     (
         "cpu_utilization_ratio",
         "cpu_ratio",
-        "Share of the CPUs available to the job (cgroup quota and affinity) it kept busy over the last interval; 1 = all of them",
+        "Share of the CPUs available to the job (cgroup quota and affinity) it kept busy over the last interval; 1 = "
+        "all of them",
     ),
     (
         "memory_used_bytes",
@@ -50,7 +51,7 @@ _GPU = (
 )
 
 
-def families(reading: Reading, labels: dict[str, str] | None = None) -> list[Metric]:
+def system_families(reading: Reading, labels: dict[str, str] | None = None) -> list[Metric]:
     """Only the series that were measured; ``labels`` go into every sample."""
     labels = labels or {}
     out: list[Metric] = []
@@ -77,7 +78,7 @@ class SystemCollector(Collector):
         self.labels = labels
 
     def collect(self) -> Iterator[Metric]:
-        return iter(families(self.sampler.latest, self.labels()))
+        return iter(system_families(self.sampler.latest, self.labels()))
 
 
 class SystemGroup:

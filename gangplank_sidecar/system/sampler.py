@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import psutil
 
@@ -150,18 +150,18 @@ class Sampler:
 
     def sample(self, final: bool = False) -> Reading:
         """One look at every source; a source that raises is dropped for good, with one log line."""
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}  # Reading's fields, by name
         for name, read in (("process", self._read_target), ("disk", self._read_disk), ("GPU", self._read_gpus)):
             if name in self._failed:
                 continue
             try:
                 values.update(read(final))
-            except Exception as exc:  # noqa: BLE001 - sampling must never stop the sidecar
+            except Exception as exc:  # sampling must never stop the sidecar
                 self._failed.add(name)
                 self._tell(
                     f"system sampling of the {name} failed ({exc.__class__.__name__}: {exc}); left out from now on"
                 )
-        reading = Reading(**values)  # type: ignore[arg-type]
+        reading = Reading(**values)
         self.totals.add(reading)
         self.latest = self.latest.merged(reading)
         self.version += 1

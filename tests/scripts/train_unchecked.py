@@ -7,13 +7,13 @@ import keras
 import numpy as np
 from sklearn.datasets import load_digits
 
-from gangplank_emitter import Emitter, inspect
+from gangplank_emitter import Emitter, inspect_data
 
 x, y = load_digits(return_X_y=True)
 order = np.argsort(y, kind="stable")
 x, y = x[order].astype("float32"), y[order]
 keras.utils.set_random_seed(1)
-inspect(x, y, batch_size=32)
+inspect_data(x, y, batch_size=32)
 model = keras.Sequential(
     [keras.Input((64,)), keras.layers.Dense(16, activation="sigmoid"), keras.layers.Dense(10, activation="softmax")]
 )

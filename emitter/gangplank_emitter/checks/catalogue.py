@@ -20,22 +20,22 @@ class Check(NamedTuple):
 
 
 CATALOGUE: dict[str, Check] = {
-    "K101": Check("batch_size_not_power_of_2", "info", "inspect", "batch size is not a power of 2"),
-    "K1010": Check("batch_size_too_small", "warning", "inspect", "batch size below MIN_BATCH_SIZE"),
+    "K101": Check("batch_size_not_power_of_2", "info", "inspect_data", "batch size is not a power of 2"),
+    "K1010": Check("batch_size_too_small", "warning", "inspect_data", "batch size below MIN_BATCH_SIZE"),
     "K1012": Check(
-        "batch_size_too_large", "warning", "inspect", "batch size above MAX_BATCH_FRACTION of the training rows"
+        "batch_size_too_large", "warning", "inspect_data", "batch size above MAX_BATCH_FRACTION of the training rows"
     ),
-    "K102": Check("data_not_shuffled", "warning", "inspect", "labels come in long runs (sorted or grouped)"),
+    "K102": Check("data_not_shuffled", "warning", "inspect_data", "labels come in long runs (sorted or grouped)"),
     "K103": Check(
         "train_validation_not_stratified",
         "warning",
-        "inspect",
+        "inspect_data",
         "train and validation class shares differ beyond sampling noise",
     ),
     "K104": Check(
         "train_validation_normalised_separately",
         "warning",
-        "inspect",
+        "inspect_data",
         "validation normalised with its own statistics, or on another scale than train",
     ),
     "K201": Check("weights_too_small", "warning", "model", "initial weights shrink every signal"),
@@ -49,23 +49,23 @@ CATALOGUE: dict[str, Check] = {
     "K204": Check(
         "data_incompatible_with_initialiser",
         "warning",
-        "model, after inspect",
+        "model, after inspect_data",
         "inputs far from the unit scale that variance-scaling initialisers assume",
     ),
-    "K301": Check("correlated_inputs", "info", "inspect", "pairs of input columns that are near copies"),
-    "K302": Check("duplicate_samples", "warning", "inspect", "identical training rows"),
-    "K303": Check("data_not_normalised", "warning", "inspect", "inputs not centred or not unit-scaled"),
+    "K301": Check("correlated_inputs", "info", "inspect_data", "pairs of input columns that are near copies"),
+    "K302": Check("duplicate_samples", "warning", "inspect_data", "identical training rows"),
+    "K303": Check("data_not_normalised", "warning", "inspect_data", "inputs not centred or not unit-scaled"),
     "K401": Check("sigmoid_in_hidden_layer", "warning", "model", "sigmoid activation before the output"),
     "K402": Check(
         "bad_label_coding_for_tanh",
         "warning",
-        "model, after inspect",
+        "model, after inspect_data",
         "tanh output with 0/1 labels or labels outside [-1, 1]",
     ),
     "K403": Check(
         "last_activation_mismatch",
         "error",
-        "model (labels: after inspect)",
+        "model (labels: after inspect_data)",
         "last activation does not fit the loss or the labels",
     ),
     "K501": Check(
@@ -168,6 +168,6 @@ def passed(codes: Iterable[str], findings: list[dict]) -> list[dict]:
 
 
 # The checks that run whenever their step runs; the others need a batch size, validation data or
-# what inspect() kept, and are only ever reported when they fire.
+# what inspect_data() kept, and are only ever reported when they fire.
 ALWAYS_IN_MODEL = ("K201", "K202", "K203", "K401", "K503")
 ALWAYS_IN_INSPECT = ("K102", "K301", "K302", "K303")

@@ -1,6 +1,6 @@
 """Data checks (Kepler K1xx, K3xx) on the arrays a user is about to fit.
 
-Keras callbacks never see the data, so the user calls `inspect()` before fit. It
+Keras callbacks never see the data, so the user calls `inspect_data()` before fit. It
 returns what fired and keeps it, with what the model checks need to know about the
 labels and the input scale (K204, K402, K403, K501), for the next Emitter.
 """
@@ -29,7 +29,7 @@ class LabelInfo:
 
 @dataclass
 class Kept:
-    """What the last inspect() saw, for the next model_checks() and Emitter."""
+    """What the last inspect_data() saw, for the next model_checks() and Emitter."""
 
     findings: list[dict]
     samples: int
@@ -40,7 +40,9 @@ class Kept:
 _kept: Kept | None = None
 
 
-def inspect(x: Any, y: Any = None, batch_size: int | None = None, validation_data: tuple | None = None) -> list[dict]:
+def inspect_data(
+    x: Any, y: Any = None, batch_size: int | None = None, validation_data: tuple | None = None
+) -> list[dict]:
     """Run the data checks, keep the result for the next Emitter, and return it."""
     global _kept
     x2 = _rows(x)
@@ -52,7 +54,7 @@ def inspect(x: Any, y: Any = None, batch_size: int | None = None, validation_dat
         findings += _shuffled(y2, classes)
     sample = _sample(x2, c.SAMPLE_ROWS)
     mean_square = None
-    if sample is not None:
+    if x2 is not None and sample is not None:  # a sample only of rows
         mean_square = float(np.mean(np.square(sample)))
         same_rows = classes if classes is not None and len(classes) == n else None
         findings += _normalised(sample) + _correlated(sample) + _duplicates(x2, same_rows, sample.std(axis=0))
@@ -61,24 +63,24 @@ def inspect(x: Any, y: Any = None, batch_size: int | None = None, validation_dat
         if classes is not None:
             findings += _stratified(classes, _classes(np.asarray(y_val)))
         v2 = _rows(x_val)
-        if sample is not None and v2 is not None and v2.shape[1] == x2.shape[1]:
+        if x2 is not None and sample is not None and v2 is not None and v2.shape[1] == x2.shape[1]:
             findings += _separately(sample, v2)
     _kept = Kept(list(findings), n, _label_info(y2, classes), mean_square)
     return findings
 
 
 def kept() -> Kept | None:
-    """What the last inspect() in this process saw, or None."""
+    """What the last inspect_data() in this process saw, or None."""
     return _kept
 
 
 def inspected() -> bool:
-    """Whether inspect() ran since the last take_inspected()."""
+    """Whether inspect_data() ran since the last take_inspected()."""
     return _kept is not None
 
 
 def take_inspected() -> list[dict]:
-    """Return the findings the last inspect() kept, and forget everything it kept."""
+    """Return the findings the last inspect_data() kept, and forget everything it kept."""
     global _kept
     findings = _kept.findings if _kept is not None else []
     _kept = None
@@ -269,7 +271,7 @@ def _duplicates(x2: np.ndarray, classes: np.ndarray | None, spread: np.ndarray) 
         index = np.sort(rng.choice(len(x2), c.MAX_DUPLICATE_ROWS, replace=False))
     rows = x2[index] if len(index) < len(x2) else x2
     dtype = np.float64 if rows.dtype == np.float64 else np.float32
-    projection = rows @ rng.standard_normal(rows.shape[1]).astype(dtype)
+    projection = rows @ rng.standard_normal(int(rows.shape[1])).astype(dtype)
     order = np.argsort(projection)
     ordered = projection[order]
     tolerance = 4 * np.spacing(max(abs(ordered[0]), abs(ordered[-1])))

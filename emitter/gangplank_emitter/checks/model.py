@@ -2,7 +2,7 @@
 
 Only attributes are read (layers, activations, initialisers, the compiled loss)
 and each kernel once, so keras itself is never imported here. Label and input
-facts come from the last `inspect()` in this process, when there was one.
+facts come from the last `inspect_data()` in this process, when there was one.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ _CATEGORICAL = {"categorical_crossentropy", "cce", "categorical_focal_crossentro
 _SPARSE = {"sparse_categorical_crossentropy"}
 _PROBABILITIES = {"sigmoid", "softmax"}
 # Output range of each activation, for targets that a regression loss compares directly.
-_RANGES = {
+_RANGES: dict[str | None, tuple[float, float]] = {
     "sigmoid": (0.0, 1.0),
     "softmax": (0.0, 1.0),
     "tanh": (-1.0, 1.0),
@@ -33,7 +33,7 @@ _RESCALING_LAYERS = {"Normalization", "Rescaling", "BatchNormalization", "LayerN
 
 
 def model_checks(model: Any, samples: int | None = None) -> list[dict]:
-    """Run the model checks; `samples` (training rows) defaults to what inspect() saw."""
+    """Run the model checks; `samples` (training rows) defaults to what inspect_data() saw."""
     facts = kept()
     if samples is None and facts is not None:
         samples = facts.samples

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
-from gangplank_sidecar.aggregation.state import RunState
-from gangplank_sidecar.parsers.protocol import Check, Weights
+from gangplank_sidecar.aggregation.state import Key, RunState
+from gangplank_sidecar.parsers.protocol import Check, Severity, Weights, spell_non_finite
 
 Epochs = Sequence[tuple[int, dict[str, float]]]
 Point = tuple[int, float]  # (epoch, value)
@@ -39,7 +40,7 @@ class Thresholds:
 def thresholds_from(pairs: Sequence[str]) -> Thresholds:
     """``["plateau_epochs=8", ...]`` -> Thresholds; raises ValueError with a one-line reason."""
     types = {f.name: f.type for f in fields(Thresholds)}
-    values: dict[str, float | int] = {}
+    values: dict[str, Any] = {}  # each an int or a float, as its field's type says
     for pair in pairs:
         name, sep, text = pair.partition("=")
         name = name.strip()
@@ -54,7 +55,7 @@ def thresholds_from(pairs: Sequence[str]) -> Thresholds:
         if not value >= 0:
             raise ValueError(f"bad check threshold {pair!r}: must be a number >= 0")
         values[name] = value
-    return Thresholds(**values)  # type: ignore[arg-type]
+    return Thresholds(**values)
 
 
 def _series(epochs: Epochs, key: str) -> list[tuple[int, float]]:
@@ -71,11 +72,6 @@ def _finding(name: str, message: str) -> Check:
     return Check(code=code, name=name, severity=severity, message=message)
 
 
-def _spelled(value: float) -> str:
-    """The protocol's spelling of a non-finite value."""
-    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
-
-
 def non_finite(epochs: Epochs, t: Thresholds) -> Check | None:
     """A metric of the latest epoch is NaN or infinite: the run is broken from here on."""
     return _non_finite(*epochs[-1]) if epochs else None
@@ -84,7 +80,7 @@ def non_finite(epochs: Epochs, t: Thresholds) -> Check | None:
 def _non_finite(epoch: int, metrics: dict[str, float]) -> Check | None:
     if math.isfinite(sum(metrics.values())):  # then every value is finite
         return None
-    bad = [f"{key}={_spelled(value)}" for key, value in sorted(metrics.items()) if not math.isfinite(value)]
+    bad = [f"{key}={spell_non_finite(value)}" for key, value in sorted(metrics.items()) if not math.isfinite(value)]
     return _finding("non_finite", f"non-finite {', '.join(bad)} at epoch {epoch}") if bad else None
 
 
@@ -132,7 +128,8 @@ def overfitting(epochs: Epochs, t: Thresholds) -> Check | None:
 def _overfitting(
     best: Point, loss_at_best: float | None, last: Point, loss_at_last: float | None, t: Thresholds
 ) -> Check | None:
-    """``best`` and ``last``: the lowest (first of equals) and the latest (epoch, val_loss), with the loss of that epoch."""
+    """``best`` and ``last``: the lowest (first of equals) and the latest (epoch, val_loss), each with the
+    loss of that epoch."""
     (best_epoch, best_val), (epoch, last_val) = best, last
     since = epoch - best_epoch
     if since < max(t.overfitting_patience, 1) or loss_at_best is None or loss_at_last is None:
@@ -141,7 +138,8 @@ def _overfitting(
         return None
     return _finding(
         "overfitting",
-        f"val_loss bottomed out at {best_val:.4g} at epoch {best_epoch} (best epoch {best_epoch}) and is {last_val:.4g} "
+        f"val_loss bottomed out at {best_val:.4g} at epoch {best_epoch} (best epoch {best_epoch}) and is "
+        f"{last_val:.4g} "
         f"{since} epochs later while loss fell from {loss_at_best:.4g} to {loss_at_last:.4g}",
     )
 
@@ -232,7 +230,7 @@ def exploding_weights(first: Weights | None, last: Weights | None, t: Thresholds
 
 
 # name -> (what it catches, Kepler code or "", severity)
-CHECKS: dict[str, tuple[str, str, str]] = {
+CHECKS: dict[str, tuple[str, str, Severity]] = {
     "non_finite": ("a NaN or infinite loss or metric", "", "error"),
     "divergence": ("loss rising or above its first value", "", "error"),
     "overfitting": ("validation loss past its best while training loss falls", "K504", "warning"),
@@ -243,18 +241,18 @@ CHECKS: dict[str, tuple[str, str, str]] = {
 }
 
 
-_QUIET = tuple(
+_PASSED = tuple(
     Check(code=code, name=name, severity=severity, message="") for name, (_, code, severity) in CHECKS.items()
 )
 
 
-def quiet() -> list[Check]:
-    """Every training check in its healthy state, to export zeros from the start of a run."""
-    return list(_QUIET)
+def all_passed() -> list[Check]:
+    """Every training check as passed, to export zeros from the start of a run."""
+    return list(_PASSED)
 
 
 class RunChecks:
-    """One run's checks, updated per epoch in O(metrics): ``epoch`` returns (fired, quiet).
+    """One run's checks, updated per epoch in O(metrics): ``epoch`` returns (fired, passed).
 
     The rules above need only a few running values of the run so far: the first loss, the
     last few losses (with the epoch of the latest and the best before them), the best and the
@@ -304,9 +302,9 @@ class RunChecks:
             ]
         fired = [f for f in found if f is not None]
         if not fired:
-            return fired, _QUIET
+            return fired, _PASSED
         names = {f.name for f in fired}
-        return fired, [c for c in _QUIET if c.name not in names]
+        return fired, [c for c in _PASSED if c.name not in names]
 
     def _add(self, epoch: int, metrics: dict[str, float]) -> tuple:
         """The state with this epoch's finite loss and val_loss taken in."""
@@ -340,17 +338,17 @@ class Monitor:
 
     def __init__(self, thresholds: Thresholds | None = None) -> None:
         self.thresholds = thresholds or Thresholds()
-        self._runs: dict[tuple[str, str], tuple[str, RunChecks]] = {}
+        self._runs: dict[Key, tuple[str, RunChecks]] = {}
 
     def start(self, series: RunState) -> None:
         if series.phase == "train":
-            series.set_checks(quiet(), fired=False)
+            series.set_checks(all_passed(), fired=False)
 
     def epoch(self, series: RunState) -> None:
         """After an epoch's values reached the series (text formats bring one epoch in pieces)."""
         current = self._runs.get(series.key)
         if current is None or current[0] != series.run:
             current = self._runs[series.key] = (series.run, RunChecks(self.thresholds))
-        fired, healthy = current[1].epoch(series.epoch or 0, series.epoch_metrics, series.weights)
-        series.set_checks(healthy, fired=False)
+        fired, passed = current[1].epoch(series.epoch or 0, series.epoch_metrics, series.weights)
+        series.set_checks(passed, fired=False)
         series.set_checks(fired)
