@@ -17,9 +17,12 @@ import time
 
 import psutil
 
+from gangplank_sidecar.settings import Settings
 from gangplank_sidecar.system.gpu import Gpus
 from gangplank_sidecar.system.process import ProcessTree
-from gangplank_sidecar.system.sampler import DEFAULT_INTERVAL, Sampler
+from gangplank_sidecar.system.sampler import Sampler
+
+DEFAULT_INTERVAL = Settings.model_fields["system_interval"].default  # the sidecar's --system-interval
 
 SLEEPER = (
     "import subprocess, sys, time; [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']) for "

@@ -20,7 +20,6 @@ from typing import TextIO
 
 from prometheus_client import disable_created_metrics
 
-from gangplank_sidecar.aggregation.checks import thresholds_from
 from gangplank_sidecar.aggregation.state import Store, key
 from gangplank_sidecar.errors import ConfigError
 from gangplank_sidecar.parsers import patterns as user_patterns
@@ -134,7 +133,7 @@ class Sidecar:
             report,
             fmt=s.format,
             job=None if s.kubernetes_logs else s.job,
-            thresholds=thresholds_from(s.check_threshold),
+            thresholds=s.check_threshold,
             patterns=user_patterns.from_options(s.patterns, s.pattern),
         )
         if s.kubernetes_logs and not os.path.isdir(s.kubernetes_logs):

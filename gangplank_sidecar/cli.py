@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from gangplank_sidecar import parsers
 from gangplank_sidecar.app import EXIT_USAGE, report, run
+from gangplank_sidecar.delivery import Retry, TransportConfig
 from gangplank_sidecar.environment import env
 from gangplank_sidecar.errors import ConfigError
 from gangplank_sidecar.options import BY_FLAG, add_options, values
@@ -23,6 +24,15 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
+# The settings' defaults, shown in --help: each is written once, in its model.
+DEFAULTS = {
+    name: f.default
+    for model in (Settings, Retry, TransportConfig)
+    for name, f in model.model_fields.items()
+    if isinstance(f.default, (int, float)) and not isinstance(f.default, bool)
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="gangplank-sidecar",
@@ -31,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         "\n       gangplank-sidecar prune --pushgateway URL --older-than DURATION [--job REGEX] [--yes]",
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="log files to follow (default: read stdin)")
-    add_options(p, None, format={"choices": ("auto", *parsers.FORMATS)})
+    add_options(p, None, DEFAULTS, format={"choices": ("auto", *parsers.FORMATS)})
     add_delivery_options(p)
-    add_options(p, "node agent")
+    add_options(p, "node agent", DEFAULTS)
     return p
 
 
@@ -44,7 +54,7 @@ def kubernetes_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_delivery_options(p: argparse.ArgumentParser) -> None:
-    add_options(p, "delivery")
+    add_options(p, "delivery", DEFAULTS)
 
 
 def delivery_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -106,7 +116,7 @@ def no_effect(args: argparse.Namespace, s: Settings) -> str | None:
     following = (bool(s.files) and not s.command) or bool(s.kubernetes_logs)
     rules = (
         (bool(s.files and s.command), "FILEs and '-- COMMAND' do not go together: the sidecar reads one or the other"),
-        (args.linger > 0 and not s.listen, "--linger needs --listen: it keeps serving /metrics after the end"),
+        (bool(args.linger) and not s.listen, "--linger needs --listen: it keeps serving /metrics after the end"),
         (args.exit_on_end and not following, "--exit-on-end only applies when following FILEs"),
         (
             bool(args.state_file) and not following,

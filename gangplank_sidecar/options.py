@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,11 +44,14 @@ class Option:
         alternative = f"; or {self.secret_env}" if self.secret_env else ""
         return f" [{self.env}{how}{alternative}]"
 
-    def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: object = None) -> None:
+        """``default`` (the settings' own, which apply when the flag is not given) fills the help's ``{default}``."""
         kwargs = dict(self.kwargs)
         if self.split is not None:
             kwargs.update(action="append", default=[])
-        parser.add_argument(self.flag, help=(self.help + self.env_note()).strip(), **kwargs)
+        shown = f"{default:g}" if isinstance(default, float) else default
+        help = self.help.format(default=shown) if "{default}" in self.help else self.help
+        parser.add_argument(self.flag, help=(help + self.env_note()).strip(), **kwargs)
 
     def value(self, args: argparse.Namespace) -> Any:  # argparse's values are untyped; Settings validates them
         """The flag's value, else the environment's (an empty variable counts as unset), else the flag's default."""
@@ -84,9 +88,8 @@ OPTIONS = (
     ),
     _o(
         "--linger",
-        "pipe mode: keep serving --listen this long after EOF (default 0)",
+        "pipe mode: keep serving --listen this long after EOF (default {default} s)",
         type=float,
-        default=0.0,
         metavar="SECONDS",
     ),
     _o("--job", "job label", "GANGPLANK_JOB", metavar="NAME"),
@@ -99,38 +102,44 @@ OPTIONS = (
         choices=("all", "text"),
     ),
     _o("--strict", "exit 1 if anything could not be delivered", action="store_true"),
-    _o("--flush-timeout", "time to deliver the final state", "GANGPLANK_FLUSH_TIMEOUT", type=float, metavar="SECONDS"),
+    _o(
+        "--flush-timeout",
+        "time to deliver the final state (default {default} s)",
+        "GANGPLANK_FLUSH_TIMEOUT",
+        type=float,
+        metavar="SECONDS",
+    ),
     _o(
         "--push-timeout",
-        "wait for the gateway's answer (default 5)",
+        "wait for the gateway's answer (default {default} s)",
         "GANGPLANK_PUSH_TIMEOUT",
         group="delivery",
         metavar="SECONDS",
     ),
     _o(
         "--connect-timeout",
-        "wait for a connection (default 3)",
+        "wait for a connection (default {default} s)",
         "GANGPLANK_CONNECT_TIMEOUT",
         group="delivery",
         metavar="SECONDS",
     ),
     _o(
         "--push-retries",
-        "retries before a push counts as failed (default 3)",
+        "retries before a push counts as failed (default {default})",
         "GANGPLANK_PUSH_RETRIES",
         group="delivery",
         metavar="N",
     ),
     _o(
         "--retry-backoff",
-        "first wait before a retry, doubled each time (default 0.5)",
+        "first wait before a retry, doubled each time (default {default} s)",
         "GANGPLANK_RETRY_BACKOFF",
         group="delivery",
         metavar="SECONDS",
     ),
     _o(
         "--retry-backoff-max",
-        "longest wait between retries (default 10)",
+        "longest wait between retries (default {default} s)",
         "GANGPLANK_RETRY_BACKOFF_MAX",
         group="delivery",
         metavar="SECONDS",
@@ -189,7 +198,7 @@ OPTIONS = (
     ),
     _o(
         "--system-interval",
-        "sample CPU, memory, disk and GPU every SECONDS (default 15, 0: off)",
+        "sample CPU, memory, disk and GPU every SECONDS (default {default}, 0: off)",
         "GANGPLANK_SYSTEM_INTERVAL",
         type=float,
         metavar="SECONDS",
@@ -203,7 +212,7 @@ OPTIONS = (
     _o("--disk-path", "report the disk of PATH (default: the working directory or the first FILE's)", metavar="PATH"),
     _o(
         "--max-series",
-        "metric keys kept per run; further keys are dropped and counted (default 2000)",
+        "metric keys kept per run; further keys are dropped and counted (default {default})",
         "GANGPLANK_MAX_SERIES",
         type=int,
         metavar="N",
@@ -227,7 +236,7 @@ OPTIONS = (
     ),
     _o(
         "--kubernetes-forget-after",
-        "delete a deleted pod's groups from the Pushgateway this long after (default 10m)",
+        "delete a deleted pod's groups from the Pushgateway this long after (default {default} s)",
         "GANGPLANK_KUBERNETES_FORGET_AFTER",
         group="node agent",
         metavar="DURATION",
@@ -236,15 +245,20 @@ OPTIONS = (
 BY_FLAG = {option.flag: option for option in OPTIONS}
 
 
-def add_options(parser: argparse.ArgumentParser, group: str | None, **extra: dict[str, Any]) -> None:
-    """Adds the table's rows of ``group`` (None: the main options) in their order; ``extra``: argparse
-    arguments known only to the caller, by dest."""
+def add_options(
+    parser: argparse.ArgumentParser,
+    group: str | None,
+    defaults: Mapping[str, object] | None = None,
+    **extra: dict[str, Any],
+) -> None:
+    """Adds the table's rows of ``group`` (None: the main options) in their order; ``defaults``: the settings'
+    defaults by dest, for the help; ``extra``: argparse arguments known only to the caller, by dest."""
     target = parser if group is None else parser.add_argument_group(GROUPS[group])
     for option in OPTIONS:
         if option.group == group:
             if option.dest in extra:
                 option = dataclasses.replace(option, kwargs={**option.kwargs, **extra[option.dest]})
-            option.add_to(target)
+            option.add_to(target, (defaults or {}).get(option.dest))
 
 
 def values(args: argparse.Namespace, group: str | None) -> dict[str, Any]:

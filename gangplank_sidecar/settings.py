@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from gangplank_sidecar.aggregation.checks import thresholds_from
+from gangplank_sidecar.aggregation.checks import Thresholds, thresholds_from
 from gangplank_sidecar.aggregation.state import DEFAULT_MAX_SERIES
 from gangplank_sidecar.delivery import Retry, TransportConfig
 from gangplank_sidecar.errors import ConfigError
@@ -119,7 +119,7 @@ class Settings(BaseModel):
     format: str = "auto"
     db: str | None = None
     history: bool = True
-    check_threshold: list[str] = []
+    check_threshold: Thresholds = Thresholds()  # from NAME=VALUE pairs, parsed once here
     files: list[str] = []
     state_file: str | None = None
     exit_on_end: bool = False
@@ -152,14 +152,15 @@ class Settings(BaseModel):
             urls.append(url)
         return urls
 
-    @field_validator("check_threshold")
+    @field_validator("check_threshold", mode="before")
     @classmethod
-    def _thresholds(cls, values: list[str]) -> list[str]:
+    def _thresholds(cls, values: object) -> object:
+        if not isinstance(values, list):
+            return values
         try:
-            thresholds_from(values)
+            return thresholds_from(values)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        return values
 
     @field_validator("patterns")
     @classmethod

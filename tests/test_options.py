@@ -7,7 +7,9 @@ import re
 import pytest
 
 from gangplank_sidecar import options
+from gangplank_sidecar.aggregation.checks import Thresholds
 from gangplank_sidecar.cli import build_parser, settings_from
+from gangplank_sidecar.errors import ConfigError
 from gangplank_sidecar.runs import cli as runs_cli
 
 
@@ -40,3 +42,27 @@ def test_a_flag_beats_its_variable_which_beats_the_default(monkeypatch: pytest.M
     )
     s = settings_from(["--flush-timeout", "0", "--label", "team=c", "--push-retries", "1", "--job", "j"])
     assert (s.flush_timeout, s.labels, s.retry.push_retries, s.job) == (0.0, {"team": "c"}, 1, "j")
+
+
+def test_help_shows_the_settings_defaults_written_once() -> None:
+    """Each default shown by --help comes from the settings model that applies it; none is left unfilled."""
+    text = " ".join(re.sub(r"-\n\s*", "-", build_parser().format_help()).split())
+    assert "{default}" not in text
+    for shown in (
+        "(default 15, 0: off)",
+        "time to deliver the final state (default 10 s)",
+        "(default 2000)",
+        "retries before a push counts as failed (default 3)",
+        "first wait before a retry, doubled each time (default 0.5 s)",
+        "wait for a connection (default 3 s)",
+        "this long after (default 600 s)",
+    ):
+        assert shown in text
+
+
+def test_check_thresholds_are_parsed_once_into_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings_from(["--check-threshold", "plateau_epochs=8"]).check_threshold == Thresholds(plateau_epochs=8)
+    monkeypatch.setenv("GANGPLANK_CHECK_THRESHOLDS", "min_delta=0.01, gap_epochs=6")
+    assert settings_from([]).check_threshold == Thresholds(min_delta=0.01, gap_epochs=6)
+    with pytest.raises(ConfigError, match=r"^--check-threshold: bad check threshold 'gap_epochs=1.5': '1.5' is not an"):
+        settings_from(["--check-threshold", "gap_epochs=1.5"])

@@ -21,8 +21,6 @@ from gangplank_sidecar.system.cgroup import PROC, ROOT, Cgroup
 from gangplank_sidecar.system.gpu import Gpus, GpuUsage
 from gangplank_sidecar.system.process import CgroupTarget, PodProcesses, ProcessTree, Usage, shared_pod
 
-DEFAULT_INTERVAL = 15.0
-
 
 class Target(Protocol):
     describe: str
