@@ -1,8 +1,10 @@
 """Records every run in the SQLite run history, from a writer thread.
 
-The store's listener runs in the reading thread, so it only copies the few fields a record
-changed into a queue; the writer commits whatever has queued up in one transaction, so a
-crash loses at most the records not yet written (the current epoch). When the stream ends,
+The store's listener runs in the reading thread, so it only takes a snapshot of the few fields
+a record changed (a tuple, shallow copies of the dicts that change in place) into a queue; the
+writer builds the rows, the labels' JSON and the checks' state from it, and commits whatever has
+queued up in one transaction, so a crash loses at most the records not yet written (the
+current epoch). When the stream ends,
 runs without an end record are closed: `interrupted` for protocol runs (the emitter always
 writes an end), `ended` for text formats that have no end record to give.
 
@@ -22,10 +24,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter
 
 from gangplank_sidecar.aggregation.state import RunState
+from gangplank_sidecar.parsers.protocol import Check
 from gangplank_sidecar.runs import db
 from gangplank_sidecar.system.sampler import Reading
 
@@ -35,8 +39,9 @@ MAX_QUEUED = 2_000  # records and samples waiting for the writer (a few MB); a f
 WAIT_FOR_ROOM = 1.0  # seconds a record waits for room before the history sheds records until half is free
 
 
-@dataclass(frozen=True)
-class _Record:
+class _Record(NamedTuple):
+    """What the writer needs of one record: a tuple, cheap to build in the reading thread."""
+
     event: str
     run: str
     phase: str
@@ -51,8 +56,9 @@ class _Record:
     planned_epochs: int | None
     elapsed: float | None
     source: str
-    checks: tuple[tuple[str, str, str, str, bool], ...]
-    labels: str
+    checks: dict[str, Check]
+    failed_checks: frozenset[str]
+    labels: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,7 @@ class HistorySink:
         self._projects: dict[str, int] = {}
         self._ids: dict[tuple[str, str], int] = {}
         self._open: dict[tuple[str, str], bool] = {}  # runs without an end record -> from the protocol
+        self._passing: set[tuple[int, str]] = set()  # (run id, check) whose row this writer left unfired
         self._failed = False
         self.lost = 0  # records and samples dropped (what --strict counts)
         self._thread = threading.Thread(target=self._run, name="history", daemon=True)
@@ -110,11 +117,13 @@ class HistorySink:
         self._thread.start()
 
     def listen(self, event: str, s: RunState) -> None:
-        """A store listener: copies what the record brought, in the reading thread; no I/O."""
+        """A store listener, in the reading thread: a snapshot of what the record brought, no I/O.
+
+        The dicts the run state changes in place are copied (a C-level copy of a few entries);
+        ``labels`` and the checks themselves are never changed once made, so they are shared.
+        """
         if event not in _WRITTEN:
             return
-        checks = tuple((c.name, c.code, c.severity, c.message, c.name in s.failed_checks) for c in s.checks.values())
-        metrics = dict(s.epoch_metrics) if event in ("epoch", "evaluate") else None
         self._put(
             _Record(
                 event,
@@ -124,15 +133,16 @@ class HistorySink:
                 s.started,
                 s.time,
                 s.epoch,
-                metrics,
+                dict(s.epoch_metrics) if event in ("epoch", "evaluate") else None,
                 s.status,
                 s.params,
                 s.framework,
                 s.planned_epochs,
                 s.elapsed,
                 s.source,
-                checks,
-                json.dumps({**self._label_dict, **s.labels}, sort_keys=True) if s.labels else self._labels,
+                dict(s.checks),
+                frozenset(s.failed_checks),
+                s.labels,
             )
         )
 
@@ -201,6 +211,7 @@ class HistorySink:
             write(*args)
         except Exception as exc:  # noqa: BLE001 - any failure of one write must not stop the history
             self._projects.clear()  # ids cached in a transaction that was rolled back
+            self._passing.clear()  # and rows it updated
             self.dropped.inc(count)
             self.lost += count
             if not self._failed:
@@ -257,7 +268,7 @@ class HistorySink:
                 r.run,
                 r.phase,
                 self._project(r.job),
-                r.labels,
+                json.dumps({**self._label_dict, **r.labels}, sort_keys=True) if r.labels else self._labels,
                 r.framework,
                 r.params,
                 r.planned_epochs,
@@ -283,16 +294,19 @@ class HistorySink:
                 "INSERT INTO metrics VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value",
                 [(run_id, epoch, k, v if not math.isnan(v) else None) for k, v in r.metrics.items()],
             )
-        for name, code, severity, message, fired in r.checks:
-            if fired:
+        # A check that passes is written once as passing, then only when it has fired again.
+        for name, check in r.checks.items():
+            if name in r.failed_checks:
                 self._conn.execute(
                     """INSERT INTO checks VALUES (?, ?, ?, ?, ?, ?, ?, 1)
                        ON CONFLICT DO UPDATE SET code = excluded.code, severity = excluded.severity,
                          message = excluded.message, last_epoch = excluded.last_epoch, fired = 1""",
-                    (run_id, name, code, severity, message, r.epoch, r.epoch),
+                    (run_id, name, check.code, check.severity, check.message, r.epoch, r.epoch),
                 )
-            else:
+                self._passing.discard((run_id, name))
+            elif (run_id, name) not in self._passing:
                 self._conn.execute("UPDATE checks SET fired = 0 WHERE run_id = ? AND name = ?", (run_id, name))
+                self._passing.add((run_id, name))
 
     def _close_open(self) -> None:
         if not self._open:
