@@ -61,6 +61,9 @@ class _Record(NamedTuple):
     labels: dict[str, str]
 
 
+_new_record = tuple.__new__  # builds a _Record without NamedTuple's Python-level __new__ (1 us a record)
+
+
 @dataclass(frozen=True)
 class _System:
     """One system sample of a job (see gangplank_sidecar/system)."""
@@ -102,7 +105,10 @@ class HistorySink:
         self._labels = json.dumps(labels, sort_keys=True)
         self._conn = db.connect(path)
         db.mark_stale(self._conn)
-        self._queue: queue.Queue[_Record | _System | None] = queue.Queue(maxsize=MAX_QUEUED)
+        # A SimpleQueue (C, no lock round in Python) bounded by hand: the reader checks qsize and waits
+        # for ``_room``, which the writer sets when it has taken what was queued.
+        self._queue: queue.SimpleQueue[_Record | _System | None] = queue.SimpleQueue()
+        self._room = threading.Event()
         self._shedding = False
         self.shed = 0  # records and samples dropped because the writer could not keep up
         self._projects: dict[str, int] = {}
@@ -125,24 +131,27 @@ class HistorySink:
         if event not in _WRITTEN:
             return
         self._put(
-            _Record(
-                event,
-                s.run,
-                s.phase,
-                s.job,
-                s.started,
-                s.time,
-                s.epoch,
-                dict(s.epoch_metrics) if event in ("epoch", "evaluate") else None,
-                s.status,
-                s.params,
-                s.framework,
-                s.planned_epochs,
-                s.elapsed,
-                s.source,
-                dict(s.checks),
-                frozenset(s.failed_checks),
-                s.labels,
+            _new_record(
+                _Record,
+                (
+                    event,
+                    s.run,
+                    s.phase,
+                    s.job,
+                    s.started,
+                    s.time,
+                    s.epoch,
+                    dict(s.epoch_metrics) if event in ("epoch", "evaluate") else None,
+                    s.status,
+                    s.params,
+                    s.framework,
+                    s.planned_epochs,
+                    s.elapsed,
+                    s.source,
+                    dict(s.checks),
+                    frozenset(s.failed_checks),
+                    s.labels,
+                ),
             )
         )
 
@@ -153,15 +162,20 @@ class HistorySink:
     def _put(self, item: _Record | _System) -> None:
         """Queues ``item``; a writer that cannot keep up slows the reader by at most ``WAIT_FOR_ROOM``,
         then records are dropped (counted, reported once) until half of the queue is free again."""
-        if self._shedding and self._queue.qsize() > MAX_QUEUED // 2:
+        size = self._queue.qsize()
+        if size > MAX_QUEUED // 2 and (self._shedding or (size >= MAX_QUEUED and not self._wait_for_room())):
             self._shed()
             return
         self._shedding = False
-        try:
-            self._queue.put(item, timeout=WAIT_FOR_ROOM)
-        except queue.Full:
-            self._shedding = True
-            self._shed()
+        self._queue.put(item)
+
+    def _wait_for_room(self) -> bool:
+        """Whether the full queue has room within ``WAIT_FOR_ROOM``; False starts shedding."""
+        self._room.clear()  # then look again: the writer sets it after taking what is queued
+        if self._queue.qsize() < MAX_QUEUED or self._room.wait(WAIT_FOR_ROOM):
+            return True
+        self._shedding = True
+        return False
 
     def _shed(self) -> None:
         self.dropped.inc()
@@ -178,12 +192,9 @@ class HistorySink:
         A local write is not the network: it gets at least ``LOCAL_WAIT`` seconds past a shorter ``deadline``.
         """
         wait = max(deadline - time.monotonic(), LOCAL_WAIT)
-        try:
-            self._queue.put(None, timeout=wait)
-        except queue.Full:
-            return False
+        self._queue.put(None)
         self._thread.join(wait)
-        return self.lost == 0 and self.shed == 0
+        return not self._thread.is_alive() and self.lost == 0 and self.shed == 0
 
     def _run(self) -> None:
         while True:
@@ -193,6 +204,7 @@ class HistorySink:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            self._room.set()
             records = [r for r in batch if isinstance(r, _Record)]
             samples = [r for r in batch if isinstance(r, _System)]
             if records and not self._guarded(self._write, records):
