@@ -13,11 +13,13 @@ import contextlib
 import os
 import sys
 
+from _common import fmt, hung_address, median_call, per_call, refused_address, start_pushgateway
+
+# isort: split
 import keras  # noqa: E402  (after _common: it sets the Keras backend)
 import numpy as np  # noqa: E402
 from gangplank import HISTOGRAM_WEIGHT_BUCKETS_1_0, TrainTestExporter  # noqa: E402
 
-from _common import fmt, hung_address, median_call, per_call, refused_address, start_pushgateway
 from gangplank_emitter import Emitter  # noqa: E402
 from gangplank_emitter.histogram import histogram  # noqa: E402
 
