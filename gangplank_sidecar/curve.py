@@ -55,6 +55,19 @@ class Bucket(NamedTuple):
         return self.total / finite if finite and not self.nonfinite else math.nan
 
 
+_new_bucket = tuple.__new__  # a Bucket without NamedTuple's Python-level __new__
+
+
+def _merged_with(b: Bucket, epoch: int, value: float) -> Bucket:
+    """``b.merge(Bucket.of(epoch, value))`` without the bucket in between: every epoch of a long run comes here."""
+    first, _, total, size, low, high, nonfinite = b
+    if not math.isfinite(value):
+        return _new_bucket(Bucket, (first, epoch, total + 0.0, size + 1, low, high, nonfinite + 1))
+    low = value if math.isnan(low) or value < low else low  # NaN: no finite value yet
+    high = value if math.isnan(high) or value > high else high
+    return _new_bucket(Bucket, (first, epoch, total + value, size + 1, low, high, nonfinite))
+
+
 def _pick(choose: Callable[[float, float], float], a: float, b: float) -> float:
     if math.isnan(a):
         return b
@@ -79,13 +92,13 @@ class Curve:
 
     def add(self, epoch: int, value: float) -> None:
         """A value of ``epoch``; the same epoch again replaces its value if it is alone in its bucket."""
-        point = Bucket.of(epoch, value)
         last = self.buckets[-1] if self.buckets else None
         if last is not None and last.size == 1 and last.last == epoch:
-            self.buckets[-1] = point
+            self.buckets[-1] = Bucket.of(epoch, value)
         elif last is not None and last.size < self.span:
-            self.buckets[-1] = last.merge(point)
+            self.buckets[-1] = _merged_with(last, epoch, value)
         else:
+            point = Bucket.of(epoch, value)
             if len(self.buckets) == MAX_BUCKETS:  # every bucket is full: merge them in pairs
                 self.buckets = [a.merge(b) for a, b in zip(self.buckets[::2], self.buckets[1::2])]
                 self.span *= 2

@@ -18,6 +18,8 @@ import tty
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from conftest import SIDECAR
 from gangplank_sidecar.aggregation.state import MAX_CURVES, RunState
@@ -273,3 +275,41 @@ def test_sparkline_levels_and_marks() -> None:
     assert curve_lines({"loss": curve, "one": Curve.of([(1, 1.0)])}, {"loss": 1}, ASCII) == [
         "loss  *..--x~~^  min 0  max 7  best @1"
     ]
+
+
+def _reference_add(curve: Curve, epoch: int, value: float) -> None:
+    """Curve.add as first written: every value a Bucket, merged with Bucket.merge."""
+    from gangplank_sidecar.curve import Bucket
+
+    point = Bucket.of(epoch, value)
+    last = curve.buckets[-1] if curve.buckets else None
+    if last is not None and last.size == 1 and last.last == epoch:
+        curve.buckets[-1] = point
+    elif last is not None and last.size < curve.span:
+        curve.buckets[-1] = last.merge(point)
+    else:
+        if len(curve.buckets) == MAX_BUCKETS:
+            curve.buckets = [a.merge(b) for a, b in zip(curve.buckets[::2], curve.buckets[1::2])]
+            curve.span *= 2
+        curve.buckets.append(point)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1, 1, 1, 2]),
+            st.one_of(st.floats(), st.sampled_from([0.0, -0.0, math.nan, math.inf, -math.inf, 1e308])),
+        ),
+        max_size=700,
+    )
+)
+@example([(1, 1.0)] * MAX_BUCKETS + [(1, -0.0), (1, math.nan)])  # -0.0 + 0.0 is 0.0, as Bucket.merge sums
+def test_the_fast_add_builds_the_same_buckets_as_bucket_merge(steps: list[tuple[int, float]]) -> None:
+    fast, reference, epoch = Curve(), Curve(), 0
+    for step, value in steps:
+        epoch += step
+        fast.add(epoch, value)
+        _reference_add(reference, epoch, value)
+    assert fast.span == reference.span
+    assert [tuple(map(repr, b)) for b in fast.buckets] == [tuple(map(repr, b)) for b in reference.buckets]

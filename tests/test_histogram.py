@@ -162,3 +162,29 @@ def test_the_shipped_bounds_count_a_large_array_exactly() -> None:
     expected = [int(np.count_nonzero(w64 <= b)) for b in HISTOGRAM_WEIGHT_BUCKETS_1_0] + [w.size]
     assert histogram([w], HISTOGRAM_WEIGHT_BUCKETS_1_0)["counts"] == expected
     assert histogram([w64], HISTOGRAM_WEIGHT_BUCKETS_1_0)["counts"] == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    even_bounds().flatmap(lambda le: st.tuples(st.just(le), weights_near(le))),
+    st.lists(st.integers(0, 40), max_size=12),
+    st.sampled_from([1, 3, 16, 64]),
+)
+def test_many_small_arrays_packed_together_count_as_one(case, cuts: list[int], block: int) -> None:
+    """Arrays smaller than a block are packed per dtype (here with tiny blocks, so packs fill, flush and
+    mix with arrays counted in place): the same counts as the whole, on the bounds, their float32
+    neighbours, +-0, subnormals, NaN and infinities."""
+    import gangplank_emitter.histogram as module
+
+    le, (w64, w32) = case
+    pieces: list[np.ndarray] = []
+    for whole in (w64, w32, np.float16(w32[np.abs(w32) < 6e4]), np.int64(np.arange(len(cuts)) - 3)):
+        edges = sorted({min(c, whole.size) for c in cuts} | {0, whole.size})
+        pieces += [whole[a:b] for a, b in zip(edges, edges[1:])]
+    pieces = pieces[::2] + pieces[1::2]  # dtypes interleaved
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "_BLOCK", block)
+        got = histogram(iter(pieces), le)
+    want = brute_force(pieces, le)
+    for key in ("counts", "count", "nonfinite", "min", "max"):  # not the sum: 3e38 - 3e38 cancels as it may
+        assert got[key] == want[key], key

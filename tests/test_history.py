@@ -308,3 +308,38 @@ def test_delivered_through_is_the_last_version_committed(tmp_path: Path) -> None
         time.sleep(0.01)
     assert sink.close(time.monotonic() + 5)
     assert sink.delivered_through() == 3
+
+
+def _check_rows(path: Path, fired_by_epoch: list[bool], started: bool) -> list[tuple]:
+    """One sink writes run ``r`` whose check fires (True) or passes at each epoch; started late: one batch."""
+    from gangplank_sidecar.aggregation.state import RunState
+    from gangplank_sidecar.parsers.protocol import Check
+    from gangplank_sidecar.sinks.history import HistorySink
+
+    reports: list[str] = []
+    sink = HistorySink(path, {}, reports.append)
+    if started:
+        sink.start()
+    s = RunState(job="j", phase="train", run="r", started=T0, time=T0)
+    for n, fired in enumerate(fired_by_epoch, 1):
+        s.epoch = n
+        s.observe({"loss": 1.0 / n}, n)
+        s.set_checks([Check(name="plateau", code="G1", message=f"flat at {n}", fired=fired)])
+        sink.listen("epoch", s)
+    if not started:
+        sink.start()
+    assert sink.close(time.monotonic() + 30) and reports == []
+    return rows(path, "SELECT name, code, message, first_epoch, last_epoch, fired FROM checks")
+
+
+def test_a_check_is_stored_as_it_fires_passes_and_fires_again(tmp_path: Path) -> None:
+    """The writer skips a passing check it has already stored as passing; every change is still written,
+    in one batch or many, and a new sidecar clears a check left fired by an earlier one."""
+    for started in (True, False):
+        path = tmp_path / f"{started}.db"
+        assert _check_rows(path, [False, False], started) == []
+        assert _check_rows(path, [False, True, False, False], started) == [("plateau", "G1", "flat at 2", 2, 2, 0)]
+        assert _check_rows(path, [True, False, True], started) == [("plateau", "G1", "flat at 3", 2, 3, 1)]
+        assert _check_rows(path, [False, False, True, True], started) == [("plateau", "G1", "flat at 4", 2, 4, 1)]
+        assert _check_rows(path, [False, True], started) == [("plateau", "G1", "flat at 2", 2, 2, 1)]
+        assert _check_rows(path, [False], started) == [("plateau", "G1", "flat at 2", 2, 2, 0)]

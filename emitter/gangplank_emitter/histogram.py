@@ -7,7 +7,7 @@ same answer as a float64 comparison while keeping the arrays in float32.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -35,6 +35,29 @@ def _as_float(array: object) -> np.ndarray:
     return a
 
 
+def _batches(weights: Iterable[object]) -> Iterator[np.ndarray]:
+    """The weights as float arrays of at least ``_BLOCK`` values where they allow it.
+
+    A model is many arrays, most of them small (a bias, a norm's scale): each costs a few dozen
+    numpy calls, so arrays of one dtype smaller than ``_BLOCK`` are packed together (a copy of
+    at most ``_BLOCK`` values at a time); a larger array is counted where it lies.
+    """
+    pending: dict[np.dtype, list[np.ndarray]] = {}
+    sizes: dict[np.dtype, int] = {}
+    for array in weights:
+        a = _as_float(array)
+        if a.size >= _BLOCK:
+            yield a
+        elif a.size:
+            pending.setdefault(a.dtype, []).append(a)
+            sizes[a.dtype] = sizes.get(a.dtype, 0) + a.size
+            if sizes[a.dtype] >= _BLOCK:
+                yield np.concatenate(pending.pop(a.dtype))
+                sizes[a.dtype] = 0
+    for group in pending.values():
+        yield group[0] if len(group) == 1 else np.concatenate(group)
+
+
 def histogram(weights: Iterable[object], le: Sequence[float]) -> dict:
     """The protocol's ``weights`` object for arrays of weights and finite, sorted bounds."""
     bounds = np.asarray(le, dtype=np.float64)
@@ -44,10 +67,8 @@ def histogram(weights: Iterable[object], le: Sequence[float]) -> dict:
     count = nonfinite = 0
     total = 0.0
     low, high = np.inf, -np.inf
-    for array in weights:
-        a = _as_float(array)
-        if a.size == 0:
-            continue
+    thresholds: dict[np.dtype, np.ndarray] = {}
+    for a in _batches(weights):
         with np.errstate(invalid="ignore", over="ignore"):
             s = float(np.sum(a, dtype=np.float64))
         if not np.isfinite(s):
@@ -61,12 +82,13 @@ def histogram(weights: Iterable[object], le: Sequence[float]) -> dict:
         total += s
         count += a.size
         low, high = min(low, float(a.min())), max(high, float(a.max()))
-        thresholds = _thresholds(bounds, a.dtype)
+        if a.dtype not in thresholds:
+            thresholds[a.dtype] = _thresholds(bounds, a.dtype)
         mask = np.empty(min(a.size, _BLOCK), dtype=bool)
         for start in range(0, a.size, _BLOCK):
             block = a[start : start + _BLOCK]
             m = mask[: block.size]
-            for i, t in enumerate(thresholds):
+            for i, t in enumerate(thresholds[a.dtype]):
                 np.less_equal(block, t, out=m)
                 below[i] += np.count_nonzero(m)
     return {

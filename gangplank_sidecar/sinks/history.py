@@ -1,8 +1,10 @@
 """Records every run in the SQLite run history, from a writer thread.
 
-The store's listener runs in the reading thread, so it only copies the few fields a record
-changed into a queue; the writer commits whatever has queued up in one transaction, so a
-crash loses at most the records not yet written (the current epoch). When the stream ends,
+The store's listener runs in the reading thread, so it only takes a snapshot of the few fields
+a record changed (a tuple, shallow copies of the dicts that change in place) into a queue; the
+writer builds the rows, the labels' JSON and the checks' state from it, and commits whatever has
+queued up in one transaction, so a crash loses at most the records not yet written (the
+current epoch). When the stream ends,
 runs without an end record are closed: `interrupted` for protocol runs (the emitter always
 writes an end), `ended` for text formats that have no end record to give.
 
@@ -21,10 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter
 
 from gangplank_sidecar.aggregation.state import RunState
+from gangplank_sidecar.parsers.protocol import Check
 from gangplank_sidecar.runs import db
 from gangplank_sidecar.system.sampler import Reading
 
@@ -34,8 +38,9 @@ MAX_QUEUED = 2_000  # records and samples waiting for the writer (a few MB); a f
 WAIT_FOR_ROOM = 1.0  # seconds a record waits for room before the history sheds records until half is free
 
 
-@dataclass(frozen=True)
-class _HistoryRow:
+class _HistoryRow(NamedTuple):
+    """What the writer needs of one record: a tuple, cheap to build in the reading thread."""
+
     event: str
     run: str
     phase: str
@@ -50,9 +55,13 @@ class _HistoryRow:
     planned_epochs: int | None
     elapsed: float | None
     source: str
-    checks: tuple[tuple[str, str, str, str, bool], ...]
-    labels: str
+    checks: dict[str, Check]
+    failed_checks: frozenset[str]
+    labels: dict[str, str]
     version: int  # the store version of the change it came from
+
+
+_new_row = tuple.__new__  # builds a _HistoryRow without NamedTuple's Python-level __new__ (1 us a record)
 
 
 @dataclass(frozen=True)
@@ -96,12 +105,16 @@ class HistorySink:
         self._labels = json.dumps(labels, sort_keys=True)
         self._conn = db.connect(path)
         db.mark_stale(self._conn)
-        self._queue: queue.Queue[_HistoryRow | _System | None] = queue.Queue(maxsize=MAX_QUEUED)
+        # A SimpleQueue (C, no lock round in Python) bounded by hand: the reader checks qsize and waits
+        # for ``_room``, which the writer sets when it has taken what was queued.
+        self._queue: queue.SimpleQueue[_HistoryRow | _System | None] = queue.SimpleQueue()
+        self._room = threading.Event()
         self._shedding = False
         self.shed = 0  # records and samples dropped because the writer could not keep up
         self._projects: dict[str, int] = {}
         self._ids: dict[tuple[str, str], int] = {}
         self._open: dict[tuple[str, str], bool] = {}  # runs without an end record -> from the protocol
+        self._passing: set[tuple[int, str]] = set()  # (run id, check) whose row this writer left unfired
         self._failed = False
         self.lost = 0  # records and samples dropped (what --strict counts)
         # Store versions, for checkpoints: set in this order (heard last), read in the reverse.
@@ -112,31 +125,37 @@ class HistorySink:
         self._thread.start()
 
     def listen(self, event: str, s: RunState) -> None:
-        """A store listener: copies what the record brought, in the reading thread; no I/O."""
+        """A store listener, in the reading thread: a snapshot of what the record brought, no I/O.
+
+        The dicts the run state changes in place are copied (a C-level copy of a few entries);
+        ``labels`` and the checks themselves are never changed once made, so they are shared.
+        """
         if event not in _WRITTEN:
             self._heard = s.version
             return
-        checks = tuple((c.name, c.code, c.severity, c.message, c.name in s.failed_checks) for c in s.checks.values())
-        metrics = dict(s.epoch_metrics) if event in ("epoch", "evaluate") else None
         self._put(
-            _HistoryRow(
-                event,
-                s.run,
-                s.phase,
-                s.job,
-                s.started,
-                s.time,
-                s.epoch,
-                metrics,
-                s.status,
-                s.params,
-                s.framework,
-                s.planned_epochs,
-                s.elapsed,
-                s.source,
-                checks,
-                json.dumps({**self._label_dict, **s.labels}, sort_keys=True) if s.labels else self._labels,
-                s.version,
+            _new_row(
+                _HistoryRow,
+                (
+                    event,
+                    s.run,
+                    s.phase,
+                    s.job,
+                    s.started,
+                    s.time,
+                    s.epoch,
+                    dict(s.epoch_metrics) if event in ("epoch", "evaluate") else None,
+                    s.status,
+                    s.params,
+                    s.framework,
+                    s.planned_epochs,
+                    s.elapsed,
+                    s.source,
+                    dict(s.checks),
+                    frozenset(s.failed_checks),
+                    s.labels,
+                    s.version,
+                ),
             )
         )
         self._heard = s.version
@@ -148,16 +167,12 @@ class HistorySink:
     def _put(self, item: _HistoryRow | _System) -> None:
         """Queues ``item``; a writer that cannot keep up slows the reader by at most ``WAIT_FOR_ROOM``,
         then records are dropped (counted, reported once) until half of the queue is free again."""
-        if self._shedding and self._queue.qsize() > MAX_QUEUED // 2:
+        size = self._queue.qsize()
+        if size > MAX_QUEUED // 2 and (self._shedding or (size >= MAX_QUEUED and not self._wait_for_room())):
             self._shed()
             return
         self._shedding = False
-        try:
-            self._queue.put(item, timeout=WAIT_FOR_ROOM)
-        except queue.Full:
-            self._shedding = True
-            self._shed()
-            return
+        self._queue.put(item)
         if isinstance(item, _HistoryRow):
             self._queued = item.version
 
@@ -166,6 +181,14 @@ class HistorySink:
         waited for). ``_heard`` is read first: a record heard of was queued before, so it shows as pending."""
         heard, queued, written = self._heard, self._queued, self._written
         return written if written < queued else heard
+
+    def _wait_for_room(self) -> bool:
+        """Whether the full queue has room within ``WAIT_FOR_ROOM``; False starts shedding."""
+        self._room.clear()  # then look again: the writer sets it after taking what is queued
+        if self._queue.qsize() < MAX_QUEUED or self._room.wait(WAIT_FOR_ROOM):
+            return True
+        self._shedding = True
+        return False
 
     def _shed(self) -> None:
         self.dropped.inc()
@@ -182,12 +205,9 @@ class HistorySink:
         A local write is not the network: it gets at least ``LOCAL_WAIT`` seconds past a shorter ``deadline``.
         """
         wait = max(deadline - time.monotonic(), LOCAL_WAIT)
-        try:
-            self._queue.put(None, timeout=wait)
-        except queue.Full:
-            return False
+        self._queue.put(None)
         self._thread.join(wait)
-        return self.lost == 0 and self.shed == 0
+        return not self._thread.is_alive() and self.lost == 0 and self.shed == 0
 
     def _run(self) -> None:
         while True:
@@ -197,6 +217,7 @@ class HistorySink:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            self._room.set()
             records = [r for r in batch if isinstance(r, _HistoryRow)]
             samples = [r for r in batch if isinstance(r, _System)]
             if records and not self._guarded(self._write, records):
@@ -217,6 +238,7 @@ class HistorySink:
             write(*args)
         except Exception as exc:  # any failure of one write must not stop the history
             self._projects.clear()  # ids cached in a transaction that was rolled back
+            self._passing.clear()  # and rows it updated
             self.dropped.inc(count)
             self.lost += count
             if not self._failed:
@@ -275,7 +297,7 @@ class HistorySink:
                 r.run,
                 r.phase,
                 self._project(r.job),
-                r.labels,
+                json.dumps({**self._label_dict, **r.labels}, sort_keys=True) if r.labels else self._labels,
                 r.framework,
                 r.params,
                 r.planned_epochs,
@@ -301,16 +323,19 @@ class HistorySink:
                 "INSERT INTO metrics VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value",
                 [(run_id, epoch, k, db.to_db(v)) for k, v in r.metrics.items()],
             )
-        for name, code, severity, message, fired in r.checks:
-            if fired:
+        # A check that passes is written once as passing, then only when it has fired again.
+        for name, check in r.checks.items():
+            if name in r.failed_checks:
                 self._conn.execute(
                     """INSERT INTO checks VALUES (?, ?, ?, ?, ?, ?, ?, 1)
                        ON CONFLICT DO UPDATE SET code = excluded.code, severity = excluded.severity,
                          message = excluded.message, last_epoch = excluded.last_epoch, fired = 1""",
-                    (run_id, name, code, severity, message, r.epoch, r.epoch),
+                    (run_id, name, check.code, check.severity, check.message, r.epoch, r.epoch),
                 )
-            else:
+                self._passing.discard((run_id, name))
+            elif (run_id, name) not in self._passing:
                 self._conn.execute("UPDATE checks SET fired = 0 WHERE run_id = ? AND name = ?", (run_id, name))
+                self._passing.add((run_id, name))
 
     def _close_open(self) -> None:
         if not self._open:
