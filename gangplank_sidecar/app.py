@@ -9,13 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from prometheus_client import disable_created_metrics
 
@@ -24,25 +23,23 @@ from gangplank_sidecar.checks import thresholds_from
 from gangplank_sidecar.errors import ConfigError
 from gangplank_sidecar.parsers import patterns as user_patterns
 from gangplank_sidecar.pipeline import Pipeline
-from gangplank_sidecar.runs import db as history_db
 from gangplank_sidecar.selfmetrics import SelfMetrics
 from gangplank_sidecar.settings import Settings
 from gangplank_sidecar.sinks import Sink
-from gangplank_sidecar.sinks.history import HistorySink
-from gangplank_sidecar.sinks.listen import ListenSink, parse_address
-from gangplank_sidecar.sinks.pushgateway import PushgatewaySink
-from gangplank_sidecar.sinks.remote_write import RemoteWriteSink, remote_write_sinks
 from gangplank_sidecar.sinks.summary import summarize
 from gangplank_sidecar.sinks.transport import Transport, check
-from gangplank_sidecar.sources.checkpoint import Checkpoints, default_path
-from gangplank_sidecar.sources.command import run_command
-from gangplank_sidecar.sources.files import Follower, follow, unusable
-from gangplank_sidecar.sources.kubernetes import KubernetesLogs
 from gangplank_sidecar.sources.stdin import Echo, read_stdin
 from gangplank_sidecar.sparkline import levels_for
-from gangplank_sidecar.system.families import PHASE as SYSTEM_PHASE
-from gangplank_sidecar.system.families import SystemCollector, SystemGroup
-from gangplank_sidecar.system.sampler import Sampler, choose_target
+
+# The parts a mode may not use are imported where that mode wires them (a pipe with --no-history
+# loads neither SQLite, protobuf, watchfiles nor the HTTP server): their imports are most of the start.
+if TYPE_CHECKING:
+    from gangplank_sidecar.sinks.history import HistorySink
+    from gangplank_sidecar.sinks.listen import ListenSink
+    from gangplank_sidecar.sinks.pushgateway import PushgatewaySink
+    from gangplank_sidecar.sinks.remote_write import RemoteWriteSink
+    from gangplank_sidecar.sources.files import Follower
+    from gangplank_sidecar.system.sampler import Sampler
 
 EXIT_OK, EXIT_UNDELIVERED, EXIT_USAGE = 0, 1, 2
 NODE_AGENT_JOB = "gangplank-node-agent"
@@ -138,6 +135,8 @@ class Sidecar:
         )
         if s.kubernetes_logs and not os.path.isdir(s.kubernetes_logs):
             raise ConfigError(f"--kubernetes-logs: {s.kubernetes_logs} is not a directory")
+        if s.files and not s.command:
+            from gangplank_sidecar.sources.files import unusable
         for path in s.files if not s.command else ():
             if (why := unusable(path)) is not None:
                 raise ConfigError(why)
@@ -150,13 +149,16 @@ class Sidecar:
             self.transport = Transport(s.transport)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self.listen = (
-            ListenSink(s.listen, self.store, s.labels, self.selfmetrics.registry, self.job, report)
-            if s.listen
-            else None
-        )
+        self.listen: ListenSink | None = None
+        if s.listen:
+            from gangplank_sidecar.sinks.listen import ListenSink
+
+            self.listen = ListenSink(s.listen, self.store, s.labels, self.selfmetrics.registry, self.job, report)
         self.sampler = self._sampler()
         if self.listen is not None and self.sampler is not None:
+            from gangplank_sidecar.system.families import PHASE as SYSTEM_PHASE
+            from gangplank_sidecar.system.families import SystemCollector
+
             labels = lambda: {"job": self.job(), "phase": SYSTEM_PHASE, **s.labels}  # noqa: E731
             self.listen.registry.register(SystemCollector(self.sampler, labels))
         self.follower: Follower | None = None
@@ -175,6 +177,8 @@ class Sidecar:
         s = self.settings
         if not s.system_interval or s.kubernetes_logs:  # the node agent measures no training process
             return None
+        from gangplank_sidecar.system.sampler import Sampler, choose_target
+
         disk = s.disk_path or (os.path.dirname(os.path.abspath(s.files[0])) if s.files else os.getcwd())
         return Sampler(s.system_interval, report, choose_target(s.pid, bool(s.command), report), disk)
 
@@ -182,18 +186,26 @@ class Sidecar:
         """File mode replays each file up to its checkpoint first: that state was already pushed."""
         s = self.settings
         if self.listen is not None:
+            from gangplank_sidecar.sinks.listen import parse_address
+
             self.listen.start()
             if parse_address(s.listen or "")[1] == 0:
                 report(
                     f"serving /metrics at http://{_host(self.listen.server.server_address[0])}:{self.listen.port}/metrics"
                 )
+        if s.files or s.kubernetes_logs:
+            from gangplank_sidecar.sources.checkpoint import Checkpoints, default_path
         if s.files and not s.command:
+            from gangplank_sidecar.sources.files import Follower
+
             path = Path(s.state_file) if s.state_file else default_path(s.files)
             self.follower = Follower(
                 s.files, self.pipeline.feed, report, Checkpoints(path, report), lambda: self.store.version
             )
             self.follower.resume()
         if s.kubernetes_logs:
+            from gangplank_sidecar.sources.kubernetes import KubernetesLogs
+
             path = Path(s.state_file) if s.state_file else default_path([s.kubernetes_logs])
             self.follower = KubernetesLogs(
                 s.kubernetes_logs,
@@ -211,6 +223,8 @@ class Sidecar:
         if self.follower is not None and self.follower.checkpoints is not None:
             self.follower.checkpoints.start(self.push.delivered_through if self.push else lambda: self.store.version)
         if s.remote_write:
+            from gangplank_sidecar.sinks.remote_write import remote_write_sinks
+
             recorder, self.writers = remote_write_sinks(
                 s.remote_write, s.labels, self.selfmetrics.registry, report, self.transport, s.retry
             )
@@ -222,6 +236,9 @@ class Sidecar:
         self.history = self._history()
 
     def _start_push(self) -> None:
+        from gangplank_sidecar.sinks.pushgateway import PushgatewaySink
+        from gangplank_sidecar.system.families import SystemGroup
+
         s = self.settings
         signal.signal(signal.SIGUSR1, _raise(Undelivered))
         self.push = push = PushgatewaySink(
@@ -242,14 +259,22 @@ class Sidecar:
             sampler.listeners.append(lambda reading: push.wake())
         if self.follower is not None:
             push.assume_delivered()
-        if isinstance(self.follower, KubernetesLogs):
-            push.delete(self.follower.orphans)
+        if s.kubernetes_logs:
+            from gangplank_sidecar.sources.kubernetes import KubernetesLogs
+
+            if isinstance(self.follower, KubernetesLogs):
+                push.delete(self.follower.orphans)
         push.start()
 
     def _history(self) -> HistorySink | None:
         """The run history (on by default); a database that cannot be opened is reported, never fatal."""
         if not self.settings.history:
             return None
+        import sqlite3
+
+        from gangplank_sidecar.runs import db as history_db
+        from gangplank_sidecar.sinks.history import HistorySink
+
         path = Path(self.settings.db) if self.settings.db else history_db.default_path()
         try:
             history = HistorySink(path, self.settings.labels, report, self.selfmetrics.registry)
@@ -269,6 +294,8 @@ class Sidecar:
             if self.signals.stopped:  # during the start (a long replay of followed files)
                 return EXIT_OK
             if s.command:
+                from gangplank_sidecar.sources.command import run_command
+
                 errors = Echo(
                     None if s.quiet else sys.stderr.buffer,
                     report,
@@ -276,6 +303,8 @@ class Sidecar:
                 )
                 return run_command(s.command, self.pipeline.feed, echo, errors, report)
             if self.follower is not None:
+                from gangplank_sidecar.sources.files import follow
+
                 follow(self.follower, self.store, s.exit_on_end, lambda: self.signals.stopped)
             else:
                 read_stdin(self.pipeline.feed, echo, lambda: self.signals.stopped)

@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 PHASES = ("train", "test")
 PLACES = ("epoch", "step")
 MAX_LINE = 1 << 16
@@ -105,6 +103,8 @@ def compile_pattern(text: str, phase: str = "train") -> Pattern:
 
 def load(path: str) -> list[Pattern]:
     """The patterns of a YAML file: a list of ``{match: REGEX, phase: train|test}``."""
+    import yaml  # only --patterns reads YAML: every other start is spared its import
+
     try:
         entries = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
