@@ -25,16 +25,10 @@ class Bucket(NamedTuple):
 
     @staticmethod
     def of(epoch: int, value: float) -> Bucket:
-        finite = math.isfinite(value)
-        return Bucket(
-            epoch,
-            epoch,
-            value if finite else 0.0,
-            1,
-            value if finite else math.nan,
-            value if finite else math.nan,
-            int(not finite),
-        )
+        # _make: one is built per value, and Bucket(...)'s argument handling would double its cost
+        if math.isfinite(value):
+            return Bucket._make((epoch, epoch, value, 1, value, value, 0))
+        return Bucket._make((epoch, epoch, 0.0, 1, math.nan, math.nan, 1))
 
     def merge(self, other: Bucket) -> Bucket:
         return Bucket(
@@ -79,16 +73,20 @@ class Curve:
     def add(self, epoch: int, value: float) -> None:
         """A value of ``epoch``; the same epoch again replaces its value if it is alone in its bucket."""
         point = Bucket.of(epoch, value)
-        last = self.buckets[-1] if self.buckets else None
-        if last is not None and last.count == 1 and last.last == epoch:
-            self.buckets[-1] = point
-        elif last is not None and last.count < self.span:
-            self.buckets[-1] = last.merge(point)
+        buckets = self.buckets
+        if not buckets:
+            buckets.append(point)
+            return
+        last = buckets[-1]
+        if last.count == 1 and last.last == epoch:
+            buckets[-1] = point
+        elif last.count < self.span:
+            buckets[-1] = last.merge(point)
         else:
-            if len(self.buckets) == MAX_BUCKETS:  # every bucket is full: merge them in pairs
-                self.buckets = [a.merge(b) for a, b in zip(self.buckets[::2], self.buckets[1::2])]
+            if len(buckets) == MAX_BUCKETS:  # every bucket is full: merge them in pairs
+                self.buckets = buckets = [a.merge(b) for a, b in zip(buckets[::2], buckets[1::2])]
                 self.span *= 2
-            self.buckets.append(point)
+            buckets.append(point)
 
     def columns(self, width: int) -> list[Bucket]:
         """At most ``width`` buckets, each the merge of consecutive ones."""
