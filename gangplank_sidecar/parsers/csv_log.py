@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_LINE = 1 << 16
 MAX_INDEX = 10**9
@@ -29,9 +30,8 @@ class Header:
     keys: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One row's values; ``epoch`` (from 0) and ``step`` as the logger wrote them, if it did."""
+class Row(NamedTuple):
+    """One row's values; ``epoch`` (from 0) and ``step`` as the logger wrote them, if it did (a tuple: one a row)."""
 
     metrics: dict[str, float]
     epoch: int | None

@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 PHASES = ("train", "test")
 PLACES = ("epoch", "step")
@@ -30,9 +31,8 @@ class Pattern:
     phase: str
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
-    """The values one pattern found in a line, with the epoch and step it named."""
+class Match(NamedTuple):
+    """The values one pattern found in a line, with the epoch and step it named (a tuple: built per line)."""
 
     metrics: dict[str, float]
     epoch: int | None

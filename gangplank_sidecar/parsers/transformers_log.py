@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 import math
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _NUMBER = rb"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
@@ -33,9 +33,8 @@ MAX_DICT = 1 << 16
 _SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "+inf": math.inf, "+nan": math.nan, "-nan": math.nan}
 
 
-@dataclass(frozen=True, slots=True)
-class Log:
-    """One printed dict's numeric values, keys as the Trainer wrote them (``epoch`` included)."""
+class Log(NamedTuple):
+    """One printed dict's numeric values, keys as the Trainer wrote them (``epoch`` included; a tuple, as cheap as one)."""
 
     metrics: dict[str, float]
 
