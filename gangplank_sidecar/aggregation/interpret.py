@@ -312,7 +312,11 @@ class Interpreter:
             s.observe(metrics, s.epoch)
             s.time = now
 
-        self._update(series, "epoch" if epoch is not None else "step", change, check=complete)
+        event = "epoch" if epoch is not None else "step"
+        if complete or not metrics.keys() <= series.metrics.keys():
+            self._update(series, event, change, check=complete)
+        else:  # known keys (most lines): no name to learn, no key to drop, no collision to report
+            self.store.update(series, event, change)
 
     def _evaluate(self, metrics: dict[str, float], elapsed: float | None = None, end_training: bool = False) -> None:
         """An evaluation after training (or with none): the test phase; ``end_training`` says the fit is over."""
