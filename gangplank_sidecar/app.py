@@ -165,6 +165,7 @@ class Sidecar:
         self.push: PushgatewaySink | None = None
         self.writers: list[RemoteWriteSink] = []
         self.history: HistorySink | None = None
+        self.gave_up = False  # --strict: the push worker said it gives up (then the end does not say it again)
         self.signals = Signals(patient=not (s.command or s.files or s.kubernetes_logs) and not _terminal_stdin())
 
     def job(self) -> str:
@@ -251,7 +252,7 @@ class Sidecar:
             handler=self.transport,
             retry=s.retry,
             timeout=s.transport.push_timeout,
-            on_failed=_interrupt_main if s.strict else None,
+            on_failed=self._gave_up if s.strict else None,
         )
         if self.sampler is not None:
             sampler = self.sampler
@@ -265,6 +266,15 @@ class Sidecar:
             if isinstance(self.follower, KubernetesLogs):
                 push.delete(self.follower.orphans)
         push.start()
+
+    def _gave_up(self) -> None:
+        """--strict: the push failed after its retries and the worker said so; stop reading at once.
+
+        When the reading has already ended, the signal is ignored and the end goes on: it must not
+        report the same failure a second time.
+        """
+        self.gave_up = True
+        _interrupt_main()
 
     def _history(self) -> HistorySink | None:
         """The run history (on by default); a database that cannot be opened is reported, never fatal."""
@@ -341,7 +351,7 @@ class Sidecar:
                     self.store.all_runs(), totals, dropped=self.store.dropped, levels=levels_for(sys.stderr.encoding)
                 )
             )
-        if self.push is not None and not dict(closed)[self.push] and not strict_failed:
+        if self.push is not None and not dict(closed)[self.push] and not strict_failed and not self.gave_up:
             what = ", ".join(self.push.undelivered()) or "the sidecar's own metrics"
             when = "before the signal" if self.signals.cut else f"within {s.flush_timeout:g} s"
             report(f"not delivered to the Pushgateway at {s.pushgateway} {when}: {what} ({self.push.last_error})")
