@@ -146,7 +146,8 @@ class Sidecar:
         try:
             if s.pushgateway:
                 check(s.pushgateway, s.transport)
-            self.transport = Transport(s.transport)
+            if s.pushgateway or s.remote_write:  # the senders: without one, no CA store to load (30 ms of CPU)
+                self.transport = Transport(s.transport)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self.listen: ListenSink | None = None
