@@ -10,13 +10,12 @@ import contextlib
 import functools
 import os
 import signal
-import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from prometheus_client import disable_created_metrics
 
@@ -24,25 +23,23 @@ from gangplank_sidecar.aggregation.state import Store, key
 from gangplank_sidecar.errors import ConfigError
 from gangplank_sidecar.parsers import patterns as user_patterns
 from gangplank_sidecar.pipeline import Pipeline
-from gangplank_sidecar.runs import db as history_db
 from gangplank_sidecar.selfmetrics import SelfMetrics
 from gangplank_sidecar.settings import Settings
 from gangplank_sidecar.sinks import Sink
-from gangplank_sidecar.sinks.history import HistorySink
-from gangplank_sidecar.sinks.listen import ListenSink, parse_address
-from gangplank_sidecar.sinks.pushgateway import PushgatewaySink
-from gangplank_sidecar.sinks.remote_write import RemoteWriteSink, remote_write_sinks
 from gangplank_sidecar.sinks.summary import summarize
 from gangplank_sidecar.sinks.transport import Transport, check
-from gangplank_sidecar.sources.checkpoint import Checkpoints, default_path
-from gangplank_sidecar.sources.command import run_command
-from gangplank_sidecar.sources.files import Follower, follow, unusable
-from gangplank_sidecar.sources.kubernetes import KubernetesLogs
 from gangplank_sidecar.sources.stdin import Echo, read_stdin
 from gangplank_sidecar.sparkline import levels_for
-from gangplank_sidecar.system.families import PHASE as SYSTEM_PHASE
-from gangplank_sidecar.system.families import SystemCollector, SystemGroup
-from gangplank_sidecar.system.sampler import Sampler, choose_target
+
+# The parts a mode may not use are imported where that mode wires them (a pipe with --no-history
+# loads neither SQLite, protobuf, watchfiles nor the HTTP server): their imports are most of the start.
+if TYPE_CHECKING:
+    from gangplank_sidecar.sinks.history import HistorySink
+    from gangplank_sidecar.sinks.listen import ListenSink
+    from gangplank_sidecar.sinks.pushgateway import PushgatewaySink
+    from gangplank_sidecar.sinks.remote_write import RemoteWriteSink
+    from gangplank_sidecar.sources.files import Follower
+    from gangplank_sidecar.system.sampler import Sampler
 
 EXIT_OK, EXIT_UNDELIVERED, EXIT_USAGE = 0, 1, 2
 NODE_AGENT_JOB = "gangplank-node-agent"
@@ -138,6 +135,8 @@ class Sidecar:
         )
         if s.kubernetes_logs and not os.path.isdir(s.kubernetes_logs):
             raise ConfigError(f"--kubernetes-logs: {s.kubernetes_logs} is not a directory")
+        if s.files and not s.command:
+            from gangplank_sidecar.sources.files import unusable
         for path in s.files if not s.command else ():
             if (why := unusable(path)) is not None:
                 raise ConfigError(why)
@@ -147,16 +146,19 @@ class Sidecar:
         try:
             if s.pushgateway:
                 check(s.pushgateway, s.transport)
-            self.transport = Transport(s.transport)
+            if s.pushgateway or s.remote_write:  # the senders: without one, no CA store to load (30 ms of CPU)
+                self.transport = Transport(s.transport)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self.listen = (
-            ListenSink(s.listen, self.store, s.labels, self.selfmetrics.registry, self.job, report)
-            if s.listen
-            else None
-        )
+        self.listen: ListenSink | None = None
+        if s.listen:
+            from gangplank_sidecar.sinks.listen import ListenSink
+
+            self.listen = ListenSink(s.listen, self.store, s.labels, self.selfmetrics.registry, self.job, report)
         self.sampler = self._sampler()
         if self.listen is not None and self.sampler is not None:
+            from gangplank_sidecar.system.families import PHASE as SYSTEM_PHASE
+            from gangplank_sidecar.system.families import SystemCollector
 
             def labels() -> dict[str, str]:
                 return {"job": self.job(), "phase": SYSTEM_PHASE, **s.labels}
@@ -166,6 +168,7 @@ class Sidecar:
         self.push: PushgatewaySink | None = None
         self.writers: list[RemoteWriteSink] = []
         self.history: HistorySink | None = None
+        self.gave_up = False  # --strict: the push worker said it gives up (then the end does not say it again)
         self.signals = Signals(patient=not (s.command or s.files or s.kubernetes_logs) and not _terminal_stdin())
 
     def job(self) -> str:
@@ -178,6 +181,8 @@ class Sidecar:
         s = self.settings
         if not s.system_interval or s.kubernetes_logs:  # the node agent measures no training process
             return None
+        from gangplank_sidecar.system.sampler import Sampler, choose_target
+
         disk = s.disk_path or (os.path.dirname(os.path.abspath(s.files[0])) if s.files else os.getcwd())
         return Sampler(s.system_interval, report, choose_target(s.pid, bool(s.command), report), disk)
 
@@ -185,17 +190,25 @@ class Sidecar:
         """File mode replays each file up to its checkpoint first: that state was already pushed."""
         s = self.settings
         if self.listen is not None:
+            from gangplank_sidecar.sinks.listen import parse_address
+
             self.listen.start()
             if parse_address(s.listen or "")[1] == 0:
                 host = _host(str(self.listen.server.server_address[0]))
                 report(f"serving /metrics at http://{host}:{self.listen.port}/metrics")
+        if s.files or s.kubernetes_logs:
+            from gangplank_sidecar.sources.checkpoint import Checkpoints, default_path
         if s.files and not s.command:
+            from gangplank_sidecar.sources.files import Follower
+
             path = Path(s.state_file) if s.state_file else default_path(s.files)
             self.follower = Follower(
                 s.files, self.pipeline.feed, report, Checkpoints(path, report), lambda: self.store.version
             )
             self.follower.resume()
         if s.kubernetes_logs:
+            from gangplank_sidecar.sources.kubernetes import KubernetesLogs
+
             path = Path(s.state_file) if s.state_file else default_path([s.kubernetes_logs])
             self.follower = KubernetesLogs(
                 s.kubernetes_logs,
@@ -210,6 +223,8 @@ class Sidecar:
         if s.pushgateway:
             self._start_push()
         if s.remote_write:
+            from gangplank_sidecar.sinks.remote_write import remote_write_sinks
+
             recorder, self.writers = remote_write_sinks(
                 s.remote_write, s.labels, self.selfmetrics.registry, report, self.transport, s.retry
             )
@@ -232,6 +247,9 @@ class Sidecar:
         return min((max(sink.delivered_through(), replayed) for sink in self._sinks()), default=self.store.version)
 
     def _start_push(self) -> None:
+        from gangplank_sidecar.sinks.pushgateway import PushgatewaySink
+        from gangplank_sidecar.system.families import SystemGroup
+
         s = self.settings
         signal.signal(signal.SIGUSR1, _raise(Undelivered))
         self.push = push = PushgatewaySink(
@@ -244,7 +262,7 @@ class Sidecar:
             handler=self.transport,
             retry=s.retry,
             timeout=s.transport.push_timeout,
-            on_failed=_interrupt_main if s.strict else None,
+            on_failed=self._gave_up if s.strict else None,
         )
         if self.sampler is not None:
             sampler = self.sampler
@@ -252,14 +270,31 @@ class Sidecar:
             sampler.listeners.append(lambda reading: push.wake())
         if self.follower is not None:
             push.assume_delivered()
-        if isinstance(self.follower, KubernetesLogs):
-            push.delete([key(*group) for group in self.follower.orphans])
+        if s.kubernetes_logs:
+            from gangplank_sidecar.sources.kubernetes import KubernetesLogs
+
+            if isinstance(self.follower, KubernetesLogs):
+                push.delete([key(*group) for group in self.follower.orphans])
         push.start()
+
+    def _gave_up(self) -> None:
+        """--strict: the push failed after its retries and the worker said so; stop reading at once.
+
+        When the reading has already ended, the signal is ignored and the end goes on: it must not
+        report the same failure a second time.
+        """
+        self.gave_up = True
+        _interrupt_main()
 
     def _history(self) -> HistorySink | None:
         """The run history (on by default); a database that cannot be opened is reported, never fatal."""
         if not self.settings.history:
             return None
+        import sqlite3
+
+        from gangplank_sidecar.runs import db as history_db
+        from gangplank_sidecar.sinks.history import HistorySink
+
         path = Path(self.settings.db) if self.settings.db else history_db.default_path()
         try:
             history = HistorySink(path, self.settings.labels, report, self.selfmetrics.registry)
@@ -279,6 +314,8 @@ class Sidecar:
             if self.signals.stopped:  # during the start (a long replay of followed files)
                 return EXIT_OK
             if s.command:
+                from gangplank_sidecar.sources.command import run_command
+
                 errors = Echo(
                     None if s.quiet else sys.stderr.buffer,
                     report,
@@ -286,6 +323,8 @@ class Sidecar:
                 )
                 return run_command(s.command, self.pipeline.feed, echo, errors, report)
             if self.follower is not None:
+                from gangplank_sidecar.sources.files import follow
+
                 runs = (lambda: [(r.source, r.status) for r in self.store.all_runs()]) if s.exit_on_end else None
                 follow(self.follower, runs, lambda: self.signals.stopped)
             else:
@@ -322,7 +361,7 @@ class Sidecar:
                     self.store.all_runs(), totals, dropped=self.store.dropped, levels=levels_for(sys.stderr.encoding)
                 )
             )
-        if self.push is not None and not dict(closed)[self.push] and not strict_failed:
+        if self.push is not None and not dict(closed)[self.push] and not strict_failed and not self.gave_up:
             what = ", ".join(self.push.undelivered()) or "the sidecar's own metrics"
             when = "before the signal" if self.signals.cut else f"within {s.flush_timeout:g} s"
             report(f"not delivered to the Pushgateway at {s.pushgateway} {when}: {what} ({self.push.last_error})")

@@ -26,16 +26,10 @@ class Bucket(NamedTuple):
 
     @staticmethod
     def of(epoch: int, value: float) -> Bucket:
-        finite = math.isfinite(value)
-        return Bucket(
-            epoch,
-            epoch,
-            value if finite else 0.0,
-            1,
-            value if finite else math.nan,
-            value if finite else math.nan,
-            int(not finite),
-        )
+        # _make: one is built per value, and Bucket(...)'s argument handling would double its cost
+        if math.isfinite(value):
+            return Bucket._make((epoch, epoch, value, 1, value, value, 0))
+        return Bucket._make((epoch, epoch, 0.0, 1, math.nan, math.nan, 1))
 
     def merge(self, other: Bucket) -> Bucket:
         return Bucket(

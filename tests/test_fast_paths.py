@@ -11,7 +11,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from gangplank_sidecar import parsers
-from gangplank_sidecar.parsers import csv_log, floydhub, keras_log, transformers_log
+from gangplank_sidecar.parsers import csv_log, floydhub, keras_log, lightning_log, transformers_log
 
 
 def outcome(parse, line: bytes) -> tuple[str, object]:
@@ -416,3 +416,85 @@ def test_csv_numeric_row_is_taken() -> None:
     log = csv_log.CsvLog()
     log.parse(b"epoch,step,train_loss_epoch,train_loss_step,val_loss\n")
     assert log._fast(b"0,7,,0.5,") == [csv_log.Row({"train_loss_step": 0.5}, 0, 7)]
+
+
+def lightning_full(line: bytes) -> list:
+    """lightning_log.parse_bar without its line-level test: the bar regex on every segment that tqdm shows
+    finished (``100%|`` or an unknown total ``/? [``; a bar drawn without a percentage is not read either way)."""
+    if len(line) > lightning_log.MAX_LINE:
+        return []
+    found: dict[int, lightning_log.Bar] = {}
+    for segment in reversed(line.split(b"\r")):
+        start = segment.find(b"Epoch ")
+        finished = b"100%|" in segment or b"/? [" in segment
+        bar = lightning_log._BAR.match(segment, start) if start >= 0 and finished else None
+        if bar is None or (bar[3] != b"?" and bar[2] != bar[3]):
+            continue
+        epoch = int(bar[1])
+        if epoch not in found:
+            found[epoch] = lightning_log.Bar(epoch, lightning_log._postfix(bar[4]))
+    return [found[epoch] for epoch in sorted(found)]
+
+
+lightning_piece = st.sampled_from(
+    [
+        "\r",
+        "Epoch ",
+        "Epoch 3: ",
+        "100%|",
+        "50%|",
+        "|",
+        "/? [",
+        "16/16 ",
+        "8/16 ",
+        "5/? ",
+        "[",
+        "]",
+        ", ",
+        "loss=0.5",
+        "%",
+    ]
+)
+
+
+@st.composite
+def lightning_lines(draw) -> bytes:
+    """Bar segments as Lightning draws them (finished, unfinished, unknown total), then near misses of them."""
+    segments = []
+    for _ in range(draw(st.integers(1, 3))):
+        done, total = draw(st.sampled_from([(16, 16), (8, 16), (5, None), (0, 16)]))
+        percent = "" if total is None else f"{100 * done // total}%"
+        segments.append(
+            f"Epoch {draw(st.integers(0, 3))}: {percent}|█████     | {done}/{total or '?'} "
+            f"[00:00<00:00, 717.17it/s, v_num=0, train_loss_step=0.5]"
+        )
+    line = "\r".join(segments)
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
+        at = draw(st.integers(0, len(line)))
+        cut = draw(st.integers(0, 4))
+        line = line[:at] + draw(st.one_of(st.just(""), lightning_piece, st.text(max_size=2))) + line[at + cut :]
+    return line.encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(lightning_lines())
+@example("Epoch 3: 50%|█████     | 8/16 [00:00<00:00, v_num=0]\rEpoch 3: 100%|██████████| 16/16 [00:00<00:00]".encode())
+@example(b"Epoch 0: |          | 5/? [00:00<?, ?it/s, loss=0.5]")
+@example(b"Epoch 2: 100%|| 15/16 [x]\rEpoch 1: 100%|| 16/16 [x]")
+def test_lightning_bar_rejections_match_the_full_parser(line: bytes) -> None:
+    assert lightning_log.parse_bar(line) == lightning_full(line)
+
+
+@given(st.binary(max_size=200))
+def test_lightning_bar_rejections_on_arbitrary_bytes(line: bytes) -> None:
+    assert lightning_log.parse_bar(line) == lightning_full(line)
+
+
+def test_lightning_unfinished_bars_skip_the_regex(monkeypatch) -> None:
+    """A line of bars short of 100% is decided by byte tests; a finished bar still gives its values."""
+    line = "\rEpoch 3: 50%|█████     | 8/16 [00:00<00:00, loss=0.5]\rEpoch 3: 56%|█████▌    | 9/16 [00:00<00:00]"
+    monkeypatch.setattr(lightning_log, "_BAR", None)  # any regex use would raise
+    assert lightning_log.parse_bar(line.encode()) == []
+    monkeypatch.undo()
+    done = b"Epoch 3: 100%|##########| 16/16 [00:00<00:00, v_num=0, loss=0.5]"
+    assert lightning_log.parse_bar(done) == [lightning_log.Bar(3, {"loss": 0.5})]

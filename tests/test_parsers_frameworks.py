@@ -659,6 +659,8 @@ cells = st.lists(
 def test_csv_split_equals_the_csv_module_without_quotes(header: str, row: str) -> None:
     fast, full = CsvLog(), CsvLog()
     for line in (header, row):
+        if not line:
+            continue  # an empty line is nothing to either parser; its quoted form '""' would be one empty cell
         try:
             got = fast.parse(line.encode())
         except ValueError as exc:

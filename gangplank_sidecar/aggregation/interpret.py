@@ -286,7 +286,7 @@ class Interpreter:
         """This stream's current text run's training series, if it has one."""
         if self._text_run is None:
             return None
-        series = self.store.get(self._job(self._text_run), "train")
+        series = self.store.get(self._job(self._text_run), "train", self.labels)
         return series if series is not None and series.run == self._text_run else None
 
     def _placed(
@@ -296,12 +296,14 @@ class Interpreter:
         step: int | None = None,
         new_run: bool = False,
         complete: bool = False,
+        train: RunState | None = None,
     ) -> None:
         """Values of epoch ``epoch`` (or of no epoch yet) in the training run.
 
-        ``complete``: the epoch has all of them.
+        ``complete``: the epoch has all of them. ``train``: the run's training series if the caller has
+        just looked it up (``_train_series``).
         """
-        series = self._text_series("train", new_run=new_run)
+        series = train if train is not None and not new_run else self._text_series("train", new_run=new_run)
         now = self._now()
 
         def change(s: RunState) -> None:
@@ -315,7 +317,11 @@ class Interpreter:
             s.observe(metrics, s.epoch)
             s.time = now
 
-        self._update(series, "epoch" if epoch is not None else "step", change, check=complete)
+        event = "epoch" if epoch is not None else "step"
+        if complete or not metrics.keys() <= series.metrics.keys():
+            self._update(series, event, change, check=complete)
+        else:  # known keys (most lines): no name to learn, no key to drop, no collision to report
+            self.store.update(series, event, change)
 
     def _evaluate(self, metrics: dict[str, float], elapsed: float | None = None, end_training: bool = False) -> None:
         """An evaluation after training (or with none): the test phase; ``end_training`` says the fit is over."""
@@ -365,14 +371,14 @@ class Interpreter:
             restart = self._trained or (
                 epoch is not None and train is not None and train.epoch is not None and epoch < train.epoch
             )
-            self._placed(metrics, epoch or None, new_run=restart)
+            self._placed(metrics, epoch or None, new_run=restart, train=train)
 
     def _bar(self, bar: lightning_log.Bar) -> None:
         """Lightning's bar for epoch N (from 0): epoch N+1's values so far; back at an earlier epoch, a new fit."""
         train = self._train_series()
         epoch = bar.epoch + 1
         restart = self._trained or (train is not None and train.epoch is not None and epoch < train.epoch)
-        self._placed(bar.metrics, epoch, new_run=restart)
+        self._placed(bar.metrics, epoch, new_run=restart, train=train)
 
     def _round(self, found: boosting.Round) -> None:
         """A boosting round is a whole epoch; back at round one, a new training; an earlier round again
@@ -381,7 +387,7 @@ class Interpreter:
         done = train.epoch if train is not None and train.epoch is not None else 0
         if found.rounds <= done and found.rounds != 1:
             return
-        self._placed(found.metrics, found.rounds, new_run=found.rounds <= done, complete=True)
+        self._placed(found.metrics, found.rounds, new_run=found.rounds <= done, complete=True, train=train)
 
     def _csv_row(self, row: csv_log.Row) -> None:
         """A row updates its epoch (from 0); a row of an earlier epoch was read before (a logger rewrote its file)."""
@@ -389,7 +395,7 @@ class Interpreter:
         epoch = None if row.epoch is None else row.epoch + 1
         if epoch is not None and train is not None and train.epoch is not None and epoch < train.epoch:
             return
-        self._placed(row.metrics, epoch, row.step)
+        self._placed(row.metrics, epoch, row.step, train=train)
 
     def _pairs(self, found: kv.Pairs | patterns.Match) -> None:
         """``name=value`` pairs or a user pattern's groups: the epoch and step as printed."""
@@ -401,7 +407,7 @@ class Interpreter:
             (found.epoch is not None and train.epoch is not None and found.epoch < train.epoch)
             or (found.step is not None and train.step is not None and found.step < train.step)
         )
-        self._placed(found.metrics, found.epoch, found.step, new_run=back or self._trained)
+        self._placed(found.metrics, found.epoch, found.step, new_run=back or self._trained, train=train)
 
 
 # The handler of each text format's item (exact types: the parsers build no subclasses). After

@@ -10,12 +10,12 @@ snapshots, so a slow sink never holds up the reading path.
 from __future__ import annotations
 
 import copy
-import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from math import isfinite
 
 from gangplank_sidecar.aggregation.names import Names
 from gangplank_sidecar.curve import Curve
@@ -79,20 +79,26 @@ class RunState:
         add up to the epoch's values; a new epoch's replace them. Keys beyond ``max_keys`` (the run's
         first keys win) are dropped and counted in ``dropped_values``.
         """
-        if len(self.metrics) + len(metrics) > self.max_keys:
-            metrics = self._within_limit(metrics)
-        self.names.learn(metrics)
-        self.metrics.update(metrics)
+        known = self.metrics
+        if not metrics.keys() <= known.keys():  # a new key: the only case with a name to learn or a key to drop
+            if len(known) + len(metrics) > self.max_keys:
+                metrics = self._within_limit(metrics)
+            self.names.learn(metrics)
+        known.update(metrics)
         if not best:
             return
         if epoch is None or epoch != self.metrics_epoch:
             self.epoch_metrics, self.metrics_epoch = {}, epoch
         self.epoch_metrics.update(metrics)
-        bests = self.best
+        bests, curves = self.best, self.curves
         for key, value in metrics.items():
-            if epoch is not None and (key in self.curves or len(self.curves) < MAX_CURVES):
-                self.curves.setdefault(key, Curve()).add(epoch, value)
-            if not math.isfinite(value):
+            if epoch is not None:
+                curve = curves.get(key)
+                if curve is None and len(curves) < MAX_CURVES:
+                    curve = curves[key] = Curve()
+                if curve is not None:
+                    curve.add(epoch, value)
+            if not isfinite(value):
                 continue
             kept = bests.get(key)
             if kept is None or (value < kept[0] if lower_is_better(key) else value > kept[0]):
@@ -115,9 +121,13 @@ class RunState:
                 return False
             self.names.learn((key,))
         self.metrics[key] = value
-        if curve and epoch is not None and (key in self.curves or len(self.curves) < MAX_CURVES):
-            self.curves.setdefault(key, Curve()).add(epoch, value)
-        if math.isfinite(value):
+        if curve and epoch is not None:
+            line = self.curves.get(key)
+            if line is None and len(self.curves) < MAX_CURVES:
+                line = self.curves[key] = Curve()
+            if line is not None:
+                line.add(epoch, value)
+        if isfinite(value):
             best = self.best.get(key)
             if best is None or (value < best[0] if lower_is_better(key) else value > best[0]):
                 self.best[key] = (value, epoch)

@@ -77,7 +77,7 @@ def _formats(line: bytes) -> Parsed:
         if points:
             return "floydhub", points
     if b"%|" in line:  # a tqdm bar, which Keras never draws: Lightning's, or a bar before a Trainer dict
-        bars = lightning_log.parse_bar(line)
+        bars = lightning_log.parse_bar(line) if b"Epoch " in line else None  # its own first test, without a call
         if bars:
             return "lightning", bars
     elif keras_log.candidate(line):
@@ -157,7 +157,7 @@ def _with_tables(parse: Callable[[bytes], Parsed]) -> Callable[[bytes], Parsed]:
     tables = lightning_log.Tables()
 
     def parsed(line: bytes) -> Parsed:
-        if tables.open:
+        if tables.stage is not None:  # a table is open (``tables.open`` without a call per line)
             results = tables.parse(line)
             if results or tables.open:
                 return "lightning", results

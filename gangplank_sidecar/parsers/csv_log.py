@@ -14,8 +14,8 @@ writes a new one); a row with another number of cells than its header is a bad r
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_LINE = 1 << 16
 MAX_INDEX = 10**9
@@ -29,9 +29,8 @@ class Header:
     keys: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One row's values; ``epoch`` (from 0) and ``step`` as the logger wrote them, if it did."""
+class Row(NamedTuple):
+    """One row's values; ``epoch`` (from 0) and ``step`` as the logger wrote them, if it did (a tuple: one a row)."""
 
     metrics: dict[str, float]
     epoch: int | None
@@ -108,6 +107,6 @@ def _is_number(cell: str) -> bool:
 
 
 def _index(value: float | None) -> int | None:
-    if value is None or not math.isfinite(value) or value != int(value) or not 0 <= value <= MAX_INDEX:
+    if value is None or not 0 <= value <= MAX_INDEX or value != int(value):  # NaN and infinities are out of range
         return None
     return int(value)

@@ -7,9 +7,8 @@ number (``lr=``, ``mode=fast``) is not a metric.
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Katib's default filter, as Katib writes it: ([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)
 _PAIR = re.compile(rb"([\w|-]+)\s*=\s*([+-]?\d*(?:\.\d+)?(?:[Ee][+-]?\d+)?)")
@@ -17,9 +16,8 @@ MAX_LINE = 1 << 16
 MAX_INDEX = 10**9  # an epoch or step beyond this is no counter: read as a metric
 
 
-@dataclass(frozen=True, slots=True)
-class Pairs:
-    """The metrics of one line; ``epoch`` and ``step`` as printed, if the line has them."""
+class Pairs(NamedTuple):
+    """The metrics of one line; ``epoch`` and ``step`` as printed, if the line has them (a tuple: built per line)."""
 
     metrics: dict[str, float]
     epoch: int | None
@@ -38,14 +36,15 @@ def parse(line: bytes) -> list[Pairs]:
         metrics[key.decode("ascii", "replace")] = value
     if not metrics:
         return []
-    epoch, step = _index(metrics, "epoch"), _index(metrics, "step")
+    epoch = _index(metrics, "epoch") if "epoch" in metrics else None
+    step = _index(metrics, "step") if "step" in metrics else None
     return [Pairs(metrics, epoch, step)]
 
 
 def _index(metrics: dict[str, float], key: str) -> int | None:
     """``epoch``/``step`` as a counter when it is a whole number in range (then it is no metric)."""
-    value = metrics.get(key)
-    if value is None or not math.isfinite(value) or value != int(value) or not 0 <= value <= MAX_INDEX:
+    value = metrics[key]
+    if not 0 <= value <= MAX_INDEX or value != int(value):  # NaN and infinities are out of range
         return None
     del metrics[key]
     return int(value)

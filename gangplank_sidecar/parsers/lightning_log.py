@@ -69,6 +69,8 @@ def parse_bar(line: bytes) -> list[Bar]:
     """Each epoch's last complete segment in ``line``, in epoch order."""
     if b"Epoch " not in line or len(line) > MAX_LINE:
         return []
+    if b"100%|" not in line and b"/? [" not in line:  # no segment can be finished: no split, no loop
+        return []
     found: dict[int, Bar] = {}
     for segment in reversed(line.split(b"\r")):
         start = segment.find(b"Epoch ")

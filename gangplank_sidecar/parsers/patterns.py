@@ -16,8 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
+from typing import NamedTuple
 
 PHASES = ("train", "test")
 PLACES = ("epoch", "step")
@@ -32,9 +31,8 @@ class Pattern:
     phase: str
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
-    """The values one pattern found in a line, with the epoch and step it named."""
+class Match(NamedTuple):
+    """The values one pattern found in a line, with the epoch and step it named (a tuple: built per line)."""
 
     metrics: dict[str, float]
     epoch: int | None
@@ -105,6 +103,8 @@ def compile_pattern(text: str, phase: str = "train") -> Pattern:
 
 def load(path: str) -> list[Pattern]:
     """The patterns of a YAML file: a list of ``{match: REGEX, phase: train|test}``."""
+    import yaml  # only --patterns reads YAML: every other start is spared its import
+
     try:
         entries = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:

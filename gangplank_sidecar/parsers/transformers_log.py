@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 import math
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _NUMBER = rb"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
@@ -31,11 +31,14 @@ _BARE = re.compile(rb"(?<=: )([-+]?(?:nan|inf))(?=[,}])")
 _NUMPY = re.compile(rb"np\.(?:float|int|uint)(?:16|32|64)\(([^()]{0,64})\)")
 MAX_DICT = 1 << 16
 _SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "+inf": math.inf, "+nan": math.nan, "-nan": math.nan}
+_SPECIAL_BYTES = {text.encode(): value for text, value in _SPECIAL.items()}
 
 
-@dataclass(frozen=True, slots=True)
-class Log:
-    """One printed dict's numeric values, keys as the Trainer wrote them (``epoch`` included)."""
+class Log(NamedTuple):
+    """One printed dict's numeric values, keys as the Trainer wrote them (``epoch`` included).
+
+    A tuple: as cheap to build as one.
+    """
 
     metrics: dict[str, float]
 
@@ -60,10 +63,14 @@ def _fast(text: bytes) -> dict[str, float] | None:
     """The values of a flat dict of numbers by regex; None for any other shape."""
     if _FLAT.fullmatch(text) is None:
         return None
-    pairs = _PAIRS.findall(text)
-    if any(bare[:1] in b"+-0" and _OCTAL.fullmatch(bare) for _key, _quoted, bare in pairs):
-        return None  # 05 is no Python literal (the full parser refuses the dict); Python never prints one
-    return {key.decode(): _number((quoted or bare).decode()) for key, quoted, bare in pairs}
+    metrics = {}
+    for key, quoted, bare in _PAIRS.findall(text):
+        if bare[:1] in b"+-0" and bare and _OCTAL.fullmatch(bare):
+            return None  # 05 is no Python literal (the full parser refuses the dict); Python never prints one
+        number = quoted or bare
+        special = _SPECIAL_BYTES.get(number)
+        metrics[key.decode()] = float(number) if special is None else special  # float() reads ASCII bytes
+    return metrics
 
 
 def _full(text: bytes) -> dict[str, float] | None:
