@@ -199,3 +199,22 @@ def test_a_csv_row_that_does_not_fit_is_counted_and_the_file_goes_on() -> None:
         "/x/metrics.csv:4: CSV row has 1 cells, its header 2",
     ]
     assert runs(store) == [("run1", "train", 3, None, None, {"loss": 0.3})]
+
+
+def test_a_line_without_an_epoch_is_a_step_of_the_epoch_in_progress() -> None:
+    """Once a run has an epoch, a line without one updates the gauges only: the finished epoch keeps its
+    values, its curve point and its best; before any epoch, such lines are the run's observations (Katib)."""
+    (s,) = feed([b"epoch=1 loss=0.3", b"loss=0.9", b"step=7 loss=0.8"], "kv").all_runs()
+    assert (s.metrics, s.epoch_metrics, s.metrics_epoch, s.best, s.step) == (
+        {"loss": 0.8},
+        {"loss": 0.3},
+        1,
+        {"loss": (0.3, 1)},
+        7,
+    )
+    assert [(b.first, b.last, b.total) for b in s.curves["loss"].buckets] == [(1, 1, 0.3)]
+    (s,) = feed([b"epoch=1 loss=0.3", b"loss=0.1", b"epoch=2 loss=0.2"], "kv").all_runs()
+    assert (s.metrics, s.epoch_metrics, s.best) == ({"loss": 0.2}, {"loss": 0.2}, {"loss": (0.2, 2)})
+    assert [(b.first, b.total) for b in s.curves["loss"].buckets] == [(1, 0.3), (2, 0.2)]
+    (s,) = feed([b"loss=0.5", b"loss=0.4", b"loss=0.45"], "kv").all_runs()
+    assert (s.metrics, s.epoch, s.best, s.curves) == ({"loss": 0.45}, None, {"loss": (0.4, None)}, {})

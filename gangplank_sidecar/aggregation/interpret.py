@@ -314,7 +314,9 @@ class Interpreter:
                 s.settle = None if complete else self._check_epoch
             if step is not None:
                 s.step = step
-            s.observe(metrics, s.epoch)
+            # A line without an epoch, once the run has one, is a step of the epoch in progress: its
+            # values are the gauges', not the finished epoch's (its curve, best, history and checks).
+            s.observe(metrics, s.epoch, best=epoch is not None or s.epoch is None)
             s.time = now
 
         event = "epoch" if epoch is not None else "step"
