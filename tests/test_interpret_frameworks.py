@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gangplank_sidecar import parsers
 from gangplank_sidecar.aggregation.interpret import Interpreter
 from gangplank_sidecar.aggregation.state import Store
-from gangplank_sidecar.parsers.patterns import Patterns, compile_pattern
+from gangplank_sidecar.parsers import kv
+from gangplank_sidecar.parsers.patterns import Match, Patterns, compile_pattern
 
 FRAMEWORKS = Path(__file__).parent / "fixtures" / "frameworks"
 
@@ -218,3 +222,51 @@ def test_a_line_without_an_epoch_is_a_step_of_the_epoch_in_progress() -> None:
     assert [(b.first, b.total) for b in s.curves["loss"].buckets] == [(1, 0.3), (2, 0.2)]
     (s,) = feed([b"loss=0.5", b"loss=0.4", b"loss=0.45"], "kv").all_runs()
     assert (s.metrics, s.epoch, s.best, s.curves) == ({"loss": 0.45}, None, {"loss": (0.4, None)}, {})
+
+
+class _AlwaysPlaced(Interpreter):
+    """The interpreter without ``_pairs``'s inline step: every training pattern match through ``_placed``."""
+
+    def apply(self, item: object, when: float | None = None) -> None:
+        assert isinstance(item, Match)
+        self.when = when
+        self._pairs_placed(item)
+
+    def _pairs_placed(self, found: kv.Pairs | Match) -> None:
+        train = self._train_series()
+        back = train is not None and (
+            (found.epoch is not None and train.epoch is not None and found.epoch < train.epoch)
+            or (found.step is not None and train.step is not None and found.step < train.step)
+        )
+        self._placed(found.metrics, found.epoch, found.step, new_run=back or self._trained, train=train)
+
+
+matches = st.builds(
+    Match,
+    st.dictionaries(st.sampled_from(["loss", "acc", "lr"]), st.floats(allow_nan=False), min_size=1, max_size=3),
+    st.none() | st.integers(0, 4),
+    st.none() | st.integers(0, 30),
+    st.just("train"),
+)
+
+
+@given(st.lists(matches, max_size=30))
+@settings(max_examples=400, deadline=None)
+def test_pairs_inline_step_equals_placed(found: list[Match]) -> None:
+    """Steps of known keys in an epoch in progress, read inline, leave the run state ``_placed`` leaves."""
+    stores = []
+    for kind in (Interpreter, _AlwaysPlaced):
+        store = Store()
+        interpreter = kind(store, "stdin", None, lambda message: None)
+        for item in found:
+            interpreter.apply(item, when=1.0)
+        stores.append(store)
+    fields = ("phase", "epoch", "step", "metrics", "epoch_metrics", "metrics_epoch", "best", "status", "time")
+    states = [
+        [
+            [getattr(s, name) for name in fields] + [{k: c.buckets for k, c in s.curves.items()}]
+            for s in store.all_runs()
+        ]
+        for store in stores
+    ]
+    assert states[0] == states[1]

@@ -544,24 +544,57 @@ def test_transformers_fast_path_equals_full_parser(logs: dict) -> None:
     assert repr(transformers_log.parse(text)) == repr([Log(full)])
 
 
+PATTERN_SETS = [
+    # combined: an epoch and a step, a top-level alternation, an optional group, a step alone
+    [
+        r"loss (?P<loss>[\d.]+)",
+        r"acc=(?P<acc>[\d.e]+)|E(?P<epoch>[\d.-]+)(?P<x>\d*)",
+        r"(?P<step>[\d.]+)/(?P<y>\d)?",
+        r"^(?P<epoch>\d+)#(?P<step>\d+) (?P<z>\S+)$",
+    ],
+    [
+        r"loss (?P<loss>[\d.]+)",
+        r"acc=(?P<acc>[\d.]+)",
+        r"E(?P<epoch>\d)(?P<x>\d*)",
+        r"(?i)LOSS (?P<big>\d)",
+    ],  # each alone
+    [r"(?P<w>\d)(\d)\2 (?P<v>\S+)", r"loss (?P<loss>[\d.]+)"],  # a numbered backreference: each alone
+    [r"E(?P<epoch>\d+) loss (?P<loss>\S+)"],  # one pattern
+]
+
+
 @given(
+    st.sampled_from(range(len(PATTERN_SETS))),
     st.lists(
-        st.sampled_from([b"loss 0.5", b"acc=0.25", b"E3", b"xx", b"7/0.5", b"Loss 1", b"\r", b" "]), max_size=6
-    ).map(b"".join)
+        st.sampled_from(
+            [b"loss 0.5", b"acc=0.25", b"acc=e", b"E3", b"E1.0", b"E-1", b"E99999999999", b"xx", b"7/0.5", b"7/5"]
+            + [b"1.5/", b"Loss 1", b"loss ", b"0#12 ", b"3#4 x", b"\r", b" ", b"117 ", b"9"]
+        ),
+        max_size=6,
+    ).map(b"".join),
 )
-@settings(max_examples=300, deadline=None)
-def test_patterns_prefilter_equals_trying_each(line: bytes) -> None:
-    texts = [r"loss (?P<loss>[\d.]+)", r"acc=(?P<acc>[\d.]+)", r"E(?P<epoch>\d)(?P<x>\d*)", r"(?i)LOSS (?P<big>\d)"]
-    compiled = [compile_pattern(t) for t in texts]
+@settings(max_examples=1500, deadline=None)
+def test_patterns_combined_equals_trying_each(which: int, line: bytes) -> None:
+    """The combined regex and its groups' fast reading give what each pattern, tried alone in order, gives."""
+    compiled = [compile_pattern(t) for t in PATTERN_SETS[which]]
     combined = Patterns(compiled)
-    reference = next(
-        ([patterns._match(m, p, i)] for i, p in enumerate(compiled, 1) if (m := p.regex.search(line.rstrip(b"\r\n")))),
-        [],
-    )
+    assert (combined._any is None) == (which in (1, 2))
+
+    def each() -> list[Match]:
+        for number, pattern in enumerate(compiled, 1):
+            found = pattern.regex.search(line.rstrip(b"\r\n"))
+            if found is not None:
+                return [patterns._match(found, pattern, number)]
+        return []
+
     try:
-        assert combined.parse(line) == reference
-    except ValueError:
-        pass
+        expected: list[Match] | str = each()
+    except ValueError as exc:
+        expected = str(exc)
+    try:
+        assert combined.parse(line) == expected
+    except ValueError as exc:
+        assert str(exc) == expected
 
 
 @pytest.mark.parametrize(

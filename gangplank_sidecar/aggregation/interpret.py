@@ -405,11 +405,29 @@ class Interpreter:
             self._evaluate(found.metrics)
             return
         train = self._train_series()
+        metrics, epoch, step = found.metrics, found.epoch, found.step
         back = train is not None and (
-            (found.epoch is not None and train.epoch is not None and found.epoch < train.epoch)
-            or (found.step is not None and train.step is not None and found.step < train.step)
+            (epoch is not None and train.epoch is not None and epoch < train.epoch)
+            or (step is not None and train.step is not None and step < train.step)
         )
-        self._placed(found.metrics, found.epoch, found.step, new_run=back or self._trained, train=train)
+        if (
+            epoch is None
+            and train is not None
+            and train.epoch is not None
+            and not (back or self._trained)
+            and metrics.keys() <= train.metrics.keys()
+        ):  # most lines: a step of the epoch in progress, of known keys; what ``_placed`` does for it, inline
+            now = self._now()
+
+            def step_change(s: RunState) -> None:
+                if step is not None:
+                    s.step = step
+                s.metrics.update(metrics)  # the gauges: ``observe`` without a best, of keys the run has
+                s.time = now
+
+            self.store.update(train, "step", step_change)
+            return
+        self._placed(metrics, epoch, step, new_run=back or self._trained, train=train)
 
 
 # The handler of each text format's item (exact types: the parsers build no subclasses). After

@@ -6,7 +6,8 @@
 
 Named groups ``epoch`` and ``step`` place the values (as printed); every other named group is
 a metric of that name. Patterns are searched in the line in order, and the first that matches
-wins; one combined regex of them all runs first, so a line none matches costs one search.
+wins. One combined regex of them all runs instead: a line none matches costs one search, and a
+line the first pattern matches one search too, whose groups give the values.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ PLACES = ("epoch", "step")
 MAX_LINE = 1 << 16
 MAX_INDEX = 10**9
 _GROUP = re.compile(rb"(?<!\\)((?:\\\\)*)\(\?P([<=])(\w+)")
+_NUMBERED = re.compile(rb"(?<!\\)(?:\\\\)*(?:\\[1-9]|\(\?\(\d)")  # a backreference or condition by number
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +42,29 @@ class Match(NamedTuple):
     phase: str
 
 
+_new_match = tuple.__new__  # a Match from its fields without NamedTuple's Python-level constructor
+
+
+class Layout(NamedTuple):
+    """Where a pattern's groups are in the combined regex. ``groups``: its empty closing group (so that
+    ``Match.group`` gives a tuple), its ``epoch`` and ``step`` groups, its metric groups; ``epoch_at``,
+    ``step_at`` and ``first_metric``: positions in that tuple (0 for no such group)."""
+
+    number: int
+    pattern: Pattern
+    groups: tuple[int, ...]
+    metrics: tuple[str, ...]
+    epoch_at: int
+    step_at: int
+    first_metric: int
+
+
 class Patterns:
-    """Compiled patterns, in order, with their combined prefilter."""
+    """Compiled patterns, in order, with their combined regex (None if it cannot be built)."""
 
     def __init__(self, patterns: Sequence[Pattern]) -> None:
         self.patterns = tuple(patterns)
-        self._any = _combined(self.patterns)
+        self._any, self._layouts = _combined(self.patterns)
 
     def __bool__(self) -> bool:
         return bool(self.patterns)
@@ -55,13 +74,49 @@ class Patterns:
         if len(line) > MAX_LINE:
             return []
         line = line.rstrip(b"\r\n")
-        if self._any is not None and self._any.search(line) is None:
+        if self._any is None:
+            return self._each(line, 0)
+        found = self._any.search(line)
+        if found is None:
             return []
-        for number, pattern in enumerate(self.patterns, 1):
+        layout = self._layouts[found.lastindex or 0]
+        number = layout.number
+        if number > 1:  # a later pattern matched earlier in the line: an earlier pattern may match further on
+            earlier = self._each(line, 0, number - 1)
+            if earlier:
+                return earlier
+        try:
+            return [_values(found.group(*layout.groups), layout)]
+        except ValueError:  # not a plain number: the full reading says which group, or reads it after all
+            return self._each(line, number - 1, number)
+
+    def _each(self, line: bytes, first: int, stop: int | None = None) -> list[Match]:
+        """Patterns ``first`` to ``stop`` (0-based, end excluded), each searched on its own, in order."""
+        for number, pattern in enumerate(self.patterns[first:stop], first + 1):
             found = pattern.regex.search(line)
             if found is not None:
                 return [_match(found, pattern, number)]
         return []
+
+
+def _values(texts: tuple[bytes | None, ...], layout: Layout) -> Match:
+    """The values of a pattern's groups, as ``_combined`` laid them out. ValueError for anything but a
+    plain number, or a place out of range: ``_match`` then reads the line."""
+    _, pattern, _, metrics, epoch_at, step_at, first_metric = layout
+    epoch = step = None
+    if epoch_at and (text := texts[epoch_at]):
+        epoch = int(text)
+        if not 0 <= epoch <= MAX_INDEX:
+            raise ValueError(epoch)
+    if step_at and (text := texts[step_at]):
+        step = int(text)
+        if not 0 <= step <= MAX_INDEX:
+            raise ValueError(step)
+    values = {}
+    for name, text in zip(metrics, texts[first_metric:]):
+        if text:
+            values[name] = float(text)
+    return _new_match(Match, (values, epoch, step, pattern.phase))
 
 
 def _match(found: re.Match[bytes], pattern: Pattern, number: int) -> Match:
@@ -129,15 +184,30 @@ def from_options(path: str | None, regexes: Sequence[str]) -> Patterns:
     return Patterns([*(load(path) if path else ()), *(compile_pattern(text) for text in regexes)])
 
 
-def _combined(patterns: Sequence[Pattern]) -> re.Pattern[bytes] | None:
-    """One regex that matches where any pattern does (their groups renamed apart), or None if it cannot be built."""
-    if len(patterns) < 2:
-        return None  # one pattern is its own filter
+def _combined(patterns: Sequence[Pattern]) -> tuple[re.Pattern[bytes] | None, dict[int, Layout]]:
+    """One regex that matches where any pattern does (their groups renamed apart), each followed by an empty
+    group of its own, and the layout of each pattern's groups in it by the index of that group; None if it
+    cannot be built (a numbered backreference would point elsewhere; inline flags must start a regex).
+    The empty group comes last, not around the pattern: a group around it would hide a leading ``^``
+    from the regex engine, which then tries every position of a line."""
+    if not patterns:
+        return None, {}
     parts = []
     for i, pattern in enumerate(patterns):
+        if _NUMBERED.search(pattern.regex.pattern):
+            return None, {}
         renamed = _GROUP.sub(rb"\g<1>(?P\g<2>_%d_\g<3>" % i, pattern.regex.pattern)
-        parts.append(b"(?:" + renamed + b")")
+        parts.append(b"(?:(?:" + renamed + b")(?P<_%d>))" % i)  # an empty group that closes last: ``lastindex``
     try:
-        return re.compile(b"|".join(parts))
+        combined = re.compile(b"|".join(parts))
     except re.error:
-        return None
+        return None, {}
+    layouts = {}
+    for i, pattern in enumerate(patterns):
+        index, wrapper = combined.groupindex, combined.groupindex[f"_{i}"]
+        places = [name for name in PLACES if name in pattern.regex.groupindex]
+        metrics = tuple(name for name in pattern.regex.groupindex if name not in PLACES)
+        groups = (wrapper, *(index[f"_{i}_{name}"] for name in (*places, *metrics)))
+        at = {name: n for n, name in enumerate(places, 1)}
+        layouts[wrapper] = Layout(i + 1, pattern, groups, metrics, at.get("epoch", 0), at.get("step", 0), len(at) + 1)
+    return combined, layouts
