@@ -26,10 +26,11 @@ class Bucket(NamedTuple):
 
     @staticmethod
     def of(epoch: int, value: float) -> Bucket:
-        # _make: one is built per value, and Bucket(...)'s argument handling would double its cost
+        # tuple.__new__: one is built per value, and Bucket(...)'s argument handling (or _make's checks) would
+        # double its cost
         if math.isfinite(value):
-            return Bucket._make((epoch, epoch, value, 1, value, value, 0))
-        return Bucket._make((epoch, epoch, 0.0, 1, math.nan, math.nan, 1))
+            return _new_bucket(Bucket, (epoch, epoch, value, 1, value, value, 0))
+        return _new_bucket(Bucket, (epoch, epoch, 0.0, 1, math.nan, math.nan, 1))
 
     def merge(self, other: Bucket) -> Bucket:
         return Bucket(

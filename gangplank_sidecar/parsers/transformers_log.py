@@ -21,17 +21,14 @@ from typing import NamedTuple
 
 _ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _NUMBER = rb"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
-_VALUE = rb"'(" + _NUMBER + rb")'|(" + _NUMBER + rb")"
-_PAIR = rb"'([A-Za-z0-9_./-]{1,200})': (?:" + _VALUE + rb")"
-# The common shape, all values numbers or number strings: read by one regex, no eval.
-_FLAT = re.compile(rb"\{" + _PAIR + rb"(?:, " + _PAIR + rb")*\}")
-_PAIRS = re.compile(_PAIR)
 _OCTAL = re.compile(rb"[-+]?0\d+")
 _BARE = re.compile(rb"(?<=: )([-+]?(?:nan|inf))(?=[,}])")
 _NUMPY = re.compile(rb"np\.(?:float|int|uint)(?:16|32|64)\(([^()]{0,64})\)")
 MAX_DICT = 1 << 16
 _SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "+inf": math.inf, "+nan": math.nan, "-nan": math.nan}
 _SPECIAL_BYTES = {text.encode(): value for text, value in _SPECIAL.items()}
+_KEY_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./-"
+_DECIMAL_BYTES = b"0123456789.eE+-"  # with these alone, float() reads exactly _NUMBER's finite numbers
 
 
 class Log(NamedTuple):
@@ -44,7 +41,7 @@ class Log(NamedTuple):
 
 
 def candidate(line: bytes) -> bool:
-    return b"{'" in line and b"}" in line
+    return line.find(b"{'") >= 0 and 0x7D in line  # }; ``find`` and an int: ``in`` tries a bytes as an int first
 
 
 def parse(line: bytes) -> list[Log]:
@@ -60,16 +57,34 @@ def parse(line: bytes) -> list[Log]:
 
 
 def _fast(text: bytes) -> dict[str, float] | None:
-    """The values of a flat dict of numbers by regex; None for any other shape."""
-    if _FLAT.fullmatch(text) is None:
+    """The values of the common shape, a flat dict of numbers or number strings (keys of ``_KEY_BYTES``, at
+    most 200), by byte operations, no eval; None for any other shape.
+
+    Pairs are split at ``, '`` and ``': `` (a key or a number holds neither), then each key and
+    number is held to its characters: what is left is a number exactly when ``float`` reads it.
+    """
+    if text[:2] != b"{'" or text[-1:] != b"}":
         return None
     metrics = {}
-    for key, quoted, bare in _PAIRS.findall(text):
-        if bare[:1] in b"+-0" and bare and _OCTAL.fullmatch(bare):
+    for pair in text[2:-1].split(b", '"):
+        key, colon, value = pair.partition(b"': ")
+        if not colon or not 0 < len(key) <= 200 or key.translate(None, _KEY_BYTES):
+            return None
+        if value[:1] == b"'":
+            if len(value) < 3 or value[-1:] != b"'":
+                return None
+            value = value[1:-1]
+        elif value[:1] in b"+-0" and value and _OCTAL.fullmatch(value):
             return None  # 05 is no Python literal (the full parser refuses the dict); Python never prints one
-        number = quoted or bare
-        special = _SPECIAL_BYTES.get(number)
-        metrics[key.decode()] = float(number) if special is None else special  # float() reads ASCII bytes
+        special = _SPECIAL_BYTES.get(value)
+        if special is None:
+            if value.translate(None, _DECIMAL_BYTES):
+                return None
+            try:
+                special = float(value)  # float() reads ASCII bytes
+            except ValueError:
+                return None
+        metrics[key.decode()] = special
     return metrics
 
 
