@@ -391,7 +391,17 @@ csv_cell = st.one_of(
 @settings(max_examples=3000, deadline=None)
 @given(
     st.lists(csv_cell, min_size=1, max_size=6),
-    st.sampled_from([("epoch", "step", "loss", "val_loss"), ("epoch", "loss"), ("a", "b", "c")]),
+    st.sampled_from(
+        [
+            ("epoch", "step", "loss", "val_loss"),
+            ("epoch", "loss"),
+            ("a", "b", "c"),
+            ("step", "epoch", "loss"),  # the places first in another order
+            ("loss", "epoch"),  # a place after a metric: the fast path's general form
+            ("epoch", "epoch", "loss"),
+            ("epoch", "step"),
+        ]
+    ),
 )
 @example(["0", "7", "", "0.5"], ("epoch", "step", "loss", "val_loss"))
 def test_csv_numeric_rows_match_the_full_parser(cells: list[str], keys: tuple[str, ...]) -> None:
