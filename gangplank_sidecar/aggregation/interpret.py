@@ -409,11 +409,13 @@ class Interpreter:
 
     def _more_of_epoch(self, series: RunState, metrics: dict[str, float], epoch: int, step: int | None) -> None:
         """``_placed`` of more values of the epoch in progress, all of known keys (most rows of a CSV file):
-        nothing to settle, no name to learn, no key to drop."""
+        nothing to settle, no name to learn, no key to drop; and once the epoch's checks have run (a sink
+        looks at every record), no need to run them again for values they do not read."""
         now, settle = self._now(), self._check_epoch
 
         def change(s: RunState) -> None:
-            s.settle = settle
+            if s.settle is None and checks.changes_findings(s.epoch_metrics, metrics):
+                s.settle = settle
             if step is not None:
                 s.step = step
             s.observe_more(metrics, epoch)
