@@ -88,8 +88,12 @@ class Curve:
     def add(self, epoch: int, value: float) -> None:
         """A value of ``epoch``; the same epoch again replaces its value if it is alone in its bucket."""
         last = self.buckets[-1] if self.buckets else None
-        if last is not None and last.size == 1 and last.last == epoch:
-            self.buckets[-1] = Bucket.of(epoch, value)
+        if last is not None and last.size == 1 and last.last == epoch:  # rows of one epoch (CSV, FloydHub) come here
+            self.buckets[-1] = (
+                _new_bucket(Bucket, (epoch, epoch, value, 1, value, value, 0))
+                if math.isfinite(value)
+                else Bucket.of(epoch, value)
+            )
         elif last is not None and last.size < self.span:
             self.buckets[-1] = _merged_with(last, epoch, value)
         else:

@@ -6,6 +6,7 @@ Lines are drawn near the fast paths' edges: the shapes they take, one piece off.
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from hypothesis import assume, example, given, settings
@@ -418,7 +419,17 @@ csv_cell = st.one_of(
 @settings(max_examples=3000, deadline=None)
 @given(
     st.lists(csv_cell, min_size=1, max_size=6),
-    st.sampled_from([("epoch", "step", "loss", "val_loss"), ("epoch", "loss"), ("a", "b", "c")]),
+    st.sampled_from(
+        [
+            ("epoch", "step", "loss", "val_loss"),
+            ("epoch", "loss"),
+            ("a", "b", "c"),
+            ("step", "epoch", "loss"),  # the places first in another order
+            ("loss", "epoch"),  # a place after a metric: the fast path's general form
+            ("epoch", "epoch", "loss"),
+            ("epoch", "step"),
+        ]
+    ),
 )
 @example(["0", "7", "", "0.5"], ("epoch", "step", "loss", "val_loss"))
 def test_csv_numeric_rows_match_the_full_parser(cells: list[str], keys: tuple[str, ...]) -> None:
@@ -525,3 +536,66 @@ def test_lightning_unfinished_bars_skip_the_regex(monkeypatch) -> None:
     monkeypatch.undo()
     done = b"Epoch 3: 100%|##########| 16/16 [00:00<00:00, v_num=0, loss=0.5]"
     assert lightning_log.parse_bar(done) == [lightning_log.Bar(3, {"loss": 0.5})]
+
+
+# CSV rows of the epoch in progress with known keys take ``Interpreter._more_of_epoch``: the same run state
+# as ``_placed``, the full path, for any sequence of rows.
+csv_value = st.one_of(st.floats(), st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0]))
+csv_row = st.builds(
+    csv_log.Row,
+    st.dictionaries(st.sampled_from(["loss", "val_loss", "acc", "train_loss_step"]), csv_value, max_size=3),
+    st.one_of(st.none(), st.integers(0, 4)),
+    st.one_of(st.none(), st.integers(0, 50)),
+)
+
+
+def _run_state(rows: list[csv_log.Row], lean: bool, listened: bool) -> tuple[object, ...]:
+    """``listened``: a sink hears of every update, so each settles the epoch's checks (the history's case)."""
+    from gangplank_sidecar.aggregation.interpret import Interpreter
+    from gangplank_sidecar.aggregation.state import Store
+
+    store = Store()
+    if listened:
+        store.listeners.append(lambda event, series: None)
+    interpreter = Interpreter(store, "m.csv", "j", lambda message: None)
+    if not lean:
+        interpreter._more_of_epoch = lambda series, metrics, epoch, step: interpreter._placed(  # type: ignore[method-assign]
+            metrics, epoch, step, train=series
+        )
+    for row in rows:
+        interpreter.apply(row, when=1.0)
+    return tuple(
+        repr(
+            (
+                s.run == interpreter._text_run,
+                s.metrics,
+                s.epoch_metrics,
+                s.metrics_epoch,
+                s.best,
+                s.epoch,
+                s.step,
+                sorted(s.checks.items()),
+                sorted(s.failed_checks),
+                {key: c.buckets for key, c in s.curves.items()},
+                s.version,
+            )
+        )
+        for s in store.snapshot()
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(csv_row, max_size=40), st.booleans())
+@example(
+    [
+        csv_log.Row({"loss": 1.0, "acc": math.nan}, 0, 1),
+        csv_log.Row({"acc": 0.5}, 0, 2),  # a non-finite value replaced: non_finite no longer fires
+        csv_log.Row({"acc": 0.6, "val_loss": math.inf}, 0, 3),
+        csv_log.Row({"loss": 0.5}, 0, 4),
+    ],
+    True,
+)
+def test_csv_rows_of_the_epoch_in_progress_update_the_state_as_the_full_path(
+    rows: list[csv_log.Row], listened: bool
+) -> None:
+    assert _run_state(rows, lean=True, listened=listened) == _run_state(rows, lean=False, listened=listened)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from conftest import SIDECAR
-from gangplank_sidecar.aggregation.state import Store
+from gangplank_sidecar.aggregation.state import RunState, Store
 from gangplank_sidecar.runs import db
 from gangplank_sidecar.sinks.history import HistorySink
 
@@ -308,6 +308,48 @@ def test_delivered_through_is_the_last_version_committed(tmp_path: Path) -> None
         time.sleep(0.01)
     assert sink.close(time.monotonic() + 5)
     assert sink.delivered_through() == 3
+
+
+def test_records_of_one_epoch_queued_together_are_one_record(tmp_path: Path) -> None:
+    """A CSV file's rows: 1,000 epoch records of epoch 1, then of epoch 2, before the writer runs. Each epoch
+    is queued once (its last record, which holds every value), every value arrives, and the version of the
+    last record is the one committed."""
+    store, sink = Store(), HistorySink(tmp_path / "runs.db", {}, lambda message: None)
+    store.listeners.append(sink.listen)
+    series = store.begin("j", "train", "r", when=T0)
+    for n in range(2000):
+
+        def change(s: RunState, n: int = n) -> None:
+            s.epoch = n // 1000 + 1
+            s.observe({"loss": float(n)} if n % 1000 else {"loss": float(n), "val_loss": -1.0}, s.epoch)
+
+        store.update(series, "epoch", change)
+    assert sink._queue.qsize() == 3  # the start, one record of each epoch
+    assert sink.delivered_through() == 0  # nothing committed yet
+    sink.start()
+    assert sink.close(time.monotonic() + 30)
+    assert sink.delivered_through() == series.version == 2001
+    assert rows(tmp_path / "runs.db", "SELECT epoch, key, value FROM metrics ORDER BY epoch, key") == [
+        (1, "loss", 999.0),
+        (1, "val_loss", -1.0),
+        (2, "loss", 1999.0),
+        (2, "val_loss", -1.0),
+    ]
+
+
+def test_a_record_the_writer_has_taken_is_not_replaced(tmp_path: Path) -> None:
+    """Once the writer has popped a record's slot, the next record of the same epoch is queued after it."""
+    store, sink = Store(), HistorySink(tmp_path / "runs.db", {}, lambda message: None)
+    store.listeners.append(sink.listen)
+    series = store.begin("j", "train", "r", when=T0)
+    store.update(series, "epoch", lambda s: (setattr(s, "epoch", 1), s.observe({"loss": 1.0}, 1)) and None)
+    taken = sink._slot
+    row = taken.pop()  # as the writer takes it
+    store.update(series, "epoch", lambda s: s.observe({"loss": 2.0}, 1))
+    assert row.metrics == {"loss": 1.0} and row.version == 2
+    assert sink._slot is not taken and sink._slot[0].metrics == {"loss": 2.0} and sink._slot[0].version == 3
+    assert sink._queue.qsize() == 3  # the start, the taken slot, the new one
+    sink._conn.close()
 
 
 def _check_rows(path: Path, fired_by_epoch: list[bool], started: bool) -> list[tuple]:

@@ -246,6 +246,15 @@ _PASSED = tuple(
 )
 
 
+def changes_findings(epoch_metrics: dict[str, float], metrics: dict[str, float]) -> bool:
+    """Whether ``metrics``, more values of an epoch whose checks ran on ``epoch_metrics``, can change what
+    they find: RunChecks reads loss and val_loss (and the weights), and names every non-finite value."""
+    return any(
+        key in ("loss", "val_loss") or not math.isfinite(value) or not math.isfinite(epoch_metrics.get(key, 0.0))
+        for key, value in metrics.items()
+    )
+
+
 def all_passed() -> list[Check]:
     """Every training check as passed, to export zeros from the start of a run."""
     return list(_PASSED)

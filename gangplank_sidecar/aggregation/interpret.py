@@ -397,7 +397,31 @@ class Interpreter:
         epoch = None if row.epoch is None else row.epoch + 1
         if epoch is not None and train is not None and train.epoch is not None and epoch < train.epoch:
             return
+        if (
+            train is not None
+            and epoch is not None
+            and epoch == train.epoch == train.metrics_epoch
+            and row.metrics.keys() <= train.metrics.keys()
+        ):
+            self._more_of_epoch(train, row.metrics, epoch, row.step)
+            return
         self._placed(row.metrics, epoch, row.step, train=train)
+
+    def _more_of_epoch(self, series: RunState, metrics: dict[str, float], epoch: int, step: int | None) -> None:
+        """``_placed`` of more values of the epoch in progress, all of known keys (most rows of a CSV file):
+        nothing to settle, no name to learn, no key to drop; and once the epoch's checks have run (a sink
+        looks at every record), no need to run them again for values they do not read."""
+        now, settle = self._now(), self._check_epoch
+
+        def change(s: RunState) -> None:
+            if s.settle is None and checks.changes_findings(s.epoch_metrics, metrics):
+                s.settle = settle
+            if step is not None:
+                s.step = step
+            s.observe_more(metrics, epoch)
+            s.time = now
+
+        self.store.update(series, "epoch", change)
 
     def _pairs(self, found: kv.Pairs | patterns.Match) -> None:
         """``name=value`` pairs or a user pattern's groups: the epoch and step as printed."""

@@ -104,6 +104,23 @@ class RunState:
             if kept is None or (value < kept[0] if lower_is_better(key) else value > kept[0]):
                 bests[key] = (value, epoch)
 
+    def observe_more(self, metrics: dict[str, float], epoch: int) -> None:
+        """``observe(metrics, epoch)`` of known keys, more values of the epoch ``epoch_metrics`` hold
+        (``metrics_epoch``): the same dict entries, curve points and bests, without a choice to make."""
+        bests, curves = self.best, self.curves
+        self.metrics.update(metrics)
+        self.epoch_metrics.update(metrics)
+        for key, value in metrics.items():
+            curve = curves.get(key)
+            if curve is None and len(curves) < MAX_CURVES:
+                curve = curves[key] = Curve()
+            if curve is not None:
+                curve.add(epoch, value)
+            if isfinite(value):
+                kept = bests.get(key)
+                if kept is None or (value < kept[0] if lower_is_better(key) else value > kept[0]):
+                    bests[key] = (value, epoch)
+
     def _within_limit(self, metrics: dict[str, float]) -> dict[str, float]:
         new = [key for key in metrics if key not in self.metrics]
         room = max(0, self.max_keys - len(self.metrics))

@@ -37,11 +37,29 @@ class Row(NamedTuple):
     step: int | None
 
 
+_new_row = tuple.__new__  # a Row without NamedTuple's Python-level __new__: one is built per line
+
+
 class CsvLog:
     """The parser of one CSV file: it remembers the file's header."""
 
     def __init__(self) -> None:
-        self.keys: tuple[str, ...] | None = None
+        self._keys: tuple[str, ...] | None = None
+        self._lead: tuple[str, ...] = ()  # the places that open every row (Lightning's ``epoch,step``), if any
+        self._metrics: tuple[str, ...] = ()  # the keys after them
+
+    @property
+    def keys(self) -> tuple[str, ...] | None:
+        return self._keys
+
+    @keys.setter
+    def keys(self, keys: tuple[str, ...] | None) -> None:
+        """The header's keys, and how the fast path reads them: its places first, then only metrics."""
+        self._keys, self._lead, self._metrics = keys, (), ()
+        if keys is not None:
+            lead = keys[: next((i for i, key in enumerate(keys) if key not in PLACES), len(keys))]
+            if len(set(lead)) == len(lead) and not set(PLACES) & set(keys[len(lead) :]):
+                self._lead, self._metrics = lead, keys[len(lead) :]
 
     def parse(self, line: bytes) -> list[Header | Row]:
         """The header or the row on ``line``; ValueError for a row that does not fit its header."""
@@ -56,15 +74,23 @@ class CsvLog:
 
         Such a row is no header (a name is no number) and, as long as its header, no bad row: the full parse's answer.
         """
-        keys, cells = self.keys, line.split(b",")
+        keys, cells = self._keys, line.split(b",")
         if keys is None or len(cells) != len(keys) or b'"' in line:
             return None
         try:
-            values = {key: float(cell) for key, cell in zip(keys, cells) if cell}
+            if self._lead:  # the places by position, each read as an int when it is plain digits
+                n, cell = len(self._lead), cells[0]
+                first = int(cell) if cell.isdigit() and len(cell) < 10 else _place(cell)
+                cell = cells[1] if n == 2 else b""
+                second = int(cell) if cell.isdigit() and len(cell) < 10 else _place(cell)
+                epoch, step = (first, second) if self._lead[0] == "epoch" else (second, first)
+                values = {key: float(cell) for key, cell in zip(self._metrics, cells[n:]) if cell}
+            else:
+                values = {key: float(cell) for key, cell in zip(keys, cells) if cell}
+                epoch, step = _index(values.pop("epoch", None)), _index(values.pop("step", None))
         except ValueError:
             return None  # text, blanks or non-ASCII in a cell: the full parse says what it is
-        epoch, step = _index(values.pop("epoch", None)), _index(values.pop("step", None))
-        return [Row(values, epoch, step)] if values or epoch is not None else []
+        return [_new_row(Row, (values, epoch, step))] if values or epoch is not None else []
 
     def _full(self, line: bytes) -> list[Header | Row]:
         text = line.decode("utf-8", "replace")
@@ -104,6 +130,11 @@ def _is_number(cell: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _place(cell: bytes) -> int | None:
+    """An epoch or step cell that is not plain digits: None when empty; ValueError for text."""
+    return _index(float(cell)) if cell else None
 
 
 def _index(value: float | None) -> int | None:

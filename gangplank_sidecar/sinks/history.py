@@ -107,7 +107,10 @@ class HistorySink:
         db.mark_stale(self._conn)
         # A SimpleQueue (C, no lock round in Python) bounded by hand: the reader checks qsize and waits
         # for ``_room``, which the writer sets when it has taken what was queued.
-        self._queue: queue.SimpleQueue[_HistoryRow | _System | None] = queue.SimpleQueue()
+        # A record is queued in a one-item list, its slot: the next record of the same run's same epoch takes
+        # its place while the writer has not popped it (CSV rows, FloydHub points: an epoch a thousand records).
+        self._queue: queue.SimpleQueue[list[_HistoryRow] | _System | None] = queue.SimpleQueue()
+        self._slot: list[_HistoryRow] = []  # the last record's slot
         self._room = threading.Event()
         self._shedding = False
         self.shed = 0  # records and samples dropped because the writer could not keep up
@@ -133,32 +136,51 @@ class HistorySink:
         if event not in _WRITTEN:
             self._heard = s.version
             return
-        self._put(
-            _new_row(
-                _HistoryRow,
-                (
-                    event,
-                    s.run,
-                    s.phase,
-                    s.job,
-                    s.started,
-                    s.time,
-                    s.epoch,
-                    dict(s.epoch_metrics) if event in ("epoch", "evaluate") else None,
-                    s.status,
-                    s.params,
-                    s.framework,
-                    s.planned_epochs,
-                    s.elapsed,
-                    s.source,
-                    dict(s.checks),
-                    frozenset(s.failed_checks),
-                    s.labels,
-                    s.version,
-                ),
-            )
+        row = _new_row(
+            _HistoryRow,
+            (
+                event,
+                s.run,
+                s.phase,
+                s.job,
+                s.started,
+                s.time,
+                s.epoch,
+                dict(s.epoch_metrics) if event in ("epoch", "evaluate") else None,
+                s.status,
+                s.params,
+                s.framework,
+                s.planned_epochs,
+                s.elapsed,
+                s.source,
+                dict(s.checks),
+                frozenset(s.failed_checks),
+                s.labels,
+                s.version,
+            ),
         )
+        if not (event == "epoch" and self._coalesced(row)):
+            self._put(row)
         self._heard = s.version
+
+    def _coalesced(self, row: _HistoryRow) -> bool:
+        """Whether ``row`` took the place of the record before it: the same run's same epoch with the same
+        checks fired, still queued (the writer upserts that epoch, so only its last record matters)."""
+        slot = self._slot
+        last = slot[0] if slot else None
+        if (
+            last is None
+            or last.event != "epoch"
+            or (last.epoch, last.run, last.phase) != (row.epoch, row.run, row.phase)
+            or last.failed_checks != row.failed_checks
+        ):
+            return False
+        try:
+            slot[0] = row  # one C operation: an IndexError once the writer has popped the slot
+        except IndexError:
+            return False
+        self._queued = row.version
+        return True
 
     def system(self, job: str, reading: Reading) -> None:
         """A sampler listener: one row per sample, under the job, so each run can sum up its own."""
@@ -172,9 +194,12 @@ class HistorySink:
             self._shed()
             return
         self._shedding = False
-        self._queue.put(item)
         if isinstance(item, _HistoryRow):
+            self._slot = [item]
+            self._queue.put(self._slot)
             self._queued = item.version
+        else:
+            self._queue.put(item)
 
     def delivered_through(self) -> int:
         """The last version committed while records wait, else the latest heard of (shed records are not
@@ -218,7 +243,7 @@ class HistorySink:
                 except queue.Empty:
                     break
             self._room.set()
-            records = [r for r in batch if isinstance(r, _HistoryRow)]
+            records = [r.pop() for r in batch if isinstance(r, list)]  # each slot is popped once, here
             samples = [r for r in batch if isinstance(r, _System)]
             if records and not self._guarded(self._write, records):
                 for record in records:  # the batch failed: write what can be written, one record at a time
