@@ -241,7 +241,8 @@ def test_eof_during_an_outage_keeps_trying_until_the_gateway_is_back(
     proxy.clear()
     assert pipe.sidecar.wait(40) == 0, pipe.stderr()
     assert_final_state(pushgateway)
-    assert "not delivered" not in pipe.stderr()
+    # A push that failed during the outage may say it goes on trying; the final state was delivered.
+    assert "not delivered to the Pushgateway" not in pipe.stderr()
 
 
 def test_sigterm_delivers_the_final_state(pushgateway: Pushgateway, proxy: FaultProxy, pipes, tmp_path: Path) -> None:
