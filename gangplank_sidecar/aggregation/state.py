@@ -90,6 +90,17 @@ class RunState:
         if epoch is None or epoch != self.metrics_epoch:
             self.epoch_metrics, self.metrics_epoch = {}, epoch
         self.epoch_metrics.update(metrics)
+        self._curves_and_bests(metrics, epoch)
+
+    def observe_more(self, metrics: dict[str, float], epoch: int) -> None:
+        """``observe(metrics, epoch)`` of known keys, more values of the epoch ``epoch_metrics`` hold
+        (``metrics_epoch``): the same dict entries, curve points and bests, without a choice to make."""
+        self.metrics.update(metrics)
+        self.epoch_metrics.update(metrics)
+        self._curves_and_bests(metrics, epoch)
+
+    def _curves_and_bests(self, metrics: dict[str, float], epoch: int | None) -> None:
+        """An epoch's (or evaluate's) values into each metric's curve (an epoch's only) and its best."""
         bests, curves = self.best, self.curves
         for key, value in metrics.items():
             if epoch is not None:
@@ -103,23 +114,6 @@ class RunState:
             kept = bests.get(key)
             if kept is None or (value < kept[0] if lower_is_better(key) else value > kept[0]):
                 bests[key] = (value, epoch)
-
-    def observe_more(self, metrics: dict[str, float], epoch: int) -> None:
-        """``observe(metrics, epoch)`` of known keys, more values of the epoch ``epoch_metrics`` hold
-        (``metrics_epoch``): the same dict entries, curve points and bests, without a choice to make."""
-        bests, curves = self.best, self.curves
-        self.metrics.update(metrics)
-        self.epoch_metrics.update(metrics)
-        for key, value in metrics.items():
-            curve = curves.get(key)
-            if curve is None and len(curves) < MAX_CURVES:
-                curve = curves[key] = Curve()
-            if curve is not None:
-                curve.add(epoch, value)
-            if isfinite(value):
-                kept = bests.get(key)
-                if kept is None or (value < kept[0] if lower_is_better(key) else value > kept[0]):
-                    bests[key] = (value, epoch)
 
     def _within_limit(self, metrics: dict[str, float]) -> dict[str, float]:
         new = [key for key in metrics if key not in self.metrics]
