@@ -8,6 +8,7 @@ import shlex
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ NORMAL = weights([0, 5, 20, 25, 25, 20, 5, 0])
 RULES = (checks.non_finite, checks.divergence, checks.overfitting, checks.plateau, checks.train_val_gap)
 
 
-def names(found: list[Check]) -> list[str]:
+def names(found: Iterable[Check]) -> list[str]:
     return [c.name for c in found]
 
 
@@ -52,7 +53,8 @@ def test_a_healthy_run_raises_nothing_at_any_epoch() -> None:
     for epoch, metrics in epochs(HEALTHY_LOSS, HEALTHY_VAL):
         fired, passed = run.epoch(epoch, metrics, NORMAL)
         assert fired == []
-        assert sorted(names(passed)) == sorted(checks.CHECKS)
+        assert sorted(names(passed.values())) == sorted(checks.CHECKS)
+        assert all(not c.fired for c in passed.values())
 
 
 def test_non_finite_fires_on_nan_and_clears() -> None:
@@ -141,7 +143,7 @@ def test_a_check_clears_when_the_run_recovers() -> None:
     assert run.epoch(1, {"loss": 2.0}, None)[0] == []
     assert names(run.epoch(2, {"loss": math.nan}, None)[0]) == ["non_finite"]
     fired, passed = run.epoch(3, {"loss": 1.0}, None)
-    assert fired == [] and "non_finite" in names(passed)
+    assert fired == [] and passed["non_finite"].fired is False
 
 
 def test_text_formats_bring_an_epoch_in_pieces() -> None:

@@ -8,6 +8,7 @@ Metrics are Keras' names: ``loss`` (training) and ``val_loss`` (validation).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -67,7 +68,9 @@ def _better(a: float, b: float, min_delta: float) -> bool:
     return a < b - min_delta * abs(b)
 
 
+@functools.lru_cache(maxsize=256)
 def _finding(name: str, message: str) -> Check:
+    """Checks are frozen: a finding that holds epoch after epoch (a plateau) is validated once."""
     code, severity = CHECKS[name][1:]
     return Check(code=code, name=name, severity=severity, message=message)
 
@@ -87,25 +90,27 @@ def _non_finite(epoch: int, metrics: dict[str, float]) -> Check | None:
 def divergence(epochs: Epochs, t: Thresholds) -> Check | None:
     """loss rose for ``divergence_epochs`` epochs in a row, or stands well above its first value."""
     loss = _series(epochs, "loss")
-    window = [v for _, v in loss[-(t.divergence_epochs + 1) :]]
-    return _divergence(len(loss), loss[0] if loss else None, loss[-1][0] if loss else 0, window, t)
-
-
-def _divergence(count: int, first: Point | None, epoch: int, window: Sequence[float], t: Thresholds) -> Check | None:
-    """``window``: the last ``divergence_epochs + 1`` losses of ``count``, the last of them at ``epoch``."""
-    if count < 2 or first is None:
+    if not loss:
         return None
-    (first_epoch, first_loss), last = first, window[-1]
+    rises = 0
+    for (_, a), (_, b) in zip(loss[-2::-1], loss[::-1]):
+        if not _better(a, b, t.min_delta):
+            break
+        rises += 1
+    return _divergence(len(loss), loss[0], loss[-1], rises, t)
+
+
+def _divergence(count: int, first: Point, last: Point, rises: int, t: Thresholds) -> Check | None:
+    """``count`` finite losses, the ``first`` and the ``last``, which ends ``rises`` rises in a row."""
+    if count < 2:
+        return None
+    (first_epoch, first_loss), (epoch, last) = first, last
     if last > first_loss + t.divergence_margin * abs(first_loss):
         return _finding(
             "divergence",
             f"loss {last:.4g} at epoch {epoch} is above its first value {first_loss:.4g} (epoch {first_epoch})",
         )
-    if (
-        t.divergence_epochs
-        and len(window) == t.divergence_epochs + 1
-        and all(_better(a, b, t.min_delta) for a, b in zip(window, window[1:]))
-    ):
+    if t.divergence_epochs and rises >= t.divergence_epochs:
         return _finding(
             "divergence", f"loss rose {t.divergence_epochs} epochs in a row, to {last:.4g} at epoch {epoch}"
         )
@@ -165,15 +170,21 @@ def train_val_gap(epochs: Epochs, t: Thresholds) -> Check | None:
     """val_loss - loss widened ``gap_epochs`` epochs in a row and is a good share of val_loss."""
     loss = dict(_series(epochs, "loss"))
     gaps = [(e, v - loss[e], v) for e, v in _series(epochs, "val_loss") if e in loss]
-    return _train_val_gap(gaps[-(t.gap_epochs + 1) :], t)
+    widened = 0
+    for (_, a, _), (_, b, _) in zip(gaps[-2::-1], gaps[::-1]):
+        if not b > a:
+            break
+        widened += 1
+    return _train_val_gap(gaps[-1] if gaps else None, widened, t)
 
 
-def _train_val_gap(window: Sequence[tuple[int, float, float]], t: Thresholds) -> Check | None:
-    """``window``: the last ``gap_epochs + 1`` (epoch, val_loss - loss, val_loss) of the epochs with both."""
-    if not t.gap_epochs or len(window) < t.gap_epochs + 1:
+def _train_val_gap(last: tuple[int, float, float] | None, widened: int, t: Thresholds) -> Check | None:
+    """``last``: (epoch, val_loss - loss, val_loss) of the latest epoch with both, its gap wider than the one
+    before ``widened`` times in a row."""
+    if not t.gap_epochs or last is None or widened < t.gap_epochs:
         return None
-    epoch, gap, val = window[-1]
-    if all(b > a for (_, a, _), (_, b, _) in zip(window, window[1:])) and gap >= t.gap_ratio * abs(val):
+    epoch, gap, val = last
+    if gap >= t.gap_ratio * abs(val):
         return _finding(
             "train_val_gap", f"val_loss - loss widened {t.gap_epochs} epochs in a row, to {gap:.4g} at epoch {epoch}"
         )
@@ -242,7 +253,8 @@ CHECKS: dict[str, tuple[str, str, Severity]] = {
 
 
 _PASSED = tuple(
-    Check(code=code, name=name, severity=severity, message="") for name, (_, code, severity) in CHECKS.items()
+    Check(code=code, name=name, severity=severity, message="", fired=False)
+    for name, (_, code, severity) in CHECKS.items()
 )
 
 
@@ -263,26 +275,27 @@ def all_passed() -> list[Check]:
 class RunChecks:
     """One run's checks, updated per epoch in O(metrics): ``epoch`` returns (fired, passed).
 
-    The rules above need only a few running values of the run so far: the first loss, the
-    last few losses (with the epoch of the latest and the best before them), the best and the
-    latest val_loss with the loss of their epochs, the last few gaps. Each epoch updates them,
-    so a check costs the same at epoch 10 and 10000. The state is immutable values (tuples,
-    numbers): text formats bring an epoch in pieces, and the same epoch again replaces itself
-    on the state saved before it, at the cost of a tuple of references.
+    The rules above need only a few running values of the run so far: the first and the last loss
+    with how many rises in a row led to it, the last few losses and the best before them, the
+    best and the latest val_loss with the loss of their epochs, the latest gap and how many
+    widenings in a row led to it. Each epoch updates them, so a check costs the same at epoch 10
+    and 10000. The state is immutable values (tuples, numbers): text formats bring an epoch in
+    pieces, and the same epoch again replaces itself on the state saved before it.
     """
 
     def __init__(self, thresholds: Thresholds | None = None) -> None:
         self.thresholds = t = thresholds or Thresholds()
-        self._kept = max(t.divergence_epochs + 1, t.plateau_epochs, 2)  # losses kept, newest last
+        self._kept = max(t.plateau_epochs, 2)  # losses kept, newest last
         self.latest: int | None = None  # the latest epoch's number
         self.first_weights: Weights | None = None
         self.last_weights: Weights | None = None
-        self._state: tuple = (0, None, 0, (), math.inf, None, None, None, None, ())
+        self._state: tuple = (0, None, None, 0, (), math.inf, None, None, None, None, None, 0)
         self._before = self._state  # the state before the latest epoch
 
     def epoch(
         self, epoch: int, metrics: dict[str, float], weights: Weights | None
-    ) -> tuple[list[Check], Sequence[Check]]:
+    ) -> tuple[list[Check], dict[str, Check]]:
+        """(the findings, the other training checks as passed, by name)."""
         if self.latest == epoch:
             self._state = self._before  # the same epoch again, with more of its values
         else:
@@ -291,18 +304,18 @@ class RunChecks:
         if weights is not None:
             self.first_weights = self.first_weights or weights
             self.last_weights = weights
-        t, (count, first, loss_epoch, losses, before, best, loss_at_best, last, loss_at_last, gaps) = (
+        t, (count, first, last_loss, rises, losses, before, best, loss_at_best, last, loss_at_last, gap, widened) = (
             self.thresholds,
             self._state,
         )
         found = [
-            _non_finite(epoch, metrics),
-            _divergence(count, first, loss_epoch, losses[-(t.divergence_epochs + 1) :], t),
+            None if math.isfinite(sum(metrics.values())) else _non_finite(epoch, metrics),
+            None if count < 2 else _divergence(count, first, last_loss, rises, t),
             None if last is None else _overfitting(best, loss_at_best, last, loss_at_last, t),
             _plateau(before, min(losses[-t.plateau_epochs :]), t)
             if t.plateau_epochs and count > t.plateau_epochs
             else None,
-            _train_val_gap(gaps, t),
+            None if widened < t.gap_epochs else _train_val_gap(gap, widened, t),
         ]
         if self.last_weights is not None:
             found += [
@@ -310,14 +323,11 @@ class RunChecks:
                 exploding_weights(self.first_weights, self.last_weights, t),
             ]
         fired = [f for f in found if f is not None]
-        if not fired:
-            return fired, _PASSED
-        names = {f.name for f in fired}
-        return fired, [c for c in _PASSED if c.name not in names]
+        return fired, _passed_but(frozenset(f.name for f in fired)) if fired else _ALL_PASSED
 
     def _add(self, epoch: int, metrics: dict[str, float]) -> tuple:
         """The state with this epoch's finite loss and val_loss taken in."""
-        t, (count, first, loss_epoch, losses, before, best, loss_at_best, last, loss_at_last, gaps) = (
+        t, (count, first, last_loss, rises, losses, before, best, loss_at_best, last, loss_at_last, gap, widened) = (
             self.thresholds,
             self._state,
         )
@@ -326,10 +336,11 @@ class RunChecks:
         if finite_loss:
             if t.plateau_epochs and len(losses) >= t.plateau_epochs:
                 before = min(before, losses[-t.plateau_epochs])  # leaves the last plateau_epochs
-            count, first, loss_epoch, losses = (
+            rises = rises + 1 if last_loss is not None and _better(last_loss[1], loss, t.min_delta) else 0
+            count, first, last_loss, losses = (
                 count + 1,
                 first or (epoch, loss),
-                epoch,
+                (epoch, loss),
                 (*losses[1 - self._kept :], loss),
             )
         if math.isfinite(val):
@@ -337,9 +348,19 @@ class RunChecks:
             if best is None or val < best[1]:
                 best, loss_at_best = (epoch, val), at
             last, loss_at_last = (epoch, val), at
-            if finite_loss and t.gap_epochs:
-                gaps = (*gaps[-t.gap_epochs :], (epoch, val - loss, val))
-        return count, first, loss_epoch, losses, before, best, loss_at_best, last, loss_at_last, gaps
+            if finite_loss:
+                widened = widened + 1 if gap is not None and val - loss > gap[1] else 0
+                gap = (epoch, val - loss, val)
+        return count, first, last_loss, rises, losses, before, best, loss_at_best, last, loss_at_last, gap, widened
+
+
+_ALL_PASSED = {c.name: c for c in _PASSED}
+
+
+@functools.lru_cache(maxsize=128)
+def _passed_but(fired: frozenset[str]) -> dict[str, Check]:
+    """The training checks not in ``fired``, as passed: one dict per set of findings, shared (never changed)."""
+    return {name: c for name, c in _ALL_PASSED.items() if name not in fired}
 
 
 class Monitor:
@@ -359,5 +380,5 @@ class Monitor:
         if current is None or current[0] != series.run:
             current = self._runs[series.key] = (series.run, RunChecks(self.thresholds))
         fired, passed = current[1].epoch(series.epoch or 0, series.epoch_metrics, series.weights)
-        series.set_checks(passed, fired=False)
+        series.pass_checks(passed)
         series.set_checks(fired)

@@ -153,6 +153,11 @@ class RunState:
             else:
                 self.failed_checks.discard(check.name)
 
+    def pass_checks(self, passed: dict[str, Check]) -> None:
+        """``set_checks(passed.values(), fired=False)`` for checks that passed, by name: two C-level updates."""
+        self.checks.update(passed)
+        self.failed_checks.difference_update(passed)
+
     def settled(self) -> RunState:
         """This series with any work put off done (call under the store's lock)."""
         if self.settle is not None:
