@@ -70,13 +70,18 @@ def _pick(choose: Callable[[float, float], float], a: float, b: float) -> float:
 
 
 class Curve:
-    """The (epoch, value) points of the epochs that measured a metric, appended in epoch order."""
+    """The (epoch, value) points of the epochs that measured a metric, appended in epoch order.
 
-    __slots__ = ("buckets", "span")
+    The same epoch again replaces its value (text formats bring an epoch's rows one by one):
+    the last bucket is rebuilt from ``_before``, that bucket as it was before the epoch came.
+    """
+
+    __slots__ = ("_before", "buckets", "span")
 
     def __init__(self) -> None:
         self.buckets: list[Bucket] = []
         self.span = 1  # values per bucket; doubles at each merge
+        self._before: Bucket | None = None  # the last bucket without its latest epoch; None: that epoch alone
 
     @classmethod
     def of(cls, points: list[tuple[int, float]]) -> Curve:
@@ -86,22 +91,23 @@ class Curve:
         return curve
 
     def add(self, epoch: int, value: float) -> None:
-        """A value of ``epoch``; the same epoch again replaces its value if it is alone in its bucket."""
-        last = self.buckets[-1] if self.buckets else None
-        if last is not None and last.size == 1 and last.last == epoch:  # rows of one epoch (CSV, FloydHub) come here
-            self.buckets[-1] = (
-                _new_bucket(Bucket, (epoch, epoch, value, 1, value, value, 0))
-                if math.isfinite(value)
-                else Bucket.of(epoch, value)
-            )
-        elif last is not None and last.size < self.span:
-            self.buckets[-1] = _merged_with(last, epoch, value)
-        else:
-            point = Bucket.of(epoch, value)
-            if len(self.buckets) == MAX_BUCKETS:  # every bucket is full: merge them in pairs
-                self.buckets = [a.merge(b) for a, b in zip(self.buckets[::2], self.buckets[1::2])]
+        """A value of ``epoch``, which is the latest epoch or a later one."""
+        buckets = self.buckets
+        if buckets:
+            last = buckets[-1]
+            if last[1] == epoch:  # the same epoch again
+                before = self._before
+                buckets[-1] = Bucket.of(epoch, value) if before is None else _merged_with(before, epoch, value)
+                return
+            if last[3] < self.span:
+                self._before = last
+                buckets[-1] = _merged_with(last, epoch, value)
+                return
+            if len(buckets) == MAX_BUCKETS:  # every bucket is full: merge them in pairs
+                buckets = self.buckets = [a.merge(b) for a, b in zip(buckets[::2], buckets[1::2])]
                 self.span *= 2
-            self.buckets.append(point)
+        self._before = None
+        buckets.append(Bucket.of(epoch, value))
 
     def columns(self, width: int) -> list[Bucket]:
         """At most ``width`` buckets, each the merge of consecutive ones."""
@@ -110,7 +116,7 @@ class Curve:
     def __deepcopy__(self, memo: dict) -> Curve:
         """Buckets are immutable: a snapshot copies one list, not every number."""
         copy = Curve()
-        copy.buckets, copy.span = list(self.buckets), self.span
+        copy.buckets, copy.span, copy._before = list(self.buckets), self.span, self._before
         return copy
 
 

@@ -278,14 +278,12 @@ def test_sparkline_levels_and_marks() -> None:
 
 
 def _reference_add(curve: Curve, epoch: int, value: float) -> None:
-    """Curve.add as first written: every value a Bucket, merged with Bucket.merge."""
+    """Curve.add as first written, for one value an epoch: every value a Bucket, merged with Bucket.merge."""
     from gangplank_sidecar.curve import Bucket
 
     point = Bucket.of(epoch, value)
     last = curve.buckets[-1] if curve.buckets else None
-    if last is not None and last.size == 1 and last.last == epoch:
-        curve.buckets[-1] = point
-    elif last is not None and last.size < curve.span:
+    if last is not None and last.size < curve.span:
         curve.buckets[-1] = last.merge(point)
     else:
         if len(curve.buckets) == MAX_BUCKETS:
@@ -305,11 +303,16 @@ def _reference_add(curve: Curve, epoch: int, value: float) -> None:
     )
 )
 @example([(1, 1.0)] * MAX_BUCKETS + [(1, -0.0), (1, math.nan)])  # -0.0 + 0.0 is 0.0, as Bucket.merge sums
+@example([(1, 1.0)] * 300 + [(0, 5.0), (0, math.nan), (1, 2.0), (0, -1.0)])  # a repeat in a bucket of many epochs
 def test_the_fast_add_builds_the_same_buckets_as_bucket_merge(steps: list[tuple[int, float]]) -> None:
-    fast, reference, epoch = Curve(), Curve(), 0
+    """Values of one epoch (a step of 0) replace each other, however full the curve is: the buckets are
+    those of each epoch's last value, added with Bucket.merge."""
+    fast, reference, epoch, last = Curve(), Curve(), 0, {}
     for step, value in steps:
         epoch += step
         fast.add(epoch, value)
+        last[epoch] = value
+    for epoch, value in last.items():
         _reference_add(reference, epoch, value)
     assert fast.span == reference.span
     assert [tuple(map(repr, b)) for b in fast.buckets] == [tuple(map(repr, b)) for b in reference.buckets]

@@ -9,6 +9,7 @@ import json
 import math
 import re
 
+import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -450,10 +451,13 @@ def test_csv_numeric_rows_on_arbitrary_bytes(line: bytes) -> None:
         assert repr(outcome(fast.parse, line)) == repr(outcome(full._full, trimmed))
 
 
-def test_csv_numeric_row_is_taken() -> None:
+def test_csv_numeric_row_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A numeric row never reaches the full parse."""
     log = csv_log.CsvLog()
     log.parse(b"epoch,step,train_loss_epoch,train_loss_step,val_loss\n")
-    assert log._fast(b"0,7,,0.5,") == [csv_log.Row({"train_loss_step": 0.5}, 0, 7)]
+    monkeypatch.setattr(log, "_full", None)
+    assert log.parse(b"0,7,,0.5,") == [csv_log.Row({"train_loss_step": 0.5}, 0, 7)]
+    assert log.parse(b"0,8,0.25,,0.5") == [csv_log.Row({"train_loss_epoch": 0.25, "val_loss": 0.5}, 0, 8)]
 
 
 def lightning_full(line: bytes) -> list:

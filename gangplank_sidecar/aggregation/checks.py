@@ -104,15 +104,15 @@ def _divergence(count: int, first: Point, last: Point, rises: int, t: Thresholds
     """``count`` finite losses, the ``first`` and the ``last``, which ends ``rises`` rises in a row."""
     if count < 2:
         return None
-    (first_epoch, first_loss), (epoch, last) = first, last
-    if last > first_loss + t.divergence_margin * abs(first_loss):
+    (first_epoch, first_loss), (epoch, value) = first, last
+    if value > first_loss + t.divergence_margin * abs(first_loss):
         return _finding(
             "divergence",
-            f"loss {last:.4g} at epoch {epoch} is above its first value {first_loss:.4g} (epoch {first_epoch})",
+            f"loss {value:.4g} at epoch {epoch} is above its first value {first_loss:.4g} (epoch {first_epoch})",
         )
     if t.divergence_epochs and rises >= t.divergence_epochs:
         return _finding(
-            "divergence", f"loss rose {t.divergence_epochs} epochs in a row, to {last:.4g} at epoch {epoch}"
+            "divergence", f"loss rose {t.divergence_epochs} epochs in a row, to {value:.4g} at epoch {epoch}"
         )
     return None
 
@@ -323,7 +323,7 @@ class RunChecks:
                 exploding_weights(self.first_weights, self.last_weights, t),
             ]
         fired = [f for f in found if f is not None]
-        return fired, _passed_but(frozenset(f.name for f in fired)) if fired else _ALL_PASSED
+        return fired, _passed_but(frozenset([f.name for f in fired])) if fired else _ALL_PASSED
 
     def _add(self, epoch: int, metrics: dict[str, float]) -> tuple:
         """The state with this epoch's finite loss and val_loss taken in."""
@@ -369,6 +369,7 @@ class Monitor:
     def __init__(self, thresholds: Thresholds | None = None) -> None:
         self.thresholds = thresholds or Thresholds()
         self._runs: dict[Key, tuple[str, RunChecks]] = {}
+        self._last: tuple[RunState, str, RunChecks] | None = None  # the series checked last, its run and checks
 
     def start(self, series: RunState) -> None:
         if series.phase == "train":
@@ -376,9 +377,16 @@ class Monitor:
 
     def epoch(self, series: RunState) -> None:
         """After an epoch's values reached the series (text formats bring one epoch in pieces)."""
-        current = self._runs.get(series.key)
-        if current is None or current[0] != series.run:
-            current = self._runs[series.key] = (series.run, RunChecks(self.thresholds))
-        fired, passed = current[1].epoch(series.epoch or 0, series.epoch_metrics, series.weights)
+        last = self._last
+        if last is not None and last[0] is series and last[1] == series.run:
+            run = last[2]
+        else:
+            current = self._runs.get(series.key)
+            if current is None or current[0] != series.run:
+                current = self._runs[series.key] = (series.run, RunChecks(self.thresholds))
+            run = current[1]
+            self._last = (series, series.run, run)
+        fired, passed = run.epoch(series.epoch or 0, series.epoch_metrics, series.weights)
         series.pass_checks(passed)
-        series.set_checks(fired)
+        if fired:
+            series.set_checks(fired)

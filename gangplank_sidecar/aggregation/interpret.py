@@ -68,6 +68,7 @@ class Interpreter:
         self._keras_epoch: int | None = None  # the epoch whose header came and whose result has not
         self._trained = False  # a text training run has ended: a plain Keras result is an evaluate
         self._floyd_offset = 0  # 1 for a FloydHub run that counts its epochs from 0
+        self._held: dict[str, RunState] = {}  # per phase, the series this stream updated last
 
     def know_jobs(self, jobs: dict[str, str]) -> None:
         """The jobs earlier runs of this stream named (a restarted reader may not see their start records)."""
@@ -94,11 +95,22 @@ class Interpreter:
     def _series(
         self, rec: protocol.Start | protocol.Step | protocol.Epoch | protocol.Evaluate | protocol.End
     ) -> RunState:
+        if not isinstance(rec, protocol.Start):
+            series = self._held_series(rec.run, rec.phase)
+            if series is not None:
+                return series
         job = self._job(rec.run, rec.job if isinstance(rec, protocol.Start) else None)
         series = self.store.get(job, rec.phase, self.labels)
         if series is None or series.run != rec.run:
             series = self.store.begin(job, rec.phase, rec.run, when=rec.time, labels=self.labels, source=self.source)
+        self._held[rec.phase] = series
         return series
+
+    def _held_series(self, run: str, phase: str) -> RunState | None:
+        """The series of ``run``'s ``phase`` if this stream updated it last and the store still holds it:
+        an attribute test instead of a key and a lookup, for every record of a run."""
+        series = self._held.get(phase)
+        return series if series is not None and series.run == run and not series.retired else None
 
     def _start(self, rec: protocol.Start) -> None:
         self.protocol_seen = True
@@ -133,7 +145,8 @@ class Interpreter:
                 return
             if isinstance(rec, protocol.Epoch):
                 s.epoch = rec.epoch
-                s.set_checks(rec.checks)
+                if rec.checks:
+                    s.set_checks(rec.checks)
             s.elapsed = rec.elapsed_seconds
             s.params = rec.params.total
             if rec.weights is not None:
@@ -180,20 +193,22 @@ class Interpreter:
         if new_run or self._text_run is None:
             self._text_run = f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(self.when))}-{secrets.token_hex(2)}"
             self._keras_epoch, self._trained = None, False
+        series = self._held_series(self._text_run, phase)
+        if series is not None:
+            return series
         job = self._job(self._text_run)
-        series = self.store.get(job, phase, self.labels)
-        if series is None or series.run != self._text_run:
-            series = self.store.begin(
-                job, phase, self._text_run, when=self.when, labels=self.labels, source=self.source
-            )
+        held = self.store.get(job, phase, self.labels)
+        if held is None or held.run != self._text_run:
+            held = self.store.begin(job, phase, self._text_run, when=self.when, labels=self.labels, source=self.source)
             now = self._now()
 
             def start(s: RunState) -> None:
                 s.planned_epochs = planned_epochs
                 s.time = now
 
-            self._update(series, "start", start)
-        return series
+            self._update(held, "start", start)
+        self._held[phase] = held
+        return held
 
     def _now(self) -> float:
         return time.time() if self.when is None else self.when
@@ -286,8 +301,13 @@ class Interpreter:
         """This stream's current text run's training series, if it has one."""
         if self._text_run is None:
             return None
-        series = self.store.get(self._job(self._text_run), "train", self.labels)
-        return series if series is not None and series.run == self._text_run else None
+        series = self._held_series(self._text_run, "train")
+        if series is None:
+            series = self.store.get(self._job(self._text_run), "train", self.labels)
+            if series is None or series.run != self._text_run:
+                return None
+            self._held["train"] = series
+        return series
 
     def _placed(
         self,
@@ -392,20 +412,20 @@ class Interpreter:
         self._placed(found.metrics, found.rounds, new_run=found.rounds <= done, complete=True, train=train)
 
     def _csv_row(self, row: csv_log.Row) -> None:
-        """A row updates its epoch (from 0); a row of an earlier epoch was read before (a logger rewrote its file)."""
-        train = self._train_series()
-        epoch = None if row.epoch is None else row.epoch + 1
-        if epoch is not None and train is not None and train.epoch is not None and epoch < train.epoch:
-            return
-        if (
-            train is not None
-            and epoch is not None
-            and epoch == train.epoch == train.metrics_epoch
-            and row.metrics.keys() <= train.metrics.keys()
-        ):
-            self._more_of_epoch(train, row.metrics, epoch, row.step)
-            return
-        self._placed(row.metrics, epoch, row.step, train=train)
+        """A row updates its epoch (from 0); a row of an earlier epoch was read before (a logger rewrote its file).
+
+        Most rows of a file are more values of the epoch in progress, all of known keys: ``_more_of_epoch``.
+        """
+        train = self._held.get("train")  # _train_series, inline: a call less a row
+        if train is None or train.run != self._text_run or train.retired:
+            train = self._train_series()
+        metrics, epoch = row.metrics, None if row.epoch is None else row.epoch + 1
+        if train is None or epoch is None or train.epoch is None:
+            self._placed(metrics, epoch, row.step, train=train)
+        elif epoch == train.epoch == train.metrics_epoch and metrics.keys() <= train.metrics.keys():
+            self._more_of_epoch(train, metrics, epoch, row.step)
+        elif epoch >= train.epoch:
+            self._placed(metrics, epoch, row.step, train=train)
 
     def _more_of_epoch(self, series: RunState, metrics: dict[str, float], epoch: int, step: int | None) -> None:
         """``_placed`` of more values of the epoch in progress, all of known keys (most rows of a CSV file):

@@ -63,6 +63,7 @@ class RunState:
     version: int = 0
     max_keys: int = DEFAULT_MAX_SERIES
     dropped_values: int = 0  # values of keys beyond ``max_keys``, not kept
+    retired: bool = False  # the store no longer holds it (a later run took its key, or its source is gone)
     # Work put off until someone looks (the checks of an epoch that FloydHub brings point by point);
     # run under the store's lock, and always before the series is copied.
     settle: Callable[[RunState], None] | None = field(default=None, repr=False, compare=False)
@@ -214,6 +215,7 @@ class Store:
             if old is not None and old.run == run:
                 return old
             if old is not None:
+                old.retired = True
                 if len(self.finished) == self.finished.maxlen:
                     self.dropped += 1
                 self.finished.append(old.settled())
@@ -250,6 +252,7 @@ class Store:
             if self._series.get(series.key) is not series:
                 return
             del self._series[series.key]
+            series.retired = True
             self.version += 1
         for watcher in self.watchers:
             watcher()

@@ -66,30 +66,29 @@ class CsvLog:
         line = line.rstrip(b"\r\n")
         if not line or len(line) > MAX_LINE:
             return []
-        rows = self._fast(line)
-        return rows if rows is not None else self._full(line)
-
-    def _fast(self, line: bytes) -> list[Header | Row] | None:
-        """A row of numbers and empty cells as the header has keys, without decoding; None for any other row.
-
-        Such a row is no header (a name is no number) and, as long as its header, no bad row: the full parse's answer.
-        """
+        # The fast path, inline (one call a row): a row of numbers and empty cells as the header has keys,
+        # read without decoding. Such a row is no header (a name is no number) and, as long as its header, no
+        # bad row: the full parse's answer. Any other row goes to the full parse.
         keys, cells = self._keys, line.split(b",")
-        if keys is None or len(cells) != len(keys) or b'"' in line:
-            return None
+        if keys is None or len(cells) != len(keys) or 0x22 in line:  # 0x22: '"', an int test is 10x a bytes one
+            return self._full(line)
         try:
-            if self._lead:  # the places by position, each read as an int when it is plain digits
-                n, cell = len(self._lead), cells[0]
+            lead = self._lead
+            if lead:  # the places by position, each read as an int when it is plain digits
+                n, cell = len(lead), cells[0]
                 first = int(cell) if cell.isdigit() and len(cell) < 10 else _place(cell)
                 cell = cells[1] if n == 2 else b""
                 second = int(cell) if cell.isdigit() and len(cell) < 10 else _place(cell)
-                epoch, step = (first, second) if self._lead[0] == "epoch" else (second, first)
-                values = {key: float(cell) for key, cell in zip(self._metrics, cells[n:]) if cell}
+                epoch, step = (first, second) if lead[0] == "epoch" else (second, first)
+                values = {}
+                for key, cell in zip(self._metrics, cells[n:]):  # a loop, not a comprehension: no frame a row
+                    if cell:
+                        values[key] = float(cell)
             else:
                 values = {key: float(cell) for key, cell in zip(keys, cells) if cell}
                 epoch, step = _index(values.pop("epoch", None)), _index(values.pop("step", None))
         except ValueError:
-            return None  # text, blanks or non-ASCII in a cell: the full parse says what it is
+            return self._full(line)  # text, blanks or non-ASCII in a cell: the full parse says what it is
         return [_new_row(Row, (values, epoch, step))] if values or epoch is not None else []
 
     def _full(self, line: bytes) -> list[Header | Row]:
