@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from gangplank_sidecar import parsers
@@ -221,7 +221,7 @@ def sidecar_loop(path: Path) -> int:
     pipeline = Pipeline(store, selfmetrics, report=lambda message: None)
     with open(os.devnull, "wb") as out:
         fd = os.open(path, os.O_RDONLY)
-        pump(fd, "bench", pipeline.feed, Echo(out, report=lambda message: None))
+        pump(fd, "bench", pipeline.feed_lines, Echo(out, report=lambda message: None))
         os.close(fd)
     return sum(selfmetrics.lines.by_format.values())
 
@@ -235,14 +235,15 @@ def parse_loop(path: Path) -> int:
     with open(os.devnull, "wb") as out:
         fd = os.open(path, os.O_RDONLY)
 
-        def feed(source: str, line: bytes) -> None:
+        def feed(source: str, chunk: Iterable[bytes]) -> None:
             nonlocal lines, parse
-            lines += 1
-            try:
-                if parse(line)[0] == "gangplank":
-                    parse = parsers.PARSERS["gangplank"]
-            except ValueError:
-                pass
+            for line in chunk:
+                lines += 1
+                try:
+                    if parse(line)[0] == "gangplank":
+                        parse = parsers.PARSERS["gangplank"]
+                except ValueError:
+                    pass
 
         pump(fd, "bench", feed, Echo(out, report=lambda message: None))
         os.close(fd)
@@ -388,7 +389,7 @@ def framework_loop(fmt: str, source: str, regexes: tuple[str, ...]) -> Callable[
         )
         with open(os.devnull, "wb") as out:
             fd = os.open(path, os.O_RDONLY)
-            pump(fd, source, pipeline.feed, Echo(out, report=lambda message: None))
+            pump(fd, source, pipeline.feed_lines, Echo(out, report=lambda message: None))
             os.close(fd)
         return sum(selfmetrics.lines.by_format.values())
 

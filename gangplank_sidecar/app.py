@@ -321,14 +321,14 @@ class Sidecar:
                     report,
                     records=echo_records(s, sys.stderr, "stderr", notice=not sys.stdout.isatty()),
                 )
-                return run_command(s.command, self.pipeline.feed, echo, errors, report)
+                return run_command(s.command, self.pipeline.feed_lines, echo, errors, report)
             if self.follower is not None:
                 from gangplank_sidecar.sources.files import follow
 
                 runs = (lambda: [(r.source, r.status) for r in self.store.all_runs()]) if s.exit_on_end else None
                 follow(self.follower, runs, lambda: self.signals.stopped)
             else:
-                read_stdin(self.pipeline.feed, echo, lambda: self.signals.stopped)
+                read_stdin(self.pipeline.feed_lines, echo, lambda: self.signals.stopped)
         finally:
             if self.signals.stage == "reading":
                 self.signals.stage = "linger"

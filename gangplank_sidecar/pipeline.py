@@ -7,7 +7,7 @@ name as the default job) says so with ``open`` before feeding it, and ``close``s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gangplank_sidecar import parsers
@@ -97,12 +97,30 @@ class Pipeline:
         self.store.listeners.append(started)
 
     def feed(self, source: str, line: bytes, when: float | None = None) -> None:
-        """Called for every line read: kept to a few dict lookups for the lines that are none of ours.
+        """One line read (``when``: the time its source gives it); ``feed_lines`` for a chunk's lines."""
+        stream = self._streams.get(source) or self._stream(source)
+        self._line(source, stream, line, when)
+        stream.interpreter.flush()
+
+    def feed_lines(self, source: str, lines: Iterable[bytes]) -> None:
+        """The lines of one chunk read: the interpreter may fold the updates they make into one
+        (the rows of a CSV file's epoch in progress), which it makes before this returns."""
+        stream = self._streams.get(source) or self._stream(source)
+        interpreter, line_of = stream.interpreter, self._line
+        interpreter.folding = True
+        try:
+            for line in lines:
+                line_of(source, stream, line, None)
+        finally:
+            interpreter.folding = False
+            interpreter.flush()
+
+    def _line(self, source: str, stream: _Stream, line: bytes, when: float | None) -> None:
+        """Kept to a few dict lookups for the lines that are none of ours.
 
         Once a stream has brought protocol records, ``auto`` looks for nothing else in it: the
         interpreter would drop its text formats' values anyway (the emitter's are exact).
         """
-        stream = self._streams.get(source) or self._stream(source)
         stream.lineno += 1
         if line is OVERSIZED:
             self._oversized(source, stream)

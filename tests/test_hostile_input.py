@@ -201,7 +201,7 @@ def test_any_bytes_are_echoed_unchanged_and_every_line_counted(parts: list[bytes
     writer.start()
     selfmetrics, out = SelfMetrics(), io.BytesIO()
     pipeline = Pipeline(Store(), selfmetrics, report=lambda message: None)
-    pump(read, "stdin", pipeline.feed, Echo(out, report=lambda message: None))
+    pump(read, "stdin", pipeline.feed_lines, Echo(out, report=lambda message: None))
     writer.join()
     os.close(read)
     assert out.getvalue() == data
@@ -216,7 +216,7 @@ def test_oversized_lines_are_counted_and_the_lines_after_them_numbered_right() -
     os.close(write)
     selfmetrics, reports, out = SelfMetrics(), [], io.BytesIO()
     pipeline = Pipeline(Store(), selfmetrics, report=reports.append)
-    pump(read, "stdin", pipeline.feed, Echo(out, report=reports.append), LineSplitter(max_line=32))
+    pump(read, "stdin", pipeline.feed_lines, Echo(out, report=reports.append), LineSplitter(max_line=32))
     os.close(read)
     assert out.getvalue() == data
     assert reports == [

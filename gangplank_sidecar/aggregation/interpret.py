@@ -69,6 +69,10 @@ class Interpreter:
         self._trained = False  # a text training run has ended: a plain Keras result is an evaluate
         self._floyd_offset = 0  # 1 for a FloydHub run that counts its epochs from 0
         self._held: dict[str, RunState] = {}  # per phase, the series this stream updated last
+        # While ``folding`` (a chunk's lines), rows of the epoch in progress wait in ``_folded`` (the series,
+        # the epoch, each row's values and step) and make one update at ``flush`` or at the next other item.
+        self.folding = False
+        self._folded: tuple[RunState, int, list[tuple[dict[str, float], int | None]]] | None = None
 
     def know_jobs(self, jobs: dict[str, str]) -> None:
         """The jobs earlier runs of this stream named (a restarted reader may not see their start records)."""
@@ -76,6 +80,8 @@ class Interpreter:
 
     def apply(self, item: object, when: float | None = None) -> None:
         """``when``: the time the source gives the line (text records take it; else the time it is read)."""
+        if self._folded is not None and type(item) is not csv_log.Row:
+            self.flush()
         self.when = when
         text = _TEXT_ITEMS.get(type(item))
         if text is not None:  # one dict lookup for the text formats' items, not a row of isinstance tests
@@ -414,31 +420,55 @@ class Interpreter:
     def _csv_row(self, row: csv_log.Row) -> None:
         """A row updates its epoch (from 0); a row of an earlier epoch was read before (a logger rewrote its file).
 
-        Most rows of a file are more values of the epoch in progress, all of known keys: ``_more_of_epoch``.
+        Most rows of a file are more values of the epoch in progress, all of known keys: ``_more_of_epoch``
+        takes them, folded into one update while ``folding``. They change nothing the test for them reads.
         """
         train = self._held.get("train")  # _train_series, inline: a call less a row
         if train is None or train.run != self._text_run or train.retired:
             train = self._train_series()
         metrics, epoch = row.metrics, None if row.epoch is None else row.epoch + 1
-        if train is None or epoch is None or train.epoch is None:
-            self._placed(metrics, epoch, row.step, train=train)
-        elif epoch == train.epoch == train.metrics_epoch and metrics.keys() <= train.metrics.keys():
-            self._more_of_epoch(train, metrics, epoch, row.step)
-        elif epoch >= train.epoch:
+        if (
+            train is not None
+            and epoch is not None
+            and epoch == train.epoch == train.metrics_epoch
+            and metrics.keys() <= train.metrics.keys()
+        ):
+            folded = self._folded
+            if folded is not None and folded[0] is train and folded[1] == epoch:
+                folded[2].append((metrics, row.step))
+            elif self.folding:
+                self.flush()
+                self._folded = (train, epoch, [(metrics, row.step)])
+            else:
+                self._more_of_epoch(train, [(metrics, row.step)], epoch)
+            return
+        self.flush()
+        if train is None or epoch is None or train.epoch is None or epoch >= train.epoch:
             self._placed(metrics, epoch, row.step, train=train)
 
-    def _more_of_epoch(self, series: RunState, metrics: dict[str, float], epoch: int, step: int | None) -> None:
-        """``_placed`` of more values of the epoch in progress, all of known keys (most rows of a CSV file):
-        nothing to settle, no name to learn, no key to drop; and once the epoch's checks have run (a sink
-        looks at every record), no need to run them again for values they do not read."""
+    def flush(self) -> None:
+        """Makes the update of the rows folded so far, if any."""
+        if self._folded is not None:
+            (series, epoch, rows), self._folded = self._folded, None
+            self._more_of_epoch(series, rows, epoch)
+
+    def _more_of_epoch(self, series: RunState, rows: list[tuple[dict[str, float], int | None]], epoch: int) -> None:
+        """``_placed`` of each row's (values, step), more values of the epoch in progress, all of known keys
+        (most rows of a CSV file), in one update: nothing to settle, no name to learn, no key to drop; and
+        once the epoch's checks have run (a sink looks at every record), no need to run them again for
+        values they do not read."""
         now, settle = self._now(), self._check_epoch
 
         def change(s: RunState) -> None:
-            if s.settle is None and checks.changes_findings(s.epoch_metrics, metrics):
+            # Each row's test against the values before the fold is the test against the values before it:
+            # a value an earlier row replaced was tested as that row's own.
+            if s.settle is None and any(checks.changes_findings(s.epoch_metrics, metrics) for metrics, _ in rows):
                 s.settle = settle
-            if step is not None:
-                s.step = step
-            s.observe_more(metrics, epoch)
+            for _, step in reversed(rows):
+                if step is not None:
+                    s.step = step
+                    break
+            s.observe_more([metrics for metrics, _ in rows], epoch)
             s.time = now
 
         self.store.update(series, "epoch", change)

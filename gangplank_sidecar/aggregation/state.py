@@ -91,25 +91,35 @@ class RunState:
         if epoch is None or epoch != self.metrics_epoch:
             self.epoch_metrics, self.metrics_epoch = {}, epoch
         self.epoch_metrics.update(metrics)
-        self._curves_and_bests(metrics, epoch)
+        if epoch is not None:
+            self._curves(metrics, epoch)
+        self._bests(metrics, epoch)
 
-    def observe_more(self, metrics: dict[str, float], epoch: int) -> None:
-        """``observe(metrics, epoch)`` of known keys, more values of the epoch ``epoch_metrics`` hold
-        (``metrics_epoch``): the same dict entries, curve points and bests, without a choice to make."""
-        self.metrics.update(metrics)
-        self.epoch_metrics.update(metrics)
-        self._curves_and_bests(metrics, epoch)
+    def observe_more(self, rows: list[dict[str, float]], epoch: int) -> None:
+        """``observe(metrics, epoch)`` of each of ``rows``, values of known keys of the epoch ``epoch_metrics``
+        hold (``metrics_epoch``): the same dict entries and bests, without a choice to make; each curve takes
+        its key's last value once (the same epoch again would replace it)."""
+        last = rows[0] if len(rows) == 1 else {key: value for metrics in rows for key, value in metrics.items()}
+        for metrics in rows:
+            self._bests(metrics, epoch)
+        self.metrics.update(last)
+        self.epoch_metrics.update(last)
+        self._curves(last, epoch)
 
-    def _curves_and_bests(self, metrics: dict[str, float], epoch: int | None) -> None:
-        """An epoch's (or evaluate's) values into each metric's curve (an epoch's only) and its best."""
-        bests, curves = self.best, self.curves
+    def _curves(self, metrics: dict[str, float], epoch: int) -> None:
+        """An epoch's values into each metric's curve (the first ``MAX_CURVES`` metrics have one)."""
+        curves = self.curves
         for key, value in metrics.items():
-            if epoch is not None:
-                curve = curves.get(key)
-                if curve is None and len(curves) < MAX_CURVES:
-                    curve = curves[key] = Curve()
-                if curve is not None:
-                    curve.add(epoch, value)
+            curve = curves.get(key)
+            if curve is None and len(curves) < MAX_CURVES:
+                curve = curves[key] = Curve()
+            if curve is not None:
+                curve.add(epoch, value)
+
+    def _bests(self, metrics: dict[str, float], epoch: int | None) -> None:
+        """An epoch's (or evaluate's) values into each metric's best: the first of its best values."""
+        bests = self.best
+        for key, value in metrics.items():
             if not isfinite(value):
                 continue
             kept = bests.get(key)

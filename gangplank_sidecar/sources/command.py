@@ -12,9 +12,9 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from gangplank_sidecar.sources.stdin import Feed, pump
+from gangplank_sidecar.sources.stdin import FeedLines, pump
 
 DRAIN_TIMEOUT = 2.0  # after the command exits: its pipes hold at most 64 KiB each, read in milliseconds
 EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE = 127, 126
@@ -27,7 +27,7 @@ def exit_code(returncode: int) -> int:
 
 def run_command(
     argv: Sequence[str],
-    feed: Feed,
+    feed: FeedLines,
     out: Callable[[bytes], None],
     err: Callable[[bytes], None],
     report: Callable[[str], None],
@@ -43,10 +43,10 @@ def run_command(
     lock = threading.Lock()
     abandoned = threading.Event()  # set once we stop waiting for pipes that something else still holds
 
-    def locked(name: str, line: bytes) -> None:
+    def locked(name: str, lines: Iterable[bytes]) -> None:
         with lock:
             if not abandoned.is_set():
-                feed(name, line)
+                feed(name, lines)
 
     def echoing(echo: Callable[[bytes], None]) -> Callable[[bytes], None]:
         def write(chunk: bytes) -> None:

@@ -7,7 +7,7 @@ import os
 import select
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 from gangplank_sidecar.sources.lines import LineSplitter
@@ -15,7 +15,8 @@ from gangplank_sidecar.sources.records import RecordFilter
 
 CHUNK = 1 << 16
 
-Feed = Callable[[str, bytes], None]
+Feed = Callable[[str, bytes], None]  # one line of a stream
+FeedLines = Callable[[str, Iterable[bytes]], None]  # the lines of one chunk of a stream
 
 
 class Echo:
@@ -50,7 +51,7 @@ class Echo:
 def pump(
     fd: int,
     name: str,
-    feed: Feed,
+    feed: FeedLines,
     echo: Callable[[bytes], None],
     splitter: LineSplitter | None = None,
     readable: Callable[[], bool] = lambda: True,
@@ -68,11 +69,9 @@ def pump(
         if not chunk:
             break
         echo(chunk)
-        for line in splitter.feed(chunk):
-            feed(name, line)
+        feed(name, splitter.feed(chunk))
     echo(b"")
-    for line in splitter.flush():
-        feed(name, line)
+    feed(name, splitter.flush())
 
 
 @contextlib.contextmanager
@@ -90,7 +89,7 @@ def _signal_wakeup() -> Iterator[int]:
         os.close(w)
 
 
-def read_stdin(feed: Feed, echo: Echo, stopped: Callable[[], bool] = lambda: False) -> None:
+def read_stdin(feed: FeedLines, echo: Echo, stopped: Callable[[], bool] = lambda: False) -> None:
     """Reads stdin to EOF or until ``stopped()`` (a signal's handler says so).
 
     The handler only sets a flag: an exception raised from it could land in the middle of
