@@ -97,58 +97,56 @@ class Pipeline:
         self.store.listeners.append(started)
 
     def feed(self, source: str, line: bytes, when: float | None = None) -> None:
-        """One line read (``when``: the time its source gives it); ``feed_lines`` for a chunk's lines."""
-        stream = self._streams.get(source) or self._stream(source)
-        self._line(source, stream, line, when)
-        stream.interpreter.flush()
+        """One line read (``when``: the time its source gives it)."""
+        self.feed_lines(source, (line,), when)
 
-    def feed_lines(self, source: str, lines: Iterable[bytes]) -> None:
-        """The lines of one chunk read: the interpreter may fold the updates they make into one
-        (the rows of a CSV file's epoch in progress), which it makes before this returns."""
+    def feed_lines(self, source: str, lines: Iterable[bytes], when: float | None = None) -> None:
+        """The lines of one chunk read, each kept to a few dict lookups when it is none of ours.
+
+        The interpreter may fold the updates they make into one (a CSV file's rows of the epoch in progress),
+        which it makes before this returns. Once a stream has brought protocol records, ``auto`` looks for
+        nothing else in it: the interpreter would drop its text formats' values anyway (the emitter's are exact).
+        """
         stream = self._streams.get(source) or self._stream(source)
-        interpreter, line_of = stream.interpreter, self._line
+        interpreter, by_format = stream.interpreter, self._by_format
+        apply = interpreter.apply
         interpreter.folding = True
         try:
             for line in lines:
-                line_of(source, stream, line, None)
+                stream.lineno += 1
+                if line is OVERSIZED:
+                    self._oversized(source, stream)
+                    continue
+                try:
+                    fmt, items = stream.parse(line)
+                except ValueError as exc:  # UnknownVersion too
+                    self._bad(source, stream, exc)
+                    continue
+                by_format[fmt] += 1
+                if items:
+                    for item in items:
+                        apply(item, when)
+                    if fmt == "gangplank" and interpreter.protocol_seen:
+                        stream.parse = parsers.PARSERS["gangplank"]
         finally:
             interpreter.folding = False
             interpreter.flush()
 
-    def _line(self, source: str, stream: _Stream, line: bytes, when: float | None) -> None:
-        """Kept to a few dict lookups for the lines that are none of ours.
-
-        Once a stream has brought protocol records, ``auto`` looks for nothing else in it: the
-        interpreter would drop its text formats' values anyway (the emitter's are exact).
-        """
-        stream.lineno += 1
-        if line is OVERSIZED:
-            self._oversized(source, stream)
-            return
-        try:
-            fmt, items = stream.parse(line)
-        except UnknownVersion as exc:
+    def _bad(self, source: str, stream: _Stream, exc: ValueError) -> None:
+        """A line that failed to parse: counted; reported up to ``MAX_REPORTED_ERRORS`` times a stream, and a
+        newer protocol version once."""
+        self._counts.parse_errors += 1
+        if isinstance(exc, UnknownVersion):
             self._counts.by_format["gangplank"] += 1
-            self._counts.parse_errors += 1
             if str(exc) not in self._versions_reported:
                 self._versions_reported.add(str(exc))
                 self.report(f"{source}:{stream.lineno}: skipping records of {exc}")
             return
-        except ValueError as exc:
-            self._counts.by_format["error"] += 1
-            self._counts.parse_errors += 1
-            stream.errors += 1
-            if stream.errors <= MAX_REPORTED_ERRORS:
-                more = " (further errors are only counted)" if stream.errors == MAX_REPORTED_ERRORS else ""
-                self.report(f"{source}:{stream.lineno}: {exc}{more}")
-            return
-        self._by_format[fmt] += 1
-        if items:
-            apply = stream.interpreter.apply
-            for item in items:
-                apply(item, when)
-            if fmt == "gangplank" and stream.interpreter.protocol_seen:
-                stream.parse = parsers.PARSERS["gangplank"]
+        self._counts.by_format["error"] += 1
+        stream.errors += 1
+        if stream.errors <= MAX_REPORTED_ERRORS:
+            more = " (further errors are only counted)" if stream.errors == MAX_REPORTED_ERRORS else ""
+            self.report(f"{source}:{stream.lineno}: {exc}{more}")
 
     def _dropped(self, series: RunState, count: int) -> None:
         """Metric keys beyond --max-series: counted, and the first run that had them reported."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gangplank_sidecar import parsers
@@ -250,16 +250,22 @@ matches = st.builds(
 )
 
 
-@given(st.lists(matches, max_size=30))
+@given(st.lists(matches, max_size=30), st.integers(1, 8))
 @settings(max_examples=400, deadline=None)
-def test_pairs_inline_step_equals_placed(found: list[Match]) -> None:
-    """Steps of known keys in an epoch in progress, read inline, leave the run state ``_placed`` leaves."""
+@example([Match({"loss": 1.0}, 1, None, "train"), *(Match({"loss": 0.5}, None, n, "train") for n in (3, 4, 2, 5))], 5)
+def test_pairs_inline_step_equals_placed(found: list[Match], chunk: int) -> None:
+    """Steps of known keys in an epoch in progress, read inline, one update each or folded ``chunk`` lines at a
+    time (a step back in a fold starts a new run), leave the run state ``_placed`` leaves."""
     stores = []
-    for kind in (Interpreter, _AlwaysPlaced):
+    for kind, folding in ((Interpreter, False), (Interpreter, True), (_AlwaysPlaced, False)):
         store = Store()
         interpreter = kind(store, "stdin", None, lambda message: None)
-        for item in found:
-            interpreter.apply(item, when=1.0)
+        for start in range(0, len(found), chunk):
+            interpreter.folding = folding
+            for item in found[start : start + chunk]:
+                interpreter.apply(item, when=1.0)
+            interpreter.folding = False
+            interpreter.flush()
         stores.append(store)
     fields = ("phase", "epoch", "step", "metrics", "epoch_metrics", "metrics_epoch", "best", "status", "time")
     states = [
@@ -269,4 +275,4 @@ def test_pairs_inline_step_equals_placed(found: list[Match]) -> None:
         ]
         for store in stores
     ]
-    assert states[0] == states[1]
+    assert states[0] == states[1] == states[2]

@@ -69,10 +69,8 @@ class Interpreter:
         self._trained = False  # a text training run has ended: a plain Keras result is an evaluate
         self._floyd_offset = 0  # 1 for a FloydHub run that counts its epochs from 0
         self._held: dict[str, RunState] = {}  # per phase, the series this stream updated last
-        # While ``folding`` (a chunk's lines), rows of the epoch in progress wait in ``_folded`` (the series,
-        # the epoch, each row's values and step) and make one update at ``flush`` or at the next other item.
-        self.folding = False
-        self._folded: tuple[RunState, int, list[tuple[dict[str, float], int | None]]] | None = None
+        self.folding = False  # a chunk's lines are read: see _Fold
+        self._folded: _Fold | None = None
 
     def know_jobs(self, jobs: dict[str, str]) -> None:
         """The jobs earlier runs of this stream named (a restarted reader may not see their start records)."""
@@ -80,7 +78,7 @@ class Interpreter:
 
     def apply(self, item: object, when: float | None = None) -> None:
         """``when``: the time the source gives the line (text records take it; else the time it is read)."""
-        if self._folded is not None and type(item) is not csv_log.Row:
+        if self._folded is not None and type(item) not in _FOLDED_ITEMS:
             self.flush()
         self.when = when
         text = _TEXT_ITEMS.get(type(item))
@@ -433,24 +431,47 @@ class Interpreter:
             and epoch == train.epoch == train.metrics_epoch
             and metrics.keys() <= train.metrics.keys()
         ):
-            folded = self._folded
-            if folded is not None and folded[0] is train and folded[1] == epoch:
-                folded[2].append((metrics, row.step))
-            elif self.folding:
-                self.flush()
-                self._folded = (train, epoch, [(metrics, row.step)])
-            else:
-                self._more_of_epoch(train, [(metrics, row.step)], epoch)
+            self._fold("epoch", train, epoch, metrics, row.step)
             return
         self.flush()
         if train is None or epoch is None or train.epoch is None or epoch >= train.epoch:
             self._placed(metrics, epoch, row.step, train=train)
 
+    def _fold(
+        self, event: str, series: RunState, epoch: int | None, metrics: dict[str, float], step: int | None
+    ) -> None:
+        """One more row of ``series``' epoch in progress ("epoch") or step of it ("step"); made at once unless
+        ``folding``, else with the rows and steps after it that fold into the same update."""
+        fold = self._folded
+        if fold is None or fold.event != event or fold.series is not series or fold.epoch != epoch:
+            self.flush()
+            fold = self._folded = _Fold(event, series, epoch)
+        fold.rows.append((metrics, step))
+        if step is not None:
+            fold.step = step
+        if not self.folding:
+            self.flush()
+
     def flush(self) -> None:
-        """Makes the update of the rows folded so far, if any."""
-        if self._folded is not None:
-            (series, epoch, rows), self._folded = self._folded, None
-            self._more_of_epoch(series, rows, epoch)
+        """Makes the update of the rows or steps folded so far, if any."""
+        fold, self._folded = self._folded, None
+        if fold is not None and fold.epoch is not None:  # "epoch" folds have one, "step" folds none
+            self._more_of_epoch(fold.series, fold.rows, fold.epoch)
+        elif fold is not None:
+            self._steps(fold.series, fold.rows)
+
+    def _steps(self, series: RunState, rows: list[tuple[dict[str, float], int | None]]) -> None:
+        """Steps of the epoch in progress, of known keys: the gauges and the step (``observe`` without a best)."""
+        now = self._now()
+
+        def change(s: RunState) -> None:
+            for metrics, step in rows:
+                if step is not None:
+                    s.step = step
+                s.metrics.update(metrics)
+            s.time = now
+
+        self.store.update(series, "step", change)
 
     def _more_of_epoch(self, series: RunState, rows: list[tuple[dict[str, float], int | None]], epoch: int) -> None:
         """``_placed`` of each row's (values, step), more values of the epoch in progress, all of known keys
@@ -476,13 +497,18 @@ class Interpreter:
     def _pairs(self, found: kv.Pairs | patterns.Match) -> None:
         """``name=value`` pairs or a user pattern's groups: the epoch and step as printed."""
         if isinstance(found, patterns.Match) and found.phase == "test":
+            self.flush()
             self._evaluate(found.metrics)
             return
         train = self._train_series()
         metrics, epoch, step = found.metrics, found.epoch, found.step
+        fold = self._folded
+        at = train.step if train is not None else None  # the step the run is at, folded steps included
+        if fold is not None and fold.series is train and fold.step is not None:
+            at = fold.step
         back = train is not None and (
             (epoch is not None and train.epoch is not None and epoch < train.epoch)
-            or (step is not None and train.step is not None and step < train.step)
+            or (step is not None and at is not None and step < at)
         )
         if (
             epoch is None
@@ -490,18 +516,25 @@ class Interpreter:
             and train.epoch is not None
             and not (back or self._trained)
             and metrics.keys() <= train.metrics.keys()
-        ):  # most lines: a step of the epoch in progress, of known keys; what ``_placed`` does for it, inline
-            now = self._now()
-
-            def step_change(s: RunState) -> None:
-                if step is not None:
-                    s.step = step
-                s.metrics.update(metrics)  # the gauges: ``observe`` without a best, of keys the run has
-                s.time = now
-
-            self.store.update(train, "step", step_change)
+        ):  # most lines: a step of the epoch in progress, of known keys (folded steps change none of these)
+            self._fold("step", train, None, metrics, step)
             return
+        self.flush()
         self._placed(metrics, epoch, step, new_run=back or self._trained, train=train)
+
+
+class _Fold:
+    """Updates that wait for one ``store.update`` while a chunk's lines are read (``Interpreter.folding``):
+    rows of one series' epoch in progress ("epoch": a CSV file's) or steps of it ("step": name=value lines,
+    user patterns), each (values, step), all of known keys. Read at once, they are read at one time; their
+    update is made before any other item, at the end of the chunk, or as the next one does not fold."""
+
+    __slots__ = ("epoch", "event", "rows", "series", "step")
+
+    def __init__(self, event: str, series: RunState, epoch: int | None) -> None:
+        self.event, self.series, self.epoch = event, series, epoch
+        self.rows: list[tuple[dict[str, float], int | None]] = []
+        self.step: int | None = None  # the last step of the rows
 
 
 # The handler of each text format's item (exact types: the parsers build no subclasses). After
@@ -518,6 +551,7 @@ _TEXT_ITEMS: dict[type, Callable[[Interpreter, Any], None]] = {
     kv.Pairs: Interpreter._pairs,
     patterns.Match: Interpreter._pairs,
 }
+_FOLDED_ITEMS = (csv_log.Row, kv.Pairs, patterns.Match)  # the items whose handlers fold (or flush first)
 
 
 def _whole(epoch: float | None) -> int | None:
