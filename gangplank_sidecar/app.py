@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import signal
 import sys
@@ -308,8 +309,13 @@ class Sidecar:
         return history
 
     def read(self, echo: Echo) -> int:
-        """Reads the source to its end or a stop signal; the wrapped command's exit code, else 0."""
+        """Reads the source to its end or a stop signal; the wrapped command's exit code, else 0.
+
+        What start-up built lives as long as the process: ``gc.freeze`` takes it out of the collector's
+        view, so that the collections the reading path's garbage triggers do not walk it each time.
+        """
         s = self.settings
+        gc.freeze()
         try:
             if self.signals.stopped:  # during the start (a long replay of followed files)
                 return EXIT_OK

@@ -99,9 +99,15 @@ class Curve:
                 before = self._before
                 buckets[-1] = Bucket.of(epoch, value) if before is None else _merged_with(before, epoch, value)
                 return
-            if last[3] < self.span:
+            if last[3] < self.span:  # _merged_with, inline: every epoch of a long run comes here
                 self._before = last
-                buckets[-1] = _merged_with(last, epoch, value)
+                first, _, total, size, low, high, nonfinite = last
+                if value - value == 0.0:  # finite; low and high are NaN (!= themselves) before a finite value
+                    low = value if value < low or low != low else low
+                    high = value if value > high or high != high else high
+                    buckets[-1] = _new_bucket(Bucket, (first, epoch, total + value, size + 1, low, high, nonfinite))
+                else:
+                    buckets[-1] = _new_bucket(Bucket, (first, epoch, total + 0.0, size + 1, low, high, nonfinite + 1))
                 return
             if len(buckets) == MAX_BUCKETS:  # every bucket is full: merge them in pairs
                 buckets = self.buckets = [a.merge(b) for a, b in zip(buckets[::2], buckets[1::2])]

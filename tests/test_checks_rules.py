@@ -290,3 +290,26 @@ def test_running_checks_equal_the_rules_over_the_whole_history(rows, t: Threshol
         history.append((epoch, metrics))
         fired, _ = run.epoch(epoch, metrics, None)
         assert fired == [f for f in (rule(history, t) for rule in RULES) if f is not None]
+
+
+def test_the_monitor_sets_a_finding_again_when_something_else_changed_the_checks() -> None:
+    """An unchanged finding is not set again, unless a record's own checks replaced it meanwhile."""
+    store = Store()
+    series = store.begin("j", "train", "r")
+    monitor = checks.Monitor(Thresholds(plateau_epochs=1))
+
+    def epoch(n: int) -> None:
+        series.epoch = n
+        series.observe({"loss": 1.0}, n)
+        monitor.epoch(series)
+
+    epoch(1)
+    epoch(2)
+    assert series.failed_checks == {"plateau"}
+    version = series.checks_version
+    epoch(3)  # the same finding: nothing set
+    assert series.checks_version == version and series.failed_checks == {"plateau"}
+    series.set_checks([Check(name="plateau", severity="info", fired=False)])  # an emitter's record says so
+    assert series.failed_checks == set()
+    epoch(4)
+    assert series.failed_checks == {"plateau"} and series.checks["plateau"].message.startswith("loss has not improved")

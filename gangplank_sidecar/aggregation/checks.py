@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -322,8 +323,8 @@ class RunChecks:
                 dead_weights(self.first_weights, self.last_weights, t),
                 exploding_weights(self.first_weights, self.last_weights, t),
             ]
-        fired = [f for f in found if f is not None]
-        return fired, _passed_but(frozenset([f.name for f in fired])) if fired else _ALL_PASSED
+        fired = list(filter(None, found))  # a Check is true: the findings, in C
+        return fired, _passed_but(frozenset(map(_NAME, fired))) if fired else _ALL_PASSED
 
     def _add(self, epoch: int, metrics: dict[str, float]) -> tuple:
         """The state with this epoch's finite loss and val_loss taken in."""
@@ -355,6 +356,7 @@ class RunChecks:
 
 
 _ALL_PASSED = {c.name: c for c in _PASSED}
+_NAME = operator.attrgetter("name")
 
 
 @functools.lru_cache(maxsize=128)
@@ -370,6 +372,8 @@ class Monitor:
         self.thresholds = thresholds or Thresholds()
         self._runs: dict[Key, tuple[str, RunChecks]] = {}
         self._last: tuple[RunState, str, RunChecks] | None = None  # the series checked last, its run and checks
+        # What the last epoch set on that series: (its checks_version after, passed, fired)
+        self._set: tuple[int, dict[str, Check], list[Check]] | None = None
 
     def start(self, series: RunState) -> None:
         if series.phase == "train":
@@ -385,8 +389,12 @@ class Monitor:
             if current is None or current[0] != series.run:
                 current = self._runs[series.key] = (series.run, RunChecks(self.thresholds))
             run = current[1]
-            self._last = (series, series.run, run)
+            self._last, self._set = (series, series.run, run), None
         fired, passed = run.epoch(series.epoch or 0, series.epoch_metrics, series.weights)
+        done = self._set
+        if done is not None and done[0] == series.checks_version and done[1] is passed and done[2] == fired:
+            return  # the same findings as the epoch before, still on the series (findings are shared objects)
         series.pass_checks(passed)
         if fired:
             series.set_checks(fired)
+        self._set = (series.checks_version, passed, fired)

@@ -141,7 +141,10 @@ class Interpreter:
             self._step(series, rec)
             return
 
-        def change(s: RunState) -> None:
+        monitor = self.checks
+
+        def change(s: RunState) -> None:  # ``_update``'s settling and checks, inline: one closure a record
+            s.settled()
             s.time = rec.time
             if isinstance(rec, protocol.End):
                 s.status = rec.status
@@ -156,8 +159,10 @@ class Interpreter:
             if rec.weights is not None:
                 s.weights = rec.weights
             s.observe(rec.metrics, s.epoch)
+            if isinstance(rec, protocol.Epoch):
+                monitor.epoch(s)
 
-        self._update(series, rec.event, change)
+        self._update(series, rec.event, change, check=False)
 
     def _step(self, series: RunState, rec: protocol.Step) -> None:
         """A step's running means: the step, its values, the time; no best, no checks, no history."""

@@ -57,6 +57,7 @@ class RunState:
     weights: Weights | None = None
     checks: dict[str, Check] = field(default_factory=dict)
     failed_checks: set[str] = field(default_factory=set)
+    checks_version: int = 0  # changes with ``checks`` and ``failed_checks``: a reader's copy of them is current
     status: str | None = None
     curves: dict[str, Curve] = field(default_factory=dict)
     time: float = 0.0
@@ -157,6 +158,7 @@ class RunState:
 
     def set_checks(self, checks: Iterable[Check], fired: bool = True) -> None:
         """Known checks, as fired (1) or passed (0): a healthy run shows zeros, not nothing."""
+        self.checks_version += 1
         for check in checks:
             self.checks[check.name] = check
             if fired and check.fired:
@@ -166,6 +168,7 @@ class RunState:
 
     def pass_checks(self, passed: dict[str, Check]) -> None:
         """``set_checks(passed.values(), fired=False)`` for checks that passed, by name: two C-level updates."""
+        self.checks_version += 1
         self.checks.update(passed)
         self.failed_checks.difference_update(passed)
 

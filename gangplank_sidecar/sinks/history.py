@@ -111,6 +111,8 @@ class HistorySink:
         # its place while the writer has not popped it (CSV rows, FloydHub points: an epoch a thousand records).
         self._queue: queue.SimpleQueue[list[_HistoryRow] | _System | None] = queue.SimpleQueue()
         self._slot: list[_HistoryRow] = []  # the last record's slot
+        # The last series heard of, its checks_version, and copies of its checks and failed checks then
+        self._checks_copied: tuple[RunState | None, int, dict[str, Check], frozenset[str]] = (None, 0, {}, frozenset())
         self._room = threading.Event()
         self._shedding = False
         self.shed = 0  # records and samples dropped because the writer could not keep up
@@ -130,12 +132,16 @@ class HistorySink:
     def listen(self, event: str, s: RunState) -> None:
         """A store listener, in the reading thread: a snapshot of what the record brought, no I/O.
 
-        The dicts the run state changes in place are copied (a C-level copy of a few entries);
-        ``labels`` and the checks themselves are never changed once made, so they are shared.
+        The dicts the run state changes in place are copied (a C-level copy of a few entries), the checks
+        only when they changed (``checks_version``); ``labels`` and each Check are never changed once
+        made, so they are shared.
         """
         if event not in _WRITTEN:
             self._heard = s.version
             return
+        copied = self._checks_copied
+        if copied[0] is not s or copied[1] != s.checks_version:  # copies of checks are shared while current
+            copied = self._checks_copied = (s, s.checks_version, dict(s.checks), frozenset(s.failed_checks))
         row = _new_row(
             _HistoryRow,
             (
@@ -153,8 +159,8 @@ class HistorySink:
                 s.planned_epochs,
                 s.elapsed,
                 s.source,
-                dict(s.checks),
-                frozenset(s.failed_checks),
+                copied[2],
+                copied[3],
                 s.labels,
                 s.version,
             ),
@@ -167,11 +173,14 @@ class HistorySink:
         """Whether ``row`` took the place of the record before it: the same run's same epoch with the same
         checks fired, still queued (the writer upserts that epoch, so only its last record matters)."""
         slot = self._slot
-        last = slot[0] if slot else None
+        if not slot:
+            return False
+        last = slot[0]
         if (
-            last is None
-            or last.event != "epoch"
-            or (last.epoch, last.run, last.phase) != (row.epoch, row.run, row.phase)
+            last.event != "epoch"
+            or last.epoch != row.epoch
+            or last.run != row.run
+            or last.phase != row.phase
             or last.failed_checks != row.failed_checks
         ):
             return False
