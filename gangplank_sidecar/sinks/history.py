@@ -287,8 +287,11 @@ class HistorySink:
     def _write(self, records: list[_HistoryRow]) -> None:
         """One transaction; an epoch's metrics are written once however many records it took.
 
-        FloydHub brings an epoch one metric a line, each an ``epoch`` record: the next record
-        of the same epoch holds every key of this one (a series' metrics only grow), newer.
+        FloydHub brings an epoch one metric a line, each an ``epoch`` record (a Trainer its logging
+        steps, as values of the epoch in progress): the next record of the same epoch holds every key
+        of this one (a series' metrics only grow), newer. A record followed by one of the same epoch with
+        the same checks fired is left out, as the queue's slot leaves it out; one whose checks differ
+        writes its checks, not its metrics.
         """
         with db.transaction(self._conn):
             for record, later in zip(records, [*records[1:], None]):
@@ -297,6 +300,8 @@ class HistorySink:
                     and later.event == record.event == "epoch"
                     and ((later.run, later.phase, later.epoch) == (record.run, record.phase, record.epoch))
                 )
+                if superseded and later is not None and later.failed_checks == record.failed_checks:
+                    continue  # what the queue's slot would have done: the later record says all this one does
                 self._write_one(record, metrics=not superseded)
 
     def _write_system(self, samples: list[_System]) -> None:
