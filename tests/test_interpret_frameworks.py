@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -276,3 +277,44 @@ def test_pairs_inline_step_equals_placed(found: list[Match], chunk: int) -> None
         for store in stores
     ]
     assert states[0] == states[1] == states[2]
+
+
+def _trainer_lines() -> list[bytes]:
+    """A Trainer's logging steps (fractional epochs) and evaluations over three epochs, the loss at its best
+    within the second, going up in the third (a finding that comes within an epoch), then the fit's summary."""
+    lines = []
+    for step in range(1, 31):
+        epoch = step / 10
+        loss = 1 / step if step <= 10 else 0.05 + abs(step - 15) / 100 if step <= 20 else 0.5 + step / 100
+        lines.append(f"{{'loss': {loss:.4f}, 'grad_norm': 0.5, 'learning_rate': 1e-3, 'epoch': {epoch:.2f}}}".encode())
+        if step % 10 == 0:
+            lines.append(f"{{'eval_loss': {loss * 1.1:.4f}, 'eval_runtime': 0.1, 'epoch': {epoch:.1f}}}".encode())
+    lines.append(b"{'train_runtime': 3.5, 'train_loss': 0.4, 'epoch': 3.0}")
+    return lines
+
+
+def _trainer_state(chunks: list[list[bytes]], listened: bool) -> list[object]:
+    from gangplank_sidecar.pipeline import Pipeline
+    from gangplank_sidecar.selfmetrics import SelfMetrics
+
+    store = Store()
+    if listened:
+        store.listeners.append(lambda event, series: None)
+    pipeline = Pipeline(store, SelfMetrics(), report=lambda message: None)
+    for chunk in chunks:
+        pipeline.feed_lines("stdin", chunk)
+    fields = ("epoch", "step", "metrics", "epoch_metrics", "metrics_epoch", "best", "status", "failed_checks")
+    return [
+        [getattr(s, name) for name in fields] + [{k: c.buckets for k, c in s.curves.items()}, sorted(s.checks.items())]
+        for s in store.all_runs()
+    ]
+
+
+@pytest.mark.parametrize("listened", [False, True])
+def test_trainer_steps_read_in_one_chunk_leave_the_state_of_one_line_at_a_time(listened: bool) -> None:
+    """A chunk's Trainer steps of the epoch in progress fold into one update: the same run state."""
+    lines = _trainer_lines()
+    state = _trainer_state([[line] for line in lines], listened)
+    assert state[0][0] == 3 and state[0][6] == "ok"
+    assert _trainer_state([lines], listened) == state
+    assert _trainer_state([lines[i : i + 7] for i in range(0, len(lines), 7)], listened) == state

@@ -378,6 +378,7 @@ class Interpreter:
         epoch = _whole(metrics.pop("epoch", None))
         train = self._train_series()
         if "train_runtime" in metrics:
+            self.flush()
             elapsed = metrics.pop("train_runtime")
             series = self._text_series("train")
 
@@ -390,6 +391,7 @@ class Interpreter:
             self._trained = True
             self._update(series, "end", _ended)
         elif any(key.startswith("eval_") for key in metrics):
+            self.flush()
             if self._trained or train is None:
                 values = {key.removeprefix("eval_"): value for key, value in metrics.items()}
                 runtime = values.pop("runtime", None)
@@ -402,6 +404,8 @@ class Interpreter:
             restart = self._trained or (
                 epoch is not None and train is not None and train.epoch is not None and epoch < train.epoch
             )
+            if not restart and self._folds(train, metrics, epoch or None):
+                return
             self._placed(metrics, epoch or None, new_run=restart, train=train)
 
     def _bar(self, bar: lightning_log.Bar) -> None:
@@ -430,17 +434,26 @@ class Interpreter:
         if train is None or train.run != self._text_run or train.retired:
             train = self._train_series()
         metrics, epoch = row.metrics, None if row.epoch is None else row.epoch + 1
+        if self._folds(train, metrics, epoch, row.step):
+            return
+        if train is None or epoch is None or train.epoch is None or epoch >= train.epoch:
+            self._placed(metrics, epoch, row.step, train=train)
+
+    def _folds(
+        self, train: RunState | None, metrics: dict[str, float], epoch: int | None, step: int | None = None
+    ) -> bool:
+        """Whether ``metrics`` are more values of ``train``'s epoch in progress, all of known keys, and so
+        folded (``_fold``); else what was folded is flushed, for the caller to place them."""
         if (
             train is not None
             and epoch is not None
             and epoch == train.epoch == train.metrics_epoch
             and metrics.keys() <= train.metrics.keys()
         ):
-            self._fold("epoch", train, epoch, metrics, row.step)
-            return
+            self._fold("epoch", train, epoch, metrics, step)
+            return True
         self.flush()
-        if train is None or epoch is None or train.epoch is None or epoch >= train.epoch:
-            self._placed(metrics, epoch, row.step, train=train)
+        return False
 
     def _fold(
         self, event: str, series: RunState, epoch: int | None, metrics: dict[str, float], step: int | None
@@ -556,7 +569,7 @@ _TEXT_ITEMS: dict[type, Callable[[Interpreter, Any], None]] = {
     kv.Pairs: Interpreter._pairs,
     patterns.Match: Interpreter._pairs,
 }
-_FOLDED_ITEMS = (csv_log.Row, kv.Pairs, patterns.Match)  # the items whose handlers fold (or flush first)
+_FOLDED_ITEMS = (csv_log.Row, kv.Pairs, patterns.Match, transformers_log.Log)  # handlers that fold or flush
 
 
 def _whole(epoch: float | None) -> int | None:
