@@ -385,3 +385,33 @@ def test_a_check_is_stored_as_it_fires_passes_and_fires_again(tmp_path: Path) ->
         assert _check_rows(path, [False, False, True, True], started) == [("plateau", "G1", "flat at 4", 2, 4, 1)]
         assert _check_rows(path, [False, True], started) == [("plateau", "G1", "flat at 2", 2, 2, 1)]
         assert _check_rows(path, [False], started) == [("plateau", "G1", "flat at 2", 2, 2, 0)]
+
+
+def test_a_batch_writes_each_run_once_and_keeps_what_its_earlier_records_knew(tmp_path: Path) -> None:
+    """Records of two runs in one batch: each run's row comes from its last record, with the values a row
+    keeps (params, elapsed, ...) taken from an earlier record where the last has none; metrics of every epoch.
+    Runs of the protocol (with params) left open are closed as interrupted."""
+    sink = HistorySink(tmp_path / "runs.db", {}, lambda message: None)
+    for run, epoch, params, elapsed in (
+        ("a", 1, 10, 5.0),
+        ("b", 1, None, None),
+        ("a", 2, None, None),
+        ("b", 2, 7, 3.0),
+    ):
+        s = RunState(job="j", phase="train", run=run, started=T0, time=T0 + epoch)
+        s.epoch, s.params, s.elapsed = epoch, params, elapsed
+        s.observe({"loss": 1.0 / epoch}, epoch)
+        sink.listen("epoch", s)
+    sink.start()
+    assert sink.close(time.monotonic() + 30)
+    path = tmp_path / "runs.db"
+    assert rows(path, "SELECT run, params, epochs, elapsed, status FROM runs ORDER BY run") == [
+        ("a", 10, 2, 5.0, "interrupted"),
+        ("b", 7, 2, 3.0, "interrupted"),
+    ]
+    assert rows(path, "SELECT r.run, m.epoch, m.value FROM metrics m JOIN runs r ON r.id = m.run_id ORDER BY 1, 2") == [
+        ("a", 1, 1.0),
+        ("a", 2, 0.5),
+        ("b", 1, 1.0),
+        ("b", 2, 0.5),
+    ]

@@ -285,24 +285,38 @@ class HistorySink:
         return True
 
     def _write(self, records: list[_HistoryRow]) -> None:
-        """One transaction; an epoch's metrics are written once however many records it took.
+        """One transaction, with one statement a kind where the records allow it.
 
         FloydHub brings an epoch one metric a line, each an ``epoch`` record (a Trainer its logging
         steps, as values of the epoch in progress): the next record of the same epoch holds every key
         of this one (a series' metrics only grow), newer. A record followed by one of the same epoch with
         the same checks fired is left out, as the queue's slot leaves it out; one whose checks differ
-        writes its checks, not its metrics.
+        writes its checks, not its metrics. Each run's row is written once, from its last record.
         """
+        kept = [
+            (record, not _same_epoch(record, later))
+            for record, later in zip(records, [*records[1:], None])
+            if not (_same_epoch(record, later) and later is not None and later.failed_checks == record.failed_checks)
+        ]
         with db.transaction(self._conn):
-            for record, later in zip(records, [*records[1:], None]):
-                superseded = (
-                    later is not None
-                    and later.event == record.event == "epoch"
-                    and ((later.run, later.phase, later.epoch) == (record.run, record.phase, record.epoch))
+            for record in _last_of_each_run([record for record, _ in kept]):
+                self._write_run(record)
+            rows = [
+                (
+                    self._ids[(r.run, r.phase)],
+                    r.epoch if r.event == "epoch" and r.epoch is not None else db.EVALUATE_EPOCH,
                 )
-                if superseded and later is not None and later.failed_checks == record.failed_checks:
-                    continue  # what the queue's slot would have done: the later record says all this one does
-                self._write_one(record, metrics=not superseded)
+                + (key, db.to_db(value))
+                for r, metrics in kept
+                if metrics and r.metrics is not None and (r.epoch is not None or r.event == "evaluate")
+                for key, value in r.metrics.items()
+            ]
+            if rows:
+                self._conn.executemany(
+                    "INSERT INTO metrics VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value", rows
+                )
+            for record, _ in kept:
+                self._write_checks(record)
 
     def _write_system(self, samples: list[_System]) -> None:
         with db.transaction(self._conn):
@@ -317,7 +331,8 @@ class HistorySink:
             self._projects[job] = self._conn.execute("SELECT id FROM projects WHERE name = ?", (job,)).fetchone()[0]
         return self._projects[job]
 
-    def _write_one(self, r: _HistoryRow, metrics: bool = True) -> None:
+    def _write_run(self, r: _HistoryRow) -> None:
+        """The run's row, from its latest record; its id is kept for the metrics and checks."""
         key = (r.run, r.phase)
         status = r.status or "running"
         (run_id,) = self._conn.execute(
@@ -356,13 +371,10 @@ class HistorySink:
             self._open.pop(key, None)
         else:
             self._open[key] = r.params is not None
-        if metrics and r.metrics is not None and (r.epoch is not None or r.event == "evaluate"):
-            epoch = r.epoch if r.event == "epoch" and r.epoch is not None else db.EVALUATE_EPOCH
-            self._conn.executemany(
-                "INSERT INTO metrics VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value",
-                [(run_id, epoch, k, db.to_db(v)) for k, v in r.metrics.items()],
-            )
-        # A check that passes is written once as passing, then only when it has fired again.
+
+    def _write_checks(self, r: _HistoryRow) -> None:
+        """A check that passes is written once as passing, then only when it has fired again."""
+        run_id = self._ids[(r.run, r.phase)]
         for name, check in r.checks.items():
             if name in r.failed_checks:
                 self._conn.execute(
@@ -386,3 +398,31 @@ class HistorySink:
                     ("interrupted" if protocol else "ended", self._ids[key]),
                 )
         self._open.clear()
+
+
+def _same_epoch(record: _HistoryRow, later: _HistoryRow | None) -> bool:
+    """Whether ``later`` is another ``epoch`` record of the same run's same epoch."""
+    return (
+        later is not None
+        and later.event == record.event == "epoch"
+        and later.epoch == record.epoch
+        and later.run == record.run
+        and later.phase == record.phase
+    )
+
+
+_KEPT_FIELDS = ("framework", "params", "planned_epochs", "epoch", "elapsed")  # the runs row keeps an earlier value
+
+
+def _last_of_each_run(records: list[_HistoryRow]) -> list[_HistoryRow]:
+    """Each run's last record, with the values its row keeps (``COALESCE``) filled in from the records before
+    it: one write of the row leaves what one write a record would."""
+    last: dict[tuple[str, str], _HistoryRow] = {}
+    for record in records:
+        before = last.get((record.run, record.phase))
+        if before is not None:
+            kept = {name: getattr(before, name) for name in _KEPT_FIELDS if getattr(record, name) is None}
+            if any(value is not None for value in kept.values()):
+                record = record._replace(**{k: v for k, v in kept.items() if v is not None})
+        last[(record.run, record.phase)] = record
+    return list(last.values())
