@@ -318,3 +318,35 @@ def test_trainer_steps_read_in_one_chunk_leave_the_state_of_one_line_at_a_time(l
     assert state[0][0] == 3 and state[0][6] == "ok"
     assert _trainer_state([lines], listened) == state
     assert _trainer_state([lines[i : i + 7] for i in range(0, len(lines), 7)], listened) == state
+
+
+def _floydhub_lines() -> list[bytes]:
+    """FloydHub step points of two metrics, an epoch point now and then, a step going back (a new run)."""
+    lines = []
+    for n, step in enumerate([*range(1, 25), *range(3, 12)]):
+        loss = 0.2 + abs(n - 9) / 20
+        lines.append(f'{{"metric": "loss", "value": {loss}, "step": {step}}}'.encode())
+        lines.append(f'{{"metric": "accuracy", "value": {1 - loss}, "step": {step}}}'.encode())
+        if step % 8 == 0:
+            lines.append(f'{{"metric": "val_loss", "value": {loss * 1.1}, "epoch": {step // 8}}}'.encode())
+    return lines
+
+
+@pytest.mark.parametrize("listened", [False, True])
+def test_floydhub_step_points_read_in_one_chunk_leave_the_state_of_one_line_at_a_time(listened: bool) -> None:
+    """A chunk's FloydHub step points of known keys fold into one update: the same runs, values and bests."""
+    lines = _floydhub_lines()
+    state = _trainer_state([[line] for line in lines], listened)
+    assert len(state) == 2 and state[0][1] == 24 and state[1][1] == 11  # the step back started the second run
+    assert state[0][5]["loss"] == (0.2, 1)  # the first run's best, at epoch 1
+    assert _trainer_state([lines], listened) == state
+    assert _trainer_state([lines[i : i + 5] for i in range(0, len(lines), 5)], listened) == state
+
+
+def test_a_floydhub_step_back_within_a_chunk_starts_a_new_run() -> None:
+    """Steps 10, 11, then 5 in one chunk: 5 goes back from the folded 11, not from the run's 3 before it."""
+    line = '{{"metric": "loss", "value": 0.5, "step": {}}}'.format
+    first, second = [line(n).encode() for n in (1, 2, 3)], [line(n).encode() for n in (10, 11, 5)]
+    state = _trainer_state([first, second], listened=False)
+    assert [run[1] for run in state] == [11, 5]
+    assert state == _trainer_state([[one] for one in first + second], listened=False)

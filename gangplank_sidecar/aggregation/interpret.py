@@ -230,6 +230,13 @@ class Interpreter:
         """
         metric, value, epoch, step = point
         series = self._text_series("train")
+        if epoch is None and metric in series.metrics:  # most points: a step's value of a known key
+            fold = self._folded
+            at = fold.step if fold is not None and fold.series is series and fold.step is not None else series.step
+            if step is None or at is None or step >= at:
+                self._fold("point", series, None, {metric: value}, step)
+                return
+        self.flush()
         if epoch is not None:
             epoch += self._floyd_offset
         if (epoch is not None and series.epoch is not None and epoch < series.epoch) or (
@@ -473,20 +480,25 @@ class Interpreter:
     def flush(self) -> None:
         """Makes the update of the rows or steps folded so far, if any."""
         fold, self._folded = self._folded, None
-        if fold is not None and fold.epoch is not None:  # "epoch" folds have one, "step" folds none
+        if fold is not None and fold.epoch is not None:  # "epoch" folds have one, the others none
             self._more_of_epoch(fold.series, fold.rows, fold.epoch)
         elif fold is not None:
-            self._steps(fold.series, fold.rows)
+            self._steps(fold.series, fold.rows, best=fold.event == "point")
 
-    def _steps(self, series: RunState, rows: list[tuple[dict[str, float], int | None]]) -> None:
-        """Steps of the epoch in progress, of known keys: the gauges and the step (``observe`` without a best)."""
+    def _steps(self, series: RunState, rows: list[tuple[dict[str, float], int | None]], best: bool) -> None:
+        """Steps of the epoch in progress, of known keys: the gauges and the step (``observe`` without a best);
+        ``best``: FloydHub's step points, whose values also count for the best (``observe_one``)."""
         now = self._now()
 
         def change(s: RunState) -> None:
             for metrics, step in rows:
                 if step is not None:
                     s.step = step
-                s.metrics.update(metrics)
+                if best:
+                    for key, value in metrics.items():
+                        s.observe_one(key, value, s.epoch)
+                else:
+                    s.metrics.update(metrics)
             s.time = now
 
         self.store.update(series, "step", change)
@@ -543,9 +555,10 @@ class Interpreter:
 
 class _Fold:
     """Updates that wait for one ``store.update`` while a chunk's lines are read (``Interpreter.folding``):
-    rows of one series' epoch in progress ("epoch": a CSV file's) or steps of it ("step": name=value lines,
-    user patterns), each (values, step), all of known keys. Read at once, they are read at one time; their
-    update is made before any other item, at the end of the chunk, or as the next one does not fold."""
+    rows of one series' epoch in progress ("epoch": a CSV file's, a Trainer's logging steps) or steps of it
+    ("step": name=value lines, user patterns; "point": FloydHub's), each (values, step), all of known keys.
+    Read at once, they are read at one time; their update is made before any other item, at the end of the
+    chunk, or as the next one does not fold."""
 
     __slots__ = ("epoch", "event", "rows", "series", "step")
 
@@ -569,7 +582,7 @@ _TEXT_ITEMS: dict[type, Callable[[Interpreter, Any], None]] = {
     kv.Pairs: Interpreter._pairs,
     patterns.Match: Interpreter._pairs,
 }
-_FOLDED_ITEMS = (csv_log.Row, kv.Pairs, patterns.Match, transformers_log.Log)  # handlers that fold or flush
+_FOLDED_ITEMS = (csv_log.Row, kv.Pairs, patterns.Match, transformers_log.Log, floydhub.Point)  # fold or flush
 
 
 def _whole(epoch: float | None) -> int | None:
