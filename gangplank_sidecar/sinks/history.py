@@ -173,16 +173,7 @@ class HistorySink:
         """Whether ``row`` took the place of the record before it: the same run's same epoch with the same
         checks fired, still queued (the writer upserts that epoch, so only its last record matters)."""
         slot = self._slot
-        if not slot:
-            return False
-        last = slot[0]
-        if (
-            last.event != "epoch"
-            or last.epoch != row.epoch
-            or last.run != row.run
-            or last.phase != row.phase
-            or last.failed_checks != row.failed_checks
-        ):
+        if not slot or not _replaces(row, slot[0]):
             return False
         try:
             slot[0] = row  # one C operation: an IndexError once the writer has popped the slot
@@ -293,11 +284,12 @@ class HistorySink:
         the same checks fired is left out, as the queue's slot leaves it out; one whose checks differ
         writes its checks, not its metrics. Each run's row is written once, from its last record.
         """
-        kept = [
-            (record, not _same_epoch(record, later))
-            for record, later in zip(records, [*records[1:], None])
-            if not (_same_epoch(record, later) and later is not None and later.failed_checks == record.failed_checks)
-        ]
+        kept = []  # (record, whether its metrics are written)
+        for record, later in zip(records, [*records[1:], None]):
+            if later is None or not _same_epoch(record, later):
+                kept.append((record, True))
+            elif not _replaces(later, record):
+                kept.append((record, False))
         with db.transaction(self._conn):
             for record in _last_of_each_run([record for record, _ in kept]):
                 self._write_run(record)
@@ -400,15 +392,20 @@ class HistorySink:
         self._open.clear()
 
 
-def _same_epoch(record: _HistoryRow, later: _HistoryRow | None) -> bool:
+def _same_epoch(record: _HistoryRow, later: _HistoryRow) -> bool:
     """Whether ``later`` is another ``epoch`` record of the same run's same epoch."""
     return (
-        later is not None
-        and later.event == record.event == "epoch"
+        later.event == record.event == "epoch"
         and later.epoch == record.epoch
         and later.run == record.run
         and later.phase == record.phase
     )
+
+
+def _replaces(later: _HistoryRow, record: _HistoryRow) -> bool:
+    """Whether ``later`` says all ``record`` does: the same epoch with the same checks fired (its metrics, a
+    series' only growing, hold every key of ``record``'s)."""
+    return _same_epoch(record, later) and later.failed_checks == record.failed_checks
 
 
 _KEPT_FIELDS = ("framework", "params", "planned_epochs", "epoch", "elapsed")  # the runs row keeps an earlier value
