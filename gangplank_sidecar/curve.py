@@ -56,10 +56,10 @@ _new_bucket = tuple.__new__  # a Bucket without NamedTuple's Python-level __new_
 def _merged_with(b: Bucket, epoch: int, value: float) -> Bucket:
     """``b.merge(Bucket.of(epoch, value))`` without the bucket in between: every epoch of a long run comes here."""
     first, _, total, size, low, high, nonfinite = b
-    if not math.isfinite(value):
+    if value - value != 0.0:  # NaN or infinite
         return _new_bucket(Bucket, (first, epoch, total + 0.0, size + 1, low, high, nonfinite + 1))
-    low = value if math.isnan(low) or value < low else low  # NaN: no finite value yet
-    high = value if math.isnan(high) or value > high else high
+    low = value if value < low or low != low else low  # low and high are NaN (!= themselves) before a finite value
+    high = value if value > high or high != high else high
     return _new_bucket(Bucket, (first, epoch, total + value, size + 1, low, high, nonfinite))
 
 
@@ -99,15 +99,9 @@ class Curve:
                 before = self._before
                 buckets[-1] = Bucket.of(epoch, value) if before is None else _merged_with(before, epoch, value)
                 return
-            if last[3] < self.span:  # _merged_with, inline: every epoch of a long run comes here
+            if last[3] < self.span:
                 self._before = last
-                first, _, total, size, low, high, nonfinite = last
-                if value - value == 0.0:  # finite; low and high are NaN (!= themselves) before a finite value
-                    low = value if value < low or low != low else low
-                    high = value if value > high or high != high else high
-                    buckets[-1] = _new_bucket(Bucket, (first, epoch, total + value, size + 1, low, high, nonfinite))
-                else:
-                    buckets[-1] = _new_bucket(Bucket, (first, epoch, total + 0.0, size + 1, low, high, nonfinite + 1))
+                buckets[-1] = _merged_with(last, epoch, value)
                 return
             if len(buckets) == MAX_BUCKETS:  # every bucket is full: merge them in pairs
                 buckets = self.buckets = [a.merge(b) for a, b in zip(buckets[::2], buckets[1::2])]
