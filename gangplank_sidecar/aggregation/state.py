@@ -144,16 +144,10 @@ class RunState:
                 return False
             self.names.learn((key,))
         self.metrics[key] = value
+        one = {key: value}
         if curve and epoch is not None:
-            line = self.curves.get(key)
-            if line is None and len(self.curves) < MAX_CURVES:
-                line = self.curves[key] = Curve()
-            if line is not None:
-                line.add(epoch, value)
-        if isfinite(value):
-            best = self.best.get(key)
-            if best is None or (value < best[0] if lower_is_better(key) else value > best[0]):
-                self.best[key] = (value, epoch)
+            self._curves(one, epoch)
+        self._bests(one, epoch)
         return True
 
     def set_checks(self, checks: Iterable[Check], fired: bool = True) -> None:
