@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -64,6 +64,16 @@ def _series(epochs: Epochs, key: str) -> list[tuple[int, float]]:
     return [(epoch, metrics[key]) for epoch, metrics in epochs if key in metrics and math.isfinite(metrics[key])]
 
 
+def _in_a_row(values: Sequence[float], moved: Callable[[float, float], bool]) -> int:
+    """How many times in a row, up to the last of ``values``, ``moved(before, after)`` held."""
+    count = 0
+    for a, b in zip(values[-2::-1], values[::-1]):
+        if not moved(a, b):
+            break
+        count += 1
+    return count
+
+
 def _better(a: float, b: float, min_delta: float) -> bool:
     """Whether a (lower) improves on b by more than min_delta of b's size."""
     return a < b - min_delta * abs(b)
@@ -93,11 +103,7 @@ def divergence(epochs: Epochs, t: Thresholds) -> Check | None:
     loss = _series(epochs, "loss")
     if not loss:
         return None
-    rises = 0
-    for (_, a), (_, b) in zip(loss[-2::-1], loss[::-1]):
-        if not _better(a, b, t.min_delta):
-            break
-        rises += 1
+    rises = _in_a_row([v for _, v in loss], lambda a, b: _better(a, b, t.min_delta))
     return _divergence(len(loss), loss[0], loss[-1], rises, t)
 
 
@@ -171,11 +177,7 @@ def train_val_gap(epochs: Epochs, t: Thresholds) -> Check | None:
     """val_loss - loss widened ``gap_epochs`` epochs in a row and is a good share of val_loss."""
     loss = dict(_series(epochs, "loss"))
     gaps = [(e, v - loss[e], v) for e, v in _series(epochs, "val_loss") if e in loss]
-    widened = 0
-    for (_, a, _), (_, b, _) in zip(gaps[-2::-1], gaps[::-1]):
-        if not b > a:
-            break
-        widened += 1
+    widened = _in_a_row([g for _, g, _ in gaps], lambda a, b: b > a)
     return _train_val_gap(gaps[-1] if gaps else None, widened, t)
 
 
@@ -310,13 +312,13 @@ class RunChecks:
             self._state,
         )
         found = [
-            None if math.isfinite(sum(metrics.values())) else _non_finite(epoch, metrics),
-            None if count < 2 else _divergence(count, first, last_loss, rises, t),
+            _non_finite(epoch, metrics),
+            _divergence(count, first, last_loss, rises, t),
             None if last is None else _overfitting(best, loss_at_best, last, loss_at_last, t),
             _plateau(before, min(losses[-t.plateau_epochs :]), t)
             if t.plateau_epochs and count > t.plateau_epochs
             else None,
-            None if widened < t.gap_epochs else _train_val_gap(gap, widened, t),
+            _train_val_gap(gap, widened, t),
         ]
         if self.last_weights is not None:
             found += [
