@@ -231,8 +231,7 @@ class Interpreter:
         metric, value, epoch, step = point
         series = self._text_series("train")
         if epoch is None and metric in series.metrics:  # most points: a step's value of a known key
-            fold = self._folded
-            at = fold.step if fold is not None and fold.series is series and fold.step is not None else series.step
+            at = self._step_at(series)
             if step is None or at is None or step >= at:
                 self._fold("point", series, None, {metric: value}, step)
                 return
@@ -437,9 +436,7 @@ class Interpreter:
         Most rows of a file are more values of the epoch in progress, all of known keys: ``_more_of_epoch``
         takes them, folded into one update while ``folding``. They change nothing the test for them reads.
         """
-        train = self._held.get("train")  # _train_series, inline: a call less a row
-        if train is None or train.run != self._text_run or train.retired:
-            train = self._train_series()
+        train = self._train_series()
         metrics, epoch = row.metrics, None if row.epoch is None else row.epoch + 1
         if self._folds(train, metrics, epoch, row.step):
             return
@@ -476,6 +473,11 @@ class Interpreter:
             fold.step = step
         if not self.folding:
             self.flush()
+
+    def _step_at(self, series: RunState) -> int | None:
+        """The step ``series`` is at, the steps folded for it included."""
+        fold = self._folded
+        return fold.step if fold is not None and fold.series is series and fold.step is not None else series.step
 
     def flush(self) -> None:
         """Makes the update of the rows or steps folded so far, if any."""
@@ -532,10 +534,7 @@ class Interpreter:
             return
         train = self._train_series()
         metrics, epoch, step = found.metrics, found.epoch, found.step
-        fold = self._folded
-        at = train.step if train is not None else None  # the step the run is at, folded steps included
-        if fold is not None and fold.series is train and fold.step is not None:
-            at = fold.step
+        at = None if train is None else self._step_at(train)
         back = train is not None and (
             (epoch is not None and train.epoch is not None and epoch < train.epoch)
             or (step is not None and at is not None and step < at)
