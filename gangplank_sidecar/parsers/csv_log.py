@@ -75,10 +75,8 @@ class CsvLog:
         try:
             lead = self._lead
             if lead:  # the places by position, each read as an int when it is plain digits
-                n, cell = len(lead), cells[0]
-                first = int(cell) if cell.isdigit() and len(cell) < 10 else _place(cell)
-                cell = cells[1] if n == 2 else b""
-                second = int(cell) if cell.isdigit() and len(cell) < 10 else _place(cell)
+                n = len(lead)
+                first, second = _place(cells[0]), _place(cells[1]) if n == 2 else None
                 epoch, step = (first, second) if lead[0] == "epoch" else (second, first)
                 values = {}
                 for key, cell in zip(self._metrics, cells[n:]):  # a loop, not a comprehension: no frame a row
@@ -132,7 +130,9 @@ def _is_number(cell: str) -> bool:
 
 
 def _place(cell: bytes) -> int | None:
-    """An epoch or step cell that is not plain digits: None when empty; ValueError for text."""
+    """An epoch or step cell: plain digits read as an int (no float), None when empty; ValueError for text."""
+    if cell.isdigit() and len(cell) < 10:
+        return int(cell)
     return _index(float(cell)) if cell else None
 
 
